@@ -1,0 +1,15 @@
+#pragma once
+// Random identifiers and digests.
+#include <string>
+#include <string_view>
+
+namespace vireo {
+
+// bytes random bytes from the OS CSPRNG, as lowercase hex (2*bytes characters).
+std::string random_hex(size_t bytes);
+// A version-4 UUID string.
+std::string random_uuid();
+// Lowercase hex SHA-256 of data.
+std::string sha256_hex(std::string_view data);
+
+}  // namespace vireo

@@ -1,0 +1,22 @@
+#include "base/json.h"
+
+namespace vireo {
+
+Result<Json> parse_json(std::string_view text) {
+  try {
+    return Json::parse(text);
+  } catch (const Json::parse_error& e) {
+    // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 5: ..."
+    std::string what = e.what();
+    if (auto pos = what.find("] "); pos != std::string::npos) what = what.substr(pos + 2);
+    return make_error(ErrorCode::kInvalidArgument, "invalid JSON at byte {}: {}", e.byte, what);
+  }
+}
+
+void merge_patch(Json& target, const Json& patch) { target.merge_patch(patch); }
+
+std::string dump_json(const Json& j, int indent) {
+  return j.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
+
+}  // namespace vireo
