@@ -1,0 +1,87 @@
+#include "server/router.h"
+
+#include "base/strings.h"
+
+namespace vireo::server {
+
+std::vector<std::string> Router::split_path(const std::string& path) {
+  std::vector<std::string> out;
+  for (auto& seg : split(path, '/')) {
+    if (!seg.empty()) out.push_back(std::move(seg));
+  }
+  return out;
+}
+
+void Router::add(Method method, const std::string& pattern, Handler handler) {
+  auto segments = split_path(pattern);
+  for (auto& route : routes_) {
+    if (route.segments == segments) {
+      route.handlers.emplace_back(method, std::move(handler));
+      return;
+    }
+  }
+  routes_.push_back(Route{std::move(segments), {{method, std::move(handler)}}});
+}
+
+void Router::add_sync(Method method, const std::string& pattern, SyncHandler handler) {
+  add(method, pattern, [h = std::move(handler)](Request& req, Responder respond) {
+    auto r = h(req);
+    respond(r ? std::move(*r) : Response::error(r.error()));
+  });
+}
+
+bool Router::match(const Route& route, const std::vector<std::string>& segments,
+                   std::map<std::string, std::string>& params) {
+  if (route.segments.size() != segments.size()) return false;
+  std::map<std::string, std::string> found;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const std::string& pat = route.segments[i];
+    if (pat.size() > 2 && pat.front() == '{' && pat.back() == '}') {
+      found[pat.substr(1, pat.size() - 2)] = segments[i];
+    } else if (pat != segments[i]) {
+      return false;
+    }
+  }
+  params = std::move(found);
+  return true;
+}
+
+void Router::dispatch(Request& request, Responder respond) const {
+  const auto segments = split_path(request.path);
+  // Literal routes win over placeholders: try routes with fewer placeholders first.
+  const Route* best = nullptr;
+  int best_placeholders = 1 << 30;
+  std::map<std::string, std::string> best_params;
+  for (const auto& route : routes_) {
+    std::map<std::string, std::string> params;
+    if (!match(route, segments, params)) continue;
+    int placeholders = static_cast<int>(params.size());
+    if (placeholders < best_placeholders) {
+      best = &route;
+      best_placeholders = placeholders;
+      best_params = std::move(params);
+    }
+  }
+  if (!best) {
+    respond(Response::error(Error(ErrorCode::kNotFound,
+                                  fmt::format("no such endpoint: {} {}", to_string(request.method),
+                                              request.path))));
+    return;
+  }
+  std::string allow;
+  for (const auto& [method, handler] : best->handlers) {
+    if (method == request.method) {
+      request.params = std::move(best_params);
+      handler(request, std::move(respond));
+      return;
+    }
+    allow += (allow.empty() ? "" : ", ") + std::string(to_string(method));
+  }
+  auto r = Response::error(Error(ErrorCode::kMethodNotAllowed,
+                                 fmt::format("method {} not allowed on {}; allowed: {}",
+                                             to_string(request.method), request.path, allow)));
+  r.header("Allow", allow);
+  respond(std::move(r));
+}
+
+}  // namespace vireo::server
