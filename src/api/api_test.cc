@@ -9,11 +9,18 @@ namespace vireo::api {
 namespace {
 
 TEST(ApiJsonTest, OperationRoundTrips) {
-  Operation op{.id = "abc", .description = "Creating profile web",
-               .status = OperationStatus::kFailure, .progress_percent = 40,
-               .progress_stage = "copying", .may_cancel = true, .error = "disk full",
-               .error_code = 500, .result = Json(nullptr), .resources = {{"profiles", {"/1.0/profiles/web"}}},
-               .created_at = "t0", .updated_at = "t1"};
+  Operation op{.id = "abc",
+               .description = "Creating profile web",
+               .status = OperationStatus::kFailure,
+               .progress_percent = 40,
+               .progress_stage = "copying",
+               .may_cancel = true,
+               .error = "disk full",
+               .error_code = 500,
+               .result = Json(nullptr),
+               .resources = {{"profiles", {"/1.0/profiles/web"}}},
+               .created_at = "t0",
+               .updated_at = "t1"};
   Json j = to_json(op);
   EXPECT_EQ(j["status"], "failure");
   EXPECT_EQ(j["progress"]["percent"], 40);

@@ -4,11 +4,16 @@ namespace vireo::api {
 
 std::string_view to_string(OperationStatus s) {
   switch (s) {
-    case OperationStatus::kPending: return "pending";
-    case OperationStatus::kRunning: return "running";
-    case OperationStatus::kSuccess: return "success";
-    case OperationStatus::kFailure: return "failure";
-    case OperationStatus::kCancelled: return "cancelled";
+    case OperationStatus::kPending:
+      return "pending";
+    case OperationStatus::kRunning:
+      return "running";
+    case OperationStatus::kSuccess:
+      return "success";
+    case OperationStatus::kFailure:
+      return "failure";
+    case OperationStatus::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }

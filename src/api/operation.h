@@ -18,10 +18,10 @@ struct Operation {
   int progress_percent = -1;  // -1: the action does not report progress
   std::string progress_stage;
   bool may_cancel = false;
-  std::string error;          // one line, set on failure
-  int error_code = 0;         // HTTP status the error maps to, set on failure
-  Json result;                // what the action produced, on success
-  Json resources;             // {"profiles": ["/1.0/profiles/web"], ...}
+  std::string error;   // one line, set on failure
+  int error_code = 0;  // HTTP status the error maps to, set on failure
+  Json result;         // what the action produced, on success
+  Json resources;      // {"profiles": ["/1.0/profiles/web"], ...}
   std::string created_at;
   std::string updated_at;
 

@@ -29,11 +29,11 @@ Result<ServerInfo> server_info_from_json(const Json& j) {
     info.api_extensions = j.value("api_extensions", std::vector<std::string>{});
     info.auth = j.value("auth", "");
     const Json& h = j.at("host");
-    info.host = HostInfo{h.value("hostname", ""),    h.value("kernel", ""),
-                         h.value("architecture", ""), h.value("cgroup_mode", ""),
-                         h.value("accelerator", ""), h.value("kvm_usable", false),
+    info.host = HostInfo{h.value("hostname", ""),           h.value("kernel", ""),
+                         h.value("architecture", ""),       h.value("cgroup_mode", ""),
+                         h.value("accelerator", ""),        h.value("kvm_usable", false),
                          h.value("accelerator_reason", ""), h.value("cpus", 0),
-                         h.value("cpu_model", ""),   h.value("memory_bytes", uint64_t{0})};
+                         h.value("cpu_model", ""),          h.value("memory_bytes", uint64_t{0})};
     return info;
   } catch (const Json::exception& e) {
     return make_error(ErrorCode::kInvalidArgument, "server info: {}", e.what());

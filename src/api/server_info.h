@@ -13,10 +13,10 @@ inline constexpr const char* kApiVersion = "1.0";
 
 struct HostInfo {
   std::string hostname;
-  std::string kernel;         // uname release
-  std::string architecture;   // uname machine
-  std::string cgroup_mode;    // "v2", "hybrid" or "v1"
-  std::string accelerator;    // "kvm" or "tcg"
+  std::string kernel;        // uname release
+  std::string architecture;  // uname machine
+  std::string cgroup_mode;   // "v2", "hybrid" or "v1"
+  std::string accelerator;   // "kvm" or "tcg"
   bool kvm_usable = false;
   std::string accelerator_reason;
   int cpus = 0;

@@ -100,7 +100,8 @@ TEST(FileTest, AtomicWriteReplacesContent) {
 }
 
 TEST(SubprocessTest, CollectsOutputAndExitCode) {
-  auto r = run_process({"sh", "-c", "read x; echo out:$x; echo err >&2; exit 3"}, {.input = "hi\n"});
+  auto r =
+      run_process({"sh", "-c", "read x; echo out:$x; echo err >&2; exit 3"}, {.input = "hi\n"});
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_EQ(r->exit_code, 3);
   EXPECT_EQ(r->out, "out:hi\n");

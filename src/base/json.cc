@@ -13,7 +13,9 @@ Result<Json> parse_json(std::string_view text) {
   }
 }
 
-void merge_patch(Json& target, const Json& patch) { target.merge_patch(patch); }
+void merge_patch(Json& target, const Json& patch) {
+  target.merge_patch(patch);
+}
 
 std::string dump_json(const Json& j, int indent) {
   return j.dump(indent, ' ', false, Json::error_handler_t::replace);

@@ -14,21 +14,21 @@ namespace vireo {
 
 // What went wrong, in the categories callers act on (the API maps each to one HTTP status).
 enum class ErrorCode {
-  kInvalidArgument,     // 400: the caller sent something malformed or out of range
-  kUnauthorized,        // 401: no or bad credentials
-  kPermissionDenied,    // 403
-  kNotFound,            // 404
-  kMethodNotAllowed,    // 405
-  kAlreadyExists,       // 409: name taken
-  kConflict,            // 409: state does not allow the action (busy, running, in use)
-  kPreconditionFailed,  // 412: ETag mismatch
-  kTooLarge,            // 413
-  kRangeNotSatisfiable, // 416
-  kCancelled,           // the operation was cancelled
+  kInvalidArgument,      // 400: the caller sent something malformed or out of range
+  kUnauthorized,         // 401: no or bad credentials
+  kPermissionDenied,     // 403
+  kNotFound,             // 404
+  kMethodNotAllowed,     // 405
+  kAlreadyExists,        // 409: name taken
+  kConflict,             // 409: state does not allow the action (busy, running, in use)
+  kPreconditionFailed,   // 412: ETag mismatch
+  kTooLarge,             // 413
+  kRangeNotSatisfiable,  // 416
+  kCancelled,            // the operation was cancelled
   kTimeout,
-  kUnavailable,         // 503: a dependency (device, peer process) is not there
-  kIo,                  // a system call failed for a reason not listed above
-  kInternal,            // a bug or an impossible state
+  kUnavailable,  // 503: a dependency (device, peer process) is not there
+  kIo,           // a system call failed for a reason not listed above
+  kInternal,     // a bug or an impossible state
 };
 
 std::string_view to_string(ErrorCode code);
@@ -90,18 +90,19 @@ inline void unwrap(std::expected<void, Error>&&) {}
 }  // namespace vireo
 
 // Propagates the error of a Result, or yields its value:  auto fd = TRY(sys::open(path));
-#define TRY(expr)                                                            \
-  ({                                                                         \
-    auto&& vireo_try_result_ = (expr);                                       \
+#define TRY(expr)                                                                         \
+  ({                                                                                      \
+    auto&& vireo_try_result_ = (expr);                                                    \
     if (!vireo_try_result_) return std::unexpected(std::move(vireo_try_result_.error())); \
-    ::vireo::detail::unwrap(std::move(vireo_try_result_));                   \
+    ::vireo::detail::unwrap(std::move(vireo_try_result_));                                \
   })
 
 // As TRY, adding what the caller was doing to the error.
-#define TRY_CTX(expr, ...)                                                   \
-  ({                                                                         \
-    auto&& vireo_try_result_ = (expr);                                       \
-    if (!vireo_try_result_)                                                  \
-      return std::unexpected(std::move(vireo_try_result_.error()).with_context(fmt::format(__VA_ARGS__))); \
-    ::vireo::detail::unwrap(std::move(vireo_try_result_));                   \
+#define TRY_CTX(expr, ...)                                                              \
+  ({                                                                                    \
+    auto&& vireo_try_result_ = (expr);                                                  \
+    if (!vireo_try_result_)                                                             \
+      return std::unexpected(                                                           \
+          std::move(vireo_try_result_.error()).with_context(fmt::format(__VA_ARGS__))); \
+    ::vireo::detail::unwrap(std::move(vireo_try_result_));                              \
   })

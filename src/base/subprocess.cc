@@ -31,7 +31,8 @@ Result<Pipe> make_pipe() {
 
 // Moves stdin data in and stdout/stderr data out until all are closed or the deadline passes.
 Result<void> pump(Fd& in, std::string_view input, Fd& out, std::string& out_buf, Fd& err,
-                  std::string& err_buf, std::optional<std::chrono::steady_clock::time_point> deadline) {
+                  std::string& err_buf,
+                  std::optional<std::chrono::steady_clock::time_point> deadline) {
   size_t written = 0;
   if (input.empty()) in.reset();
   if (in) ::fcntl(in.get(), F_SETFL, O_NONBLOCK);
@@ -64,8 +65,10 @@ Result<void> pump(Fd& in, std::string_view input, Fd& out, std::string& out_buf,
       Fd& src = (out && fds[i].fd == out.get()) ? out : err;
       std::string& dst = (&src == &out) ? out_buf : err_buf;
       ssize_t got = ::read(src.get(), buf, sizeof buf);
-      if (got > 0) dst.append(buf, static_cast<size_t>(got));
-      else if (got == 0 || errno != EINTR) src.reset();
+      if (got > 0)
+        dst.append(buf, static_cast<size_t>(got));
+      else if (got == 0 || errno != EINTR)
+        src.reset();
     }
   }
   return {};

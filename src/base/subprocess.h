@@ -11,17 +11,17 @@
 namespace vireo {
 
 struct ProcessResult {
-  int exit_code = -1;     // valid when the process exited
-  int term_signal = 0;    // non-zero when it was killed by a signal
+  int exit_code = -1;   // valid when the process exited
+  int term_signal = 0;  // non-zero when it was killed by a signal
   std::string out;
   std::string err;
   bool ok() const { return term_signal == 0 && exit_code == 0; }
 };
 
 struct RunOptions {
-  std::string input;                                   // written to stdin, then closed
-  std::optional<std::chrono::milliseconds> timeout;    // SIGKILL after this long
-  std::vector<std::string> extra_env;                  // "K=V" added to the environment
+  std::string input;                                 // written to stdin, then closed
+  std::optional<std::chrono::milliseconds> timeout;  // SIGKILL after this long
+  std::vector<std::string> extra_env;                // "K=V" added to the environment
 };
 
 // Fails only when the program cannot be started (or times out); a non-zero exit is a result.

@@ -57,7 +57,8 @@ int serve(daemon::DaemonConfig config, bool foreground) {
     auto parent = daemonize(config.root / "vireod.log", ready_fd);
     if (parent) {
       if (!*parent) {
-        std::cerr << "vireod: failed to start; see " << (config.root / "vireod.log").string() << "\n";
+        std::cerr << "vireod: failed to start; see " << (config.root / "vireod.log").string()
+                  << "\n";
         return 1;
       }
       std::cout << "vireod is running (socket " << config.socket << ", log "
@@ -105,7 +106,8 @@ Result<void> token_create(const std::filesystem::path& root, const std::string& 
 
 Result<void> token_list(const std::filesystem::path& root) {
   auto store = TRY(open_store(root));
-  for (const auto& t : TRY(store->list_tokens())) std::cout << t.name << "\t" << t.created_at << "\n";
+  for (const auto& t : TRY(store->list_tokens()))
+    std::cout << t.name << "\t" << t.created_at << "\n";
   return {};
 }
 
@@ -116,7 +118,8 @@ Result<void> token_delete(const std::filesystem::path& root, const std::string& 
 
 Result<void> trust_add(const std::filesystem::path& root, const std::string& cert,
                        const std::string& name) {
-  auto out = TRY(run_process({"openssl", "x509", "-in", cert, "-noout", "-fingerprint", "-sha256"}));
+  auto out =
+      TRY(run_process({"openssl", "x509", "-in", cert, "-noout", "-fingerprint", "-sha256"}));
   if (!out.ok())
     return make_error(ErrorCode::kInvalidArgument, "{} is not a PEM certificate: {}", cert,
                       std::string(trim(out.err)));
@@ -161,7 +164,9 @@ int main(int argc, char** argv) {
   auto* trust = app.add_subcommand("trust", "Trust client certificates for TLS");
   std::string cert_file, cert_name;
   auto* trust_add_cmd = trust->add_subcommand("add", "Trust a client certificate");
-  trust_add_cmd->add_option("cert", cert_file, "PEM certificate")->required()->check(CLI::ExistingFile);
+  trust_add_cmd->add_option("cert", cert_file, "PEM certificate")
+      ->required()
+      ->check(CLI::ExistingFile);
   trust_add_cmd->add_option("--name", cert_name, "Name to remember it by");
   trust->require_subcommand(1);
 
@@ -171,17 +176,22 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   config.root = root;
-  LogLevel level = log_level == "debug"  ? LogLevel::kDebug
-                   : log_level == "warn" ? LogLevel::kWarn
+  LogLevel level = log_level == "debug"   ? LogLevel::kDebug
+                   : log_level == "warn"  ? LogLevel::kWarn
                    : log_level == "error" ? LogLevel::kError
-                                         : LogLevel::kInfo;
+                                          : LogLevel::kInfo;
   init_logging(level);
 
   Result<void> r;
-  if (*token_create_cmd) r = token_create(config.root, token_name);
-  else if (*token_ls) r = token_list(config.root);
-  else if (*token_rm) r = token_delete(config.root, token_name);
-  else if (*trust_add_cmd) r = trust_add(config.root, cert_file, cert_name);
-  else return serve(config, foreground);
+  if (*token_create_cmd)
+    r = token_create(config.root, token_name);
+  else if (*token_ls)
+    r = token_list(config.root);
+  else if (*token_rm)
+    r = token_delete(config.root, token_name);
+  else if (*trust_add_cmd)
+    r = trust_add(config.root, cert_file, cert_name);
+  else
+    return serve(config, foreground);
   return r ? 0 : fail(r.error());
 }

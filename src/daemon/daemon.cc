@@ -5,11 +5,11 @@
 
 #include <condition_variable>
 
+#include <spdlog/sinks/base_sink.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <spdlog/sinks/base_sink.h>
 
 #include "api/error_body.h"
 #include "base/fd.h"
@@ -49,16 +49,17 @@ class EventLogSink : public spdlog::sinks::base_sink<std::mutex> {
   server::EventHub& events_;
 };
 
-const std::vector<std::string> kApiExtensions = {"operations", "events_websocket", "etag",
-                                                 "profiles", "tls_client_certificates",
-                                                 "bearer_tokens"};
+const std::vector<std::string> kApiExtensions = {
+    "operations", "events_websocket",        "etag",
+    "profiles",   "tls_client_certificates", "bearer_tokens"};
 
 Result<std::pair<std::string, uint16_t>> split_listen(const std::string& listen) {
   auto colon = listen.rfind(':');
   if (colon == std::string::npos || colon == 0)
     return make_error(ErrorCode::kInvalidArgument, "--listen '{}': expected HOST:PORT", listen);
   std::string host = listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   int port = 0;
   try {
     port = std::stoi(listen.substr(colon + 1));
@@ -72,7 +73,9 @@ Result<std::pair<std::string, uint16_t>> split_listen(const std::string& listen)
 
 }  // namespace
 
-std::filesystem::path database_path(const std::filesystem::path& root) { return root / "vireo.db"; }
+std::filesystem::path database_path(const std::filesystem::path& root) {
+  return root / "vireo.db";
+}
 
 struct Daemon::Impl {
   DaemonConfig config;
@@ -104,11 +107,14 @@ struct Daemon::Impl {
 };
 
 void Daemon::Impl::add_routes() {
-  router.add_sync(server::Method::kGet, "/1.0", [this](server::Request&) -> Result<server::Response> {
-    api::ServerInfo info{.version = VIREO_VERSION, .api_extensions = kApiExtensions,
-                         .auth = "trusted", .host = host};
-    return server::Response::json(api::to_json(info));
-  });
+  router.add_sync(server::Method::kGet, "/1.0",
+                  [this](server::Request&) -> Result<server::Response> {
+                    api::ServerInfo info{.version = VIREO_VERSION,
+                                         .api_extensions = kApiExtensions,
+                                         .auth = "trusted",
+                                         .host = host};
+                    return server::Response::json(api::to_json(info));
+                  });
   router.add_sync(server::Method::kGet, "/", [](server::Request&) -> Result<server::Response> {
     return server::Response::json(Json::array({"/1.0"}));
   });
@@ -119,66 +125,76 @@ void Daemon::Impl::add_routes() {
 
 void Daemon::Impl::add_operation_routes() {
   using server::Method;
-  router.add_sync(Method::kGet, "/1.0/operations", [this](server::Request&) -> Result<server::Response> {
-    Json list = Json::array();
-    for (const auto& op : operations.list()) list.push_back(api::to_json(op));
-    return server::Response::json(std::move(list));
-  });
-  router.add(Method::kGet, "/1.0/operations/{id}", [this](server::Request& req, server::Responder respond) {
-    const std::string id = req.params["id"];
-    auto wait = req.query_int("wait", -1, -1, 3600);
-    if (!wait) return respond(server::Response::error(wait.error()));
-    auto answer = [id, respond](std::optional<api::Operation> op) {
-      if (!op) return respond(server::Response::error(Error(ErrorCode::kNotFound, fmt::format("operation {} not found", id))));
-      respond(server::Response::json(api::to_json(*op)));
-    };
-    if (*wait < 0) return answer(operations.get(id));
-    operations.wait_async(id, std::chrono::seconds(*wait), std::move(answer));
-  });
-  router.add_sync(Method::kDelete, "/1.0/operations/{id}", [this](server::Request& req) -> Result<server::Response> {
-    auto op = TRY(operations.cancel(req.params["id"]));
-    return server::Response::json(api::to_json(op), 202);
-  });
+  router.add_sync(Method::kGet, "/1.0/operations",
+                  [this](server::Request&) -> Result<server::Response> {
+                    Json list = Json::array();
+                    for (const auto& op : operations.list()) list.push_back(api::to_json(op));
+                    return server::Response::json(std::move(list));
+                  });
+  router.add(Method::kGet, "/1.0/operations/{id}",
+             [this](server::Request& req, server::Responder respond) {
+               const std::string id = req.params["id"];
+               auto wait = req.query_int("wait", -1, -1, 3600);
+               if (!wait) return respond(server::Response::error(wait.error()));
+               auto answer = [id, respond](std::optional<api::Operation> op) {
+                 if (!op)
+                   return respond(server::Response::error(
+                       Error(ErrorCode::kNotFound, fmt::format("operation {} not found", id))));
+                 respond(server::Response::json(api::to_json(*op)));
+               };
+               if (*wait < 0) return answer(operations.get(id));
+               operations.wait_async(id, std::chrono::seconds(*wait), std::move(answer));
+             });
+  router.add_sync(Method::kDelete, "/1.0/operations/{id}",
+                  [this](server::Request& req) -> Result<server::Response> {
+                    auto op = TRY(operations.cancel(req.params["id"]));
+                    return server::Response::json(api::to_json(op), 202);
+                  });
 }
 
 // Test hooks: an operation that sleeps with progress, to exercise waits, cancellation and
 // progress reporting end to end without a real long action.
 void Daemon::Impl::add_debug_routes() {
-  router.add_sync(server::Method::kPost, "/1.0/debug/sleep", [this](server::Request& req) -> Result<server::Response> {
-    Json body = TRY(req.json_body());
-    double seconds = body.value("seconds", 1.0);
-    bool fail = body.value("fail", false);
-    if (seconds < 0 || seconds > 3600)
-      return make_error(ErrorCode::kInvalidArgument, "seconds must be between 0 and 3600");
-    auto op = operations.start(
-        fmt::format("Sleeping {} s", seconds), Json::object(), server::Cancellable::kYes,
-        [seconds, fail](server::OperationContext& ctx) -> Result<Json> {
-          const int steps = 20;
-          for (int i = 1; i <= steps; ++i) {
-            std::mutex m;
-            std::condition_variable_any cv;
-            std::unique_lock lock(m);
-            auto token = ctx.stop_token();
-            cv.wait_for(lock, token, std::chrono::duration<double>(seconds / steps), [] { return false; });
-            if (ctx.cancelled()) return make_error(ErrorCode::kCancelled, "sleep cancelled");
-            ctx.set_progress(i * 100 / steps, "sleeping");
-          }
-          if (fail) return make_error(ErrorCode::kIo, "sleep failed as asked");
-          return Json{{"slept", seconds}};
-        });
-    return std::move(server::Response::json(api::to_json(op), 202).header("Location", "/1.0/operations/" + op.id));
-  });
+  router.add_sync(
+      server::Method::kPost, "/1.0/debug/sleep",
+      [this](server::Request& req) -> Result<server::Response> {
+        Json body = TRY(req.json_body());
+        double seconds = body.value("seconds", 1.0);
+        bool fail = body.value("fail", false);
+        if (seconds < 0 || seconds > 3600)
+          return make_error(ErrorCode::kInvalidArgument, "seconds must be between 0 and 3600");
+        auto op = operations.start(
+            fmt::format("Sleeping {} s", seconds), Json::object(), server::Cancellable::kYes,
+            [seconds, fail](server::OperationContext& ctx) -> Result<Json> {
+              const int steps = 20;
+              for (int i = 1; i <= steps; ++i) {
+                std::mutex m;
+                std::condition_variable_any cv;
+                std::unique_lock lock(m);
+                auto token = ctx.stop_token();
+                cv.wait_for(lock, token, std::chrono::duration<double>(seconds / steps),
+                            [] { return false; });
+                if (ctx.cancelled()) return make_error(ErrorCode::kCancelled, "sleep cancelled");
+                ctx.set_progress(i * 100 / steps, "sleeping");
+              }
+              if (fail) return make_error(ErrorCode::kIo, "sleep failed as asked");
+              return Json{{"slept", seconds}};
+            });
+        return std::move(server::Response::json(api::to_json(op), 202)
+                             .header("Location", "/1.0/operations/" + op.id));
+      });
 }
 
+// TLS first: a connectable Unix socket is how local clients and scripts know vireod is up.
 Result<void> Daemon::Impl::listen() {
+  if (!config.listen.empty()) {
+    if (config.tls_cert.empty() || config.tls_key.empty())
+      return make_error(ErrorCode::kInvalidArgument, "--listen needs --tls-cert and --tls-key");
+    auto [host_part, port] = TRY(split_listen(config.listen));
+    tls_port = TRY(http->listen_tls(host_part, port, config.tls_cert, config.tls_key));
+  }
   TRY(make_dirs(std::filesystem::path(config.socket).parent_path(), 0755));
-  TRY(http->listen_unix(config.socket, 0660));
-  if (config.listen.empty()) return {};
-  if (config.tls_cert.empty() || config.tls_key.empty())
-    return make_error(ErrorCode::kInvalidArgument, "--listen needs --tls-cert and --tls-key");
-  auto [host_part, port] = TRY(split_listen(config.listen));
-  tls_port = TRY(http->listen_tls(host_part, port, config.tls_cert, config.tls_key));
-  return {};
+  return http->listen_unix(config.socket, 0660);
 }
 
 Result<std::unique_ptr<Daemon>> Daemon::create(DaemonConfig config) {
@@ -187,19 +203,21 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonConfig config) {
   if (!lock) return errno_error("open lock file in " + config.root.string());
   if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0)
     return make_error(ErrorCode::kConflict,
-                      "another vireod is running on state root {}; stop it first", config.root.string());
+                      "another vireod is running on state root {}; stop it first",
+                      config.root.string());
   auto store = TRY(store::Store::open(database_path(config.root)));
   auto impl = std::make_unique<Impl>(std::move(config), std::move(lock), std::move(store));
   impl->host = gather_host_facts();
   impl->http = std::make_unique<server::HttpServer>(
       impl->io, impl->router, impl->events,
-      server::Credentials{
-          .token_valid = [s = impl->store.get()](const std::string& token) {
-            return s->token_hash_known(sha256_hex(token)).value_or(false);
-          },
-          .certificate_trusted = [s = impl->store.get()](const std::string& fp) {
-            return s->certificate_trusted(fp).value_or(false);
-          }},
+      server::Credentials{.token_valid =
+                              [s = impl->store.get()](const std::string& token) {
+                                return s->token_hash_known(sha256_hex(token)).value_or(false);
+                              },
+                          .certificate_trusted =
+                              [s = impl->store.get()](const std::string& fp) {
+                                return s->certificate_trusted(fp).value_or(false);
+                              }},
       server::ServerLimits{.body_limit = impl->config.body_limit});
   impl->add_routes();
   TRY(impl->objects.recover());
@@ -239,6 +257,8 @@ void Daemon::stop() {
   });
 }
 
-uint16_t Daemon::tls_port() const { return impl_->tls_port; }
+uint16_t Daemon::tls_port() const {
+  return impl_->tls_port;
+}
 
 }  // namespace vireo::daemon

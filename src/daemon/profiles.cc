@@ -8,11 +8,12 @@ namespace {
 
 Result<void> check_string_map(const Json& map, const std::string& field) {
   if (!map.is_object())
-    return make_error(ErrorCode::kInvalidArgument, "field '{}' must be an object of strings", field);
+    return make_error(ErrorCode::kInvalidArgument, "field '{}' must be an object of strings",
+                      field);
   for (const auto& [key, value] : map.items()) {
     if (key.empty() || key.size() > 128)
-      return make_error(ErrorCode::kInvalidArgument, "field '{}': key '{}' must be 1-128 characters",
-                        field, key);
+      return make_error(ErrorCode::kInvalidArgument,
+                        "field '{}': key '{}' must be 1-128 characters", field, key);
     if (!value.is_string())
       return make_error(ErrorCode::kInvalidArgument, "field '{}.{}' must be a string", field, key);
   }
@@ -33,7 +34,8 @@ Result<Json> validate_profile(const Json& spec) {
     if (!spec["description"].is_string())
       return make_error(ErrorCode::kInvalidArgument, "field 'description' must be a string");
     if (spec["description"].get_ref<const std::string&>().size() > 1024)
-      return make_error(ErrorCode::kInvalidArgument, "field 'description' is longer than 1024 characters");
+      return make_error(ErrorCode::kInvalidArgument,
+                        "field 'description' is longer than 1024 characters");
     out["description"] = spec["description"];
   }
   if (spec.contains("config")) {
@@ -55,7 +57,8 @@ Result<Json> validate_profile(const Json& spec) {
 }
 
 server::ObjectKind profile_kind() {
-  return server::ObjectKind{.collection = "profiles", .noun = "profile", .validate = validate_profile};
+  return server::ObjectKind{
+      .collection = "profiles", .noun = "profile", .validate = validate_profile};
 }
 
 }  // namespace vireo::daemon

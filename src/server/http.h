@@ -23,8 +23,8 @@ struct Request {
   std::map<std::string, std::string> query;   // percent-decoded
   std::map<std::string, std::string> params;  // filled by the router from {placeholders}
   std::string body;
-  std::string if_match;                       // raw If-Match header, empty when absent
-  std::string peer;                           // "unix" or the TCP peer address
+  std::string if_match;  // raw If-Match header, empty when absent
+  std::string peer;      // "unix" or the TCP peer address
 
   // The body as JSON; an empty or malformed body is a kInvalidArgument error naming the problem.
   Result<Json> json_body() const;
@@ -38,7 +38,9 @@ struct Response {
   Json body = Json::object();
   std::vector<std::pair<std::string, std::string>> headers;
 
-  static Response json(Json body, int status = 200) { return Response{status, std::move(body), {}}; }
+  static Response json(Json body, int status = 200) {
+    return Response{status, std::move(body), {}};
+  }
   static Response error(const Error& e);
   Response& header(std::string name, std::string value) {
     headers.emplace_back(std::move(name), std::move(value));

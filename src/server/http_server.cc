@@ -7,8 +7,8 @@
 #include <deque>
 #include <set>
 
-#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
@@ -59,7 +59,11 @@ const std::set<std::string> kEventTypes = {"lifecycle", "operation", "log"};
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   Impl(asio::io_context& io, const Router& router, EventHub& events, Credentials credentials,
        ServerLimits limits)
-      : io(io), router(router), events(events), credentials(std::move(credentials)), limits(limits),
+      : io(io),
+        router(router),
+        events(events),
+        credentials(std::move(credentials)),
+        limits(limits),
         tls(asio::ssl::context::tls_server) {}
 
   void track(const std::shared_ptr<Connection>& c) {
@@ -185,10 +189,9 @@ class HttpSession : public Connection, public std::enable_shared_from_this<HttpS
 
   void on_read(beast::error_code ec) {
     if (ec == http::error::body_limit) {
-      return write(Response::error(Error(
-                       ErrorCode::kTooLarge,
-                       fmt::format("request body exceeds the limit of {}",
-                                   format_bytes(server_.limits.body_limit)))),
+      return write(Response::error(Error(ErrorCode::kTooLarge,
+                                         fmt::format("request body exceeds the limit of {}",
+                                                     format_bytes(server_.limits.body_limit)))),
                    false, 11);
     }
     if (ec == http::error::end_of_stream || ec == asio::error::eof) return close();
@@ -226,7 +229,8 @@ class HttpSession : public Connection, public std::enable_shared_from_this<HttpS
 
   Request make_request(http::request<http::string_body>& req) {
     Request r;
-    r.method = method_from_string(std::string_view(req.method_string().data(), req.method_string().size()));
+    r.method = method_from_string(
+        std::string_view(req.method_string().data(), req.method_string().size()));
     parse_target(std::string_view(req.target().data(), req.target().size()), r.path, r.query);
     r.body = std::move(req.body());
     if (auto it = req.find(http::field::if_match); it != req.end())
@@ -240,10 +244,10 @@ class HttpSession : public Connection, public std::enable_shared_from_this<HttpS
     const unsigned version = req.version();
     if (!authorized(req)) return write(Response::error(unauthorized()), keep_alive, version);
     request_ = make_request(req);
-    server_.router.dispatch(request_, [self = this->shared_from_this(), keep_alive,
-                                       version](Response response) {
-      self->write(std::move(response), keep_alive, version);
-    });
+    server_.router.dispatch(
+        request_, [self = this->shared_from_this(), keep_alive, version](Response response) {
+          self->write(std::move(response), keep_alive, version);
+        });
   }
 
   void upgrade(http::request<http::string_body> req) {
@@ -256,13 +260,15 @@ class HttpSession : public Connection, public std::enable_shared_from_this<HttpS
     if (auto t = r.query.find("type"); t != r.query.end()) {
       for (auto& type : split(t->second, ',')) {
         if (!kEventTypes.contains(type))
-          return refuse(Error(ErrorCode::kInvalidArgument,
-                              fmt::format("unknown event type '{}' (use lifecycle, operation, log)", type)));
+          return refuse(
+              Error(ErrorCode::kInvalidArgument,
+                    fmt::format("unknown event type '{}' (use lifecycle, operation, log)", type)));
         types.insert(type);
       }
     }
     idle_.cancel();
-    auto session = std::make_shared<EventSession<Stream>>(std::move(stream_), server_, std::move(types));
+    auto session =
+        std::make_shared<EventSession<Stream>>(std::move(stream_), server_, std::move(types));
     server_.track(session);
     session->run(std::move(req));
   }
@@ -329,7 +335,9 @@ HttpServer::HttpServer(asio::io_context& io, const Router& router, EventHub& eve
                        Credentials credentials, ServerLimits limits)
     : impl_(std::make_shared<Impl>(io, router, events, std::move(credentials), limits)) {}
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+}
 
 Result<void> HttpServer::listen_unix(const std::string& path, int mode) {
   using Proto = asio::local::stream_protocol;
@@ -337,16 +345,14 @@ Result<void> HttpServer::listen_unix(const std::string& path, int mode) {
   // A socket file left by a dead daemon is replaced; one that answers belongs to a live daemon.
   Proto::socket probe(impl_->io);
   probe.connect(Proto::endpoint(path), ec);
-  if (!ec)
-    return make_error(ErrorCode::kConflict, "{} is in use by another running vireod", path);
+  if (!ec) return make_error(ErrorCode::kConflict, "{} is in use by another running vireod", path);
   ::unlink(path.c_str());
   auto acceptor = std::make_unique<Proto::acceptor>(impl_->io);
   acceptor->open(Proto(), ec);
   if (!ec) acceptor->bind(Proto::endpoint(path), ec);
   if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return make_error(ErrorCode::kIo, "listen on {}: {}", path, ec.message());
-  if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0)
-    return errno_error("chmod " + path);
+  if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0) return errno_error("chmod " + path);
   impl_->unix_acceptor = std::move(acceptor);
   accept_unix(impl_);
   return {};
@@ -359,7 +365,9 @@ Result<uint16_t> HttpServer::listen_tls(const std::string& host, uint16_t port,
                          asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
                          asio::ssl::context::no_tlsv1_1);
   impl_->tls.use_certificate_chain_file(cert_file, ec);
-  if (ec) return make_error(ErrorCode::kInvalidArgument, "TLS certificate {}: {}", cert_file, ec.message());
+  if (ec)
+    return make_error(ErrorCode::kInvalidArgument, "TLS certificate {}: {}", cert_file,
+                      ec.message());
   impl_->tls.use_private_key_file(key_file, asio::ssl::context::pem, ec);
   if (ec) return make_error(ErrorCode::kInvalidArgument, "TLS key {}: {}", key_file, ec.message());
   // Ask for a client certificate but accept any: trust is decided by fingerprint afterwards,
@@ -367,7 +375,8 @@ Result<uint16_t> HttpServer::listen_tls(const std::string& host, uint16_t port,
   impl_->tls.set_verify_mode(asio::ssl::verify_peer);
   impl_->tls.set_verify_callback([](bool, asio::ssl::verify_context&) { return true; });
   auto address = asio::ip::make_address(host, ec);
-  if (ec) return make_error(ErrorCode::kInvalidArgument, "listen address '{}': {}", host, ec.message());
+  if (ec)
+    return make_error(ErrorCode::kInvalidArgument, "listen address '{}': {}", host, ec.message());
   auto acceptor = std::make_unique<tcp::acceptor>(impl_->io);
   tcp::endpoint endpoint(address, port);
   acceptor->open(endpoint.protocol(), ec);

@@ -12,8 +12,8 @@ constexpr const char* kCreating = "creating";
 constexpr const char* kReady = "ready";
 
 // Fields the server owns: accepted in a body only when unchanged, never stored in the spec.
-const std::vector<std::string> kReadOnlyFields = {"name", "status", "created_at", "updated_at",
-                                                  "state", "etag"};
+const std::vector<std::string> kReadOnlyFields = {"name",       "status", "created_at",
+                                                  "updated_at", "state",  "etag"};
 
 Result<Json> strip_read_only(Json body, const std::string& name) {
   if (!body.is_object())
@@ -39,7 +39,8 @@ bool if_match_satisfied(const std::string& header, const std::string& etag) {
 
 std::string ObjectService::etag(const store::ObjectRow& row) {
   // The creation time keeps a tag from matching a deleted-and-recreated object of the same name.
-  return fmt::format("\"{}-{}\"", sha256_hex(row.kind + "/" + row.name + "@" + row.created_at).substr(0, 12),
+  return fmt::format("\"{}-{}\"",
+                     sha256_hex(row.kind + "/" + row.name + "@" + row.created_at).substr(0, 12),
                      row.revision);
 }
 
@@ -49,8 +50,8 @@ std::string ObjectService::source(const ObjectKind& kind, const std::string& nam
 
 void ObjectService::lifecycle(const ObjectKind& kind, const std::string& name,
                               std::string_view verb) {
-  events_.publish("lifecycle",
-                  api::lifecycle_metadata(fmt::format("{}-{}", kind.noun, verb), source(kind, name)));
+  events_.publish("lifecycle", api::lifecycle_metadata(fmt::format("{}-{}", kind.noun, verb),
+                                                       source(kind, name)));
 }
 
 Json ObjectService::to_json(const ObjectKind& kind, const store::ObjectRow& row) const {
@@ -71,7 +72,8 @@ void ObjectService::register_kind(ObjectKind k, Router& router) {
   router.add_sync(Method::kGet, base, [this, kind](Request& r) { return list(*kind, r); });
   router.add(Method::kPost, base,
              [this, kind](Request& r, Responder respond) { create(*kind, r, std::move(respond)); });
-  router.add_sync(Method::kGet, base + "/{name}", [this, kind](Request& r) { return get(*kind, r); });
+  router.add_sync(Method::kGet, base + "/{name}",
+                  [this, kind](Request& r) { return get(*kind, r); });
   router.add_sync(Method::kPut, base + "/{name}",
                   [this, kind](Request& r) { return replace(*kind, r, false); });
   router.add_sync(Method::kPatch, base + "/{name}",
@@ -94,14 +96,26 @@ Result<void> ObjectService::recover() {
 
 Result<Response> ObjectService::list(const ObjectKind& kind, Request&) {
   Json items = Json::array();
-  for (const auto& row : TRY(store_.list_objects(kind.collection))) items.push_back(to_json(kind, row));
+  for (const auto& row : TRY(store_.list_objects(kind.collection)))
+    items.push_back(to_json(kind, row));
   return Response::json(std::move(items));
+}
+
+// The store names rows by collection ("profiles"); users read the noun ("profile").
+static Error in_words_of(const ObjectKind& kind, const std::string& name, Error e) {
+  if (e.code() == ErrorCode::kNotFound)
+    return Error(e.code(), fmt::format("{} '{}' not found", kind.noun, name));
+  if (e.code() == ErrorCode::kAlreadyExists)
+    return Error(e.code(), fmt::format("{} '{}' already exists", kind.noun, name));
+  return e;
 }
 
 Result<store::ObjectRow> ObjectService::get_checked(const ObjectKind& kind, const Request& req) {
   const std::string& name = req.params.at("name");
   TRY(validate_name(name, kind.noun));
-  return store_.get_object(kind.collection, name);
+  auto row = store_.get_object(kind.collection, name);
+  if (!row) return std::unexpected(in_words_of(kind, name, row.error()));
+  return row;
 }
 
 Result<Response> ObjectService::get(const ObjectKind& kind, Request& req) {
@@ -143,7 +157,7 @@ void ObjectService::create(const ObjectKind& kind, Request& req, Responder respo
 
   // The row claims the name at once, so a duplicate fails now and not inside an operation.
   auto claimed = store_.insert_object(kind.collection, name, spec, kCreating);
-  if (!claimed) return respond(Response::error(claimed.error()));
+  if (!claimed) return respond(Response::error(in_words_of(kind, name, claimed.error())));
   if (!kind.async_create) {
     auto row = bring_up(kind, *claimed, nullptr);
     if (!row) return respond(Response::error(row.error()));
@@ -151,12 +165,11 @@ void ObjectService::create(const ObjectKind& kind, Request& req, Responder respo
     r.header("ETag", etag(*row)).header("Location", source(kind, name));
     return respond(std::move(r));
   }
-  auto op = operations_.start(
-      fmt::format("Creating {} {}", kind.noun, name),
-      Json{{kind.collection, {source(kind, name)}}}, Cancellable::kYes,
-      [this, &kind, row = *claimed](OperationContext& ctx) -> Result<Json> {
-        return to_json(kind, TRY(bring_up(kind, row, &ctx)));
-      });
+  auto op = operations_.start(fmt::format("Creating {} {}", kind.noun, name),
+                              Json{{kind.collection, {source(kind, name)}}}, Cancellable::kYes,
+                              [this, &kind, row = *claimed](OperationContext& ctx) -> Result<Json> {
+                                return to_json(kind, TRY(bring_up(kind, row, &ctx)));
+                              });
   Response r = Response::json(api::to_json(op), 202);
   r.header("Location", "/1.0/operations/" + op.id);
   respond(std::move(r));
@@ -179,7 +192,8 @@ Result<Response> ObjectService::replace(const ObjectKind& kind, Request& req, bo
   }
   spec = TRY(kind.validate ? kind.validate(spec) : Result<Json>(spec));
   if (kind.update) TRY(kind.update(row, spec));
-  auto updated = TRY(store_.update_object(kind.collection, row.name, spec, row.status, row.revision));
+  auto updated =
+      TRY(store_.update_object(kind.collection, row.name, spec, row.status, row.revision));
   lifecycle(kind, row.name, "updated");
   return std::move(Response::json(to_json(kind, updated)).header("ETag", etag(updated)));
 }

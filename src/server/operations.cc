@@ -50,9 +50,8 @@ api::Operation OperationManager::start(std::string description, Json resources,
     prune_locked();
     entries_[entry->op.id] = entry;
     snapshot = entry->op;
-    entry->thread = std::thread([this, entry, work = std::move(work)]() mutable {
-      run(entry, std::move(work));
-    });
+    entry->thread = std::thread(
+        [this, entry, work = std::move(work)]() mutable { run(entry, std::move(work)); });
   }
   events_.publish("operation", api::to_json(snapshot));
   return snapshot;

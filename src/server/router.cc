@@ -63,9 +63,9 @@ void Router::dispatch(Request& request, Responder respond) const {
     }
   }
   if (!best) {
-    respond(Response::error(Error(ErrorCode::kNotFound,
-                                  fmt::format("no such endpoint: {} {}", to_string(request.method),
-                                              request.path))));
+    respond(Response::error(
+        Error(ErrorCode::kNotFound,
+              fmt::format("no such endpoint: {} {}", to_string(request.method), request.path))));
     return;
   }
   std::string allow;

@@ -13,7 +13,9 @@ namespace vireo::store {
 class Statement {
  public:
   static Result<Statement> prepare(sqlite3* db, std::string_view sql);
-  Statement(Statement&& other) noexcept : db_(other.db_), stmt_(other.stmt_) { other.stmt_ = nullptr; }
+  Statement(Statement&& other) noexcept : db_(other.db_), stmt_(other.stmt_) {
+    other.stmt_ = nullptr;
+  }
   Statement(const Statement&) = delete;
   ~Statement() { sqlite3_finalize(stmt_); }
 

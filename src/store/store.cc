@@ -9,8 +9,7 @@ namespace vireo::store {
 
 namespace {
 
-constexpr const char* kObjectColumns =
-    "kind, name, revision, spec, status, created_at, updated_at";
+constexpr const char* kObjectColumns = "kind, name, revision, spec, status, created_at, updated_at";
 
 ObjectRow read_object(const Statement& st) {
   ObjectRow row{st.text(0), st.text(1), st.integer(2), Json::parse(st.text(3), nullptr, false),
@@ -50,8 +49,8 @@ class Transaction {
 
 Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& path) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     Error e = sqlite_error(db, rc, fmt::format("open database {}", path.string()));
     sqlite3_close(db);
@@ -66,7 +65,9 @@ Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& path) {
   return store;
 }
 
-Store::~Store() { sqlite3_close(db_); }
+Store::~Store() {
+  sqlite3_close(db_);
+}
 
 Result<void> Store::exec(const char* sql) {
   int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
@@ -88,9 +89,10 @@ Result<void> Store::migrate() {
   const auto& steps = migrations();
   const int latest = static_cast<int>(steps.size());
   if (current > latest)
-    return make_error(ErrorCode::kConflict,
-                      "schema version {} is newer than this vireod understands ({}); upgrade vireod",
-                      current, latest);
+    return make_error(
+        ErrorCode::kConflict,
+        "schema version {} is newer than this vireod understands ({}); upgrade vireod", current,
+        latest);
   for (int v = current; v < latest; ++v) {
     Transaction tx(db_);
     TRY(tx.begin());
@@ -106,8 +108,9 @@ Result<ObjectRow> Store::insert_object(const std::string& kind, const std::strin
   std::lock_guard lock(mu_);
   const std::string now = now_timestamp();
   auto st = TRY(Statement::prepare(
-      db_, "INSERT INTO objects (kind, name, revision, spec, status, created_at, updated_at) "
-           "VALUES (?, ?, 1, ?, ?, ?, ?)"));
+      db_,
+      "INSERT INTO objects (kind, name, revision, spec, status, created_at, updated_at) "
+      "VALUES (?, ?, 1, ?, ?, ?, ?)"));
   st.bind(1, kind).bind(2, name).bind(3, dump_json(spec)).bind(4, status).bind(5, now).bind(6, now);
   if (auto r = st.run(); !r) {
     if (r.error().code() == ErrorCode::kAlreadyExists)
@@ -154,9 +157,10 @@ Result<ObjectRow> Store::update_object(const std::string& kind, const std::strin
   row.spec = spec;
   row.status = status;
   row.updated_at = now_timestamp();
-  auto put = TRY(Statement::prepare(
-      db_, "UPDATE objects SET revision = ?, spec = ?, status = ?, updated_at = ? "
-           "WHERE kind = ? AND name = ?"));
+  auto put = TRY(
+      Statement::prepare(db_,
+                         "UPDATE objects SET revision = ?, spec = ?, status = ?, updated_at = ? "
+                         "WHERE kind = ? AND name = ?"));
   put.bind(1, row.revision).bind(2, dump_json(spec)).bind(3, status).bind(4, row.updated_at);
   put.bind(5, kind).bind(6, name);
   TRY(put.run());
@@ -183,8 +187,8 @@ Result<void> Store::delete_object(const std::string& kind, const std::string& na
 
 Result<void> Store::add_token(const std::string& name, const std::string& token_hash) {
   std::lock_guard lock(mu_);
-  auto st = TRY(Statement::prepare(
-      db_, "INSERT INTO tokens (name, hash, created_at) VALUES (?, ?, ?)"));
+  auto st =
+      TRY(Statement::prepare(db_, "INSERT INTO tokens (name, hash, created_at) VALUES (?, ?, ?)"));
   st.bind(1, name).bind(2, token_hash).bind(3, now_timestamp());
   if (auto r = st.run(); !r) {
     if (r.error().code() == ErrorCode::kAlreadyExists)
@@ -214,7 +218,8 @@ Result<void> Store::delete_token(const std::string& name) {
   auto st = TRY(Statement::prepare(db_, "DELETE FROM tokens WHERE name = ?"));
   st.bind(1, name);
   TRY(st.run());
-  if (sqlite3_changes(db_) == 0) return make_error(ErrorCode::kNotFound, "token '{}' not found", name);
+  if (sqlite3_changes(db_) == 0)
+    return make_error(ErrorCode::kNotFound, "token '{}' not found", name);
   return {};
 }
 
@@ -222,15 +227,17 @@ Result<void> Store::add_trusted_certificate(const std::string& name,
                                             const std::string& fingerprint) {
   std::lock_guard lock(mu_);
   auto st = TRY(Statement::prepare(
-      db_, "INSERT OR REPLACE INTO trusted_certificates (fingerprint, name, created_at) "
-           "VALUES (?, ?, ?)"));
+      db_,
+      "INSERT OR REPLACE INTO trusted_certificates (fingerprint, name, created_at) "
+      "VALUES (?, ?, ?)"));
   st.bind(1, fingerprint).bind(2, name).bind(3, now_timestamp());
   return st.run();
 }
 
 Result<bool> Store::certificate_trusted(const std::string& fingerprint) {
   std::lock_guard lock(mu_);
-  auto st = TRY(Statement::prepare(db_, "SELECT 1 FROM trusted_certificates WHERE fingerprint = ?"));
+  auto st =
+      TRY(Statement::prepare(db_, "SELECT 1 FROM trusted_certificates WHERE fingerprint = ?"));
   st.bind(1, fingerprint);
   return TRY(st.step());
 }

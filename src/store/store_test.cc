@@ -45,9 +45,10 @@ TEST_F(StoreTest, OldSchemaIsMigratedAndKeepsData) {
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE unrelated (x INTEGER); INSERT INTO unrelated VALUES (7)",
-                           nullptr, nullptr, nullptr),
-              SQLITE_OK);
+    ASSERT_EQ(
+        sqlite3_exec(db, "CREATE TABLE unrelated (x INTEGER); INSERT INTO unrelated VALUES (7)",
+                     nullptr, nullptr, nullptr),
+        SQLITE_OK);
     sqlite3_close(db);
   }
   auto store = open();
@@ -108,7 +109,8 @@ TEST_F(StoreTest, UpdateChecksRevision) {
 TEST_F(StoreTest, DeleteChecksRevisionAndExistence) {
   auto store = open();
   ASSERT_TRUE(store->insert_object("profile", "web", Json::object(), "ready"));
-  EXPECT_EQ(store->delete_object("profile", "web", 5).error().code(), ErrorCode::kPreconditionFailed);
+  EXPECT_EQ(store->delete_object("profile", "web", 5).error().code(),
+            ErrorCode::kPreconditionFailed);
   EXPECT_TRUE(store->delete_object("profile", "web", 1));
   EXPECT_EQ(store->delete_object("profile", "web").error().code(), ErrorCode::kNotFound);
   EXPECT_EQ(store->get_object("profile", "web").error().code(), ErrorCode::kNotFound);
@@ -131,7 +133,8 @@ TEST_F(StoreTest, ConcurrentWritersAllLand) {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 25; ++i)
-        ASSERT_TRUE(store->insert_object("profile", fmt::format("p{}-{}", t, i), Json::object(), "ready"));
+        ASSERT_TRUE(
+            store->insert_object("profile", fmt::format("p{}-{}", t, i), Json::object(), "ready"));
     });
   }
   for (auto& t : threads) t.join();

@@ -1,0 +1,44 @@
+#pragma once
+// What every CLI command shares: the global flags, the lazily opened client, the output format.
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/output.h"
+#include "client/client.h"
+
+namespace vireo::cli {
+
+class Context {
+ public:
+  client::ConnectOptions connect;
+  std::string format_name = "table";
+
+  // Connects on first use, so `vireo --help` and completion work without a daemon.
+  Result<client::Client*> client();
+  Format format() const { return parse_format(format_name).value_or(Format::kTable); }
+
+  // Set by the command that ran; main turns it into the exit code.
+  Result<void> outcome;
+
+ private:
+  std::unique_ptr<client::Client> client_;
+};
+
+// Each noun adds its subcommands to the app. The callbacks store their outcome in ctx.
+void add_info_command(CLI::App& app, Context& ctx);
+void add_operation_commands(CLI::App& app, Context& ctx);
+void add_events_command(CLI::App& app, Context& ctx);
+void add_profile_commands(CLI::App& app, Context& ctx);
+void add_debug_commands(CLI::App& app, Context& ctx);
+void add_completion_command(CLI::App& app, Context& ctx);
+
+// Follows an operation to its end with a progress bar on a terminal; failure and
+// cancellation are errors carrying the operation's message.
+Result<api::Operation> follow_with_progress(Context& ctx, const std::string& id);
+
+// Runs the CLI; returns the process exit code (0 ok, 1 failed, 2 usage).
+int run(int argc, char** argv);
+
+}  // namespace vireo::cli
