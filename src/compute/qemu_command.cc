@@ -1,0 +1,151 @@
+#include "compute/qemu_command.h"
+
+#include <sys/un.h>
+
+#include "base/json.h"
+#include "base/strings.h"
+
+namespace vireo::compute {
+
+namespace {
+
+// seccomp: besides the default filter, no new privileges, no fork/exec, no scheduler or
+// resource changes. Nothing in our configuration needs them (TAPs come opened by name, no
+// helper scripts).
+constexpr const char* kSandbox =
+    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
+// QEMU option values separate keys with commas; a literal comma is written twice.
+std::string opt_value(std::string_view value) {
+  std::string out;
+  for (char c : value) {
+    out += c;
+    if (c == ',') out += ',';
+  }
+  return out;
+}
+
+Result<void> check_socket_path(const std::string& path, std::string_view what) {
+  if (path.empty()) return make_error(ErrorCode::kInvalidArgument, "{} path is empty", what);
+  if (path.size() >= sizeof(sockaddr_un::sun_path))
+    return make_error(ErrorCode::kInvalidArgument, "{} path too long for a unix socket: {}", what,
+                      path);
+  return {};
+}
+
+// The blockdev protocol node for an NBD URI: nbd+unix:///EXPORT?socket=PATH or
+// nbd://HOST[:PORT]/EXPORT.
+Result<Json> nbd_node(const std::string& uri) {
+  Json node = {{"driver", "nbd"}};
+  if (uri.starts_with("nbd+unix:///")) {
+    std::string rest = uri.substr(std::string_view("nbd+unix:///").size());
+    auto q = rest.find("?socket=");
+    if (q == std::string::npos || q + 8 >= rest.size())
+      return make_error(ErrorCode::kInvalidArgument, "NBD URI {} has no ?socket=PATH", uri);
+    node["server"] = {{"type", "unix"}, {"path", rest.substr(q + 8)}};
+    if (q > 0) node["export"] = rest.substr(0, q);
+    return node;
+  }
+  if (uri.starts_with("nbd://")) {
+    std::string rest = uri.substr(std::string_view("nbd://").size());
+    auto slash = rest.find('/');
+    std::string hostport = rest.substr(0, slash);
+    auto colon = hostport.rfind(':');
+    std::string host = colon == std::string::npos ? hostport : hostport.substr(0, colon);
+    std::string port = colon == std::string::npos ? "10809" : hostport.substr(colon + 1);
+    if (host.empty() || port.empty())
+      return make_error(ErrorCode::kInvalidArgument, "NBD URI {} has no host", uri);
+    node["server"] = {{"type", "inet"}, {"host", host}, {"port", port}};
+    if (slash != std::string::npos && slash + 1 < rest.size())
+      node["export"] = rest.substr(slash + 1);
+    return node;
+  }
+  return make_error(ErrorCode::kInvalidArgument, "unsupported NBD URI {}", uri);
+}
+
+void add(std::vector<std::string>& argv, std::string_view opt, std::string value) {
+  argv.emplace_back(opt);
+  argv.push_back(std::move(value));
+}
+
+Result<void> add_disks(const VmSpec& spec, std::vector<std::string>& argv) {
+  const char* device = spec.machine == Machine::kQ35 ? "virtio-blk-pci" : "virtio-blk-device";
+  for (size_t i = 0; i < spec.disks.size(); ++i) {
+    const auto& disk = spec.disks[i];
+    std::string id = disk_id(i);
+    bool read_only = disk.access == Access::kReadOnly;
+    Json proto = disk.path.empty() ? TRY_CTX(nbd_node(disk.nbd_uri), "disk {}", i)
+                                   : Json{{"driver", "file"}, {"filename", disk.path}};
+    proto["node-name"] = id + "-proto";
+    proto["read-only"] = read_only;
+    Json format = {{"driver", to_string(disk.format)},
+                   {"node-name", id + "-fmt"},
+                   {"file", id + "-proto"},
+                   {"read-only", read_only}};
+    add(argv, "-blockdev", dump_json(proto));
+    add(argv, "-blockdev", dump_json(format));
+    std::string dev = fmt::format("{},drive={}-fmt,id={}", device, id, id);
+    // Without a kernel, firmware boots the first disk.
+    if (i == 0 && spec.kernel.empty()) dev += ",bootindex=0";
+    add(argv, "-device", dev);
+  }
+  return {};
+}
+
+void add_nics(const VmSpec& spec, std::vector<std::string>& argv) {
+  const char* device = spec.machine == Machine::kQ35 ? "virtio-net-pci" : "virtio-net-device";
+  for (size_t i = 0; i < spec.nics.size(); ++i) {
+    std::string id = nic_id(i);
+    add(argv, "-netdev",
+        fmt::format("tap,id={}-tap,ifname={},script=no,downscript=no", id, spec.nics[i].tap));
+    add(argv, "-device",
+        fmt::format("{},netdev={}-tap,mac={},id={}", device, id, spec.nics[i].mac, id));
+  }
+}
+
+}  // namespace
+
+std::string disk_id(size_t index) {
+  return fmt::format("disk{}", index);
+}
+std::string nic_id(size_t index) {
+  return fmt::format("nic{}", index);
+}
+
+Result<std::vector<std::string>> build_qemu_command(const VmSpec& spec, const QemuPaths& paths,
+                                                    const std::string& qemu_binary) {
+  TRY_CTX(validate_spec(spec), "VM {}", spec.name);
+  TRY(check_socket_path(paths.qmp_socket, "QMP socket"));
+  TRY(check_socket_path(paths.console_socket, "console socket"));
+  if (paths.pidfile.empty()) return make_error(ErrorCode::kInvalidArgument, "pidfile is empty");
+
+  std::vector<std::string> argv{qemu_binary};
+  add(argv, "-name", fmt::format("guest={},debug-threads=on", spec.name));
+  if (!spec.uuid.empty()) add(argv, "-uuid", spec.uuid);
+  argv.insert(argv.end(), {"-nodefaults", "-no-user-config", "-display", "none"});
+  add(argv, "-sandbox", kSandbox);
+  add(argv, "-machine", std::string(to_string(spec.machine)));
+  add(argv, "-accel", std::string(to_string(spec.accelerator)));
+  std::string cpu = spec.cpu_model;
+  if (cpu.empty() && spec.accelerator == Accelerator::kKvm) cpu = "host";
+  if (!cpu.empty()) add(argv, "-cpu", cpu);
+  add(argv, "-smp", std::to_string(spec.vcpus));
+  add(argv, "-m", fmt::format("{}M", spec.memory_mib));
+  add(argv, "-chardev",
+      fmt::format("socket,id=qmp,path={},server=on,wait=off", opt_value(paths.qmp_socket)));
+  add(argv, "-mon", "chardev=qmp,mode=control");
+  add(argv, "-chardev",
+      fmt::format("socket,id=console,path={},server=on,wait=off", opt_value(paths.console_socket)));
+  add(argv, "-serial", "chardev:console");
+  add(argv, "-pidfile", paths.pidfile);
+  if (!spec.kernel.empty()) {
+    add(argv, "-kernel", spec.kernel);
+    if (!spec.initrd.empty()) add(argv, "-initrd", spec.initrd);
+    if (!spec.cmdline.empty()) add(argv, "-append", spec.cmdline);
+  }
+  TRY(add_disks(spec, argv));
+  add_nics(spec, argv);
+  return argv;
+}
+
+}  // namespace vireo::compute

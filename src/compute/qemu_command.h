@@ -1,0 +1,32 @@
+#pragma once
+// The QEMU command line for a VmSpec. Pure: builds argv, starts nothing.
+//
+// Every VM runs with -nodefaults -no-user-config -display none and a seccomp sandbox that also
+// denies spawning processes. QEMU is not told to -daemonize: the VmProcess runner forks it into
+// its own session, so it survives the daemon, while the daemon that started it can still reap
+// it and learn its exit status. The pidfile and the QMP socket let a later daemon re-attach.
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "compute/vm_spec.h"
+
+namespace vireo::compute {
+
+// Where QEMU puts its control sockets and files (normally all inside one per-VM run directory).
+struct QemuPaths {
+  std::string qmp_socket;
+  std::string console_socket;  // the guest's serial port, a unix socket QEMU listens on
+  std::string pidfile;
+};
+
+// Validates spec (validate_spec) and the paths, then returns argv with argv[0] = qemu_binary.
+[[nodiscard]] Result<std::vector<std::string>> build_qemu_command(
+    const VmSpec& spec, const QemuPaths& paths,
+    const std::string& qemu_binary = "qemu-system-x86_64");
+
+// The QEMU device and node names of disk i and NIC i (used again for hot-unplug).
+std::string disk_id(size_t index);
+std::string nic_id(size_t index);
+
+}  // namespace vireo::compute
