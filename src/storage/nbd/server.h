@@ -1,0 +1,72 @@
+#pragma once
+// NbdServer: serves BlockDevices as NBD exports over Unix and TCP sockets (newstyle fixed
+// handshake; see protocol.h for what is negotiated).
+//
+// One thread per connection reads requests, runs them on the device and writes each reply with
+// one writev, straight from the read buffer. A client that sends garbage or drops mid-request
+// loses only its own connection. Several connections may serve one export (CAN_MULTI_CONN:
+// the devices are thread-safe and flush covers every connection's writes).
+//
+// Thread safety: listen_*() before run(); stop() from any thread (also from a signal-handling
+// thread); run() returns once every connection has ended.
+#include <atomic>
+#include <filesystem>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/fd.h"
+#include "storage/block_device.h"
+
+namespace vireo::storage::nbd {
+
+struct ExportConfig {
+  std::string name;
+  std::shared_ptr<BlockDevice> device;
+  bool read_only = false;
+  std::string description;
+};
+
+class NbdServer {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<NbdServer>> create(std::vector<ExportConfig> exports);
+  ~NbdServer();
+
+  // Replaces a stale socket file at path; the socket is made mode 0660.
+  [[nodiscard]] Result<void> listen_unix(const std::filesystem::path& path);
+  // Port 0 picks a free port; returns the bound "host:port".
+  [[nodiscard]] Result<std::string> listen_tcp(const std::string& host, uint16_t port);
+  // Accepts and serves connections until stop().
+  [[nodiscard]] Result<void> run();
+  void stop();
+  // Serves one already connected socket on the calling thread (tests, inetd-style use).
+  void serve(Fd socket);
+
+  size_t active_connections() const { return active_.load(); }
+
+ private:
+  struct Connection {
+    std::thread thread;
+    int fd = -1;
+    std::atomic<bool> done{false};
+  };
+  NbdServer() = default;
+  void reap(bool all);
+  const ExportConfig* find_export(std::string_view name) const;
+  friend class NbdSession;
+
+  std::vector<ExportConfig> exports_;
+  std::vector<Fd> listeners_;
+  std::vector<std::filesystem::path> unix_paths_;
+  Fd stop_event_;
+  std::mutex mu_;
+  std::list<Connection> connections_;
+  std::atomic<size_t> active_{0};
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace vireo::storage::nbd
