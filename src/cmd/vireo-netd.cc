@@ -1,0 +1,29 @@
+// vireo-netd: Vireo's userspace virtual switch and router. Controlled over a Unix socket with
+// JSON lines (see docs/network.md); keeps forwarding when its controller goes away.
+#include <CLI/CLI.hpp>
+
+#include "base/log.h"
+#include "network/server.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"vireo-netd: Vireo's virtual switch, router and network functions"};
+  std::string control;
+  std::string state;
+  bool debug = false;
+  app.add_option("--control", control, "Unix socket for control requests (JSON lines)")->required();
+  app.add_option("--state", state, "Directory where the configuration is kept across restarts");
+  app.add_flag("--debug", debug, "Log debug messages");
+  CLI11_PARSE(app, argc, argv);
+  vireo::init_logging(debug ? vireo::LogLevel::kDebug : vireo::LogLevel::kInfo);
+
+  auto server = vireo::net::Server::create({control, state});
+  if (!server) {
+    spdlog::error("vireo-netd: {}", server.error().message());
+    return 1;
+  }
+  if (auto r = (*server)->run(); !r) {
+    spdlog::error("vireo-netd: {}", r.error().message());
+    return 1;
+  }
+  return 0;
+}

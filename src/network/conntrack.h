@@ -1,0 +1,65 @@
+#pragma once
+// Conntrack: the connection tracker behind the stateful firewall. A connection is keyed by its
+// 5-tuple as first seen (the original direction); a packet matches it in either direction.
+// TCP connections follow a reduced state machine (SYN seen → established → closing) with a
+// timeout per state; UDP and ICMP echo have idle timeouts. Entries are allocated when a
+// connection is created, never per packet, and expired by tick(). Not thread-safe.
+#include <cstddef>
+#include <cstdint>
+#include <unordered_map>
+#include <vector>
+
+namespace vireo::net {
+
+struct FlowKey {
+  uint32_t src = 0, dst = 0;
+  uint16_t sport = 0, dport = 0;  // ICMP echo: the identifier in both
+  uint8_t proto = 0;
+  bool operator==(const FlowKey&) const = default;
+  FlowKey reversed() const { return FlowKey{dst, src, dport, sport, proto}; }
+};
+
+struct FlowKeyHash {
+  size_t operator()(const FlowKey& k) const {
+    uint64_t a = uint64_t{k.src} << 32 | k.dst;
+    uint64_t b = uint64_t{k.sport} << 24 | uint64_t{k.dport} << 8 | k.proto;
+    return static_cast<size_t>((a * 0x9e3779b97f4a7c15ull) ^ (b * 0xc2b2ae3d27d4eb4full));
+  }
+};
+
+enum class FlowState : uint8_t { kNew, kEstablished, kClosing };
+
+struct Flow {
+  FlowKey key;  // original direction
+  FlowState state = FlowState::kNew;
+  bool reply_seen = false;
+  uint64_t expires_ns = 0;
+  uint64_t packets = 0;
+};
+
+enum class Direction : uint8_t { kOriginal, kReply };
+
+struct TrackResult {
+  Flow* flow = nullptr;  // null: no connection yet
+  Direction direction = Direction::kOriginal;
+};
+
+class Conntrack {
+ public:
+  explicit Conntrack(size_t max_flows = 65536);
+
+  TrackResult find(const FlowKey& key);
+  // Creates the connection for a packet the firewall allowed; null when the table is full.
+  Flow* create(const FlowKey& key, uint64_t now_ns);
+  // Advances the connection's state with one packet (tcp_flags 0 for UDP/ICMP).
+  void update(Flow& flow, Direction direction, uint8_t tcp_flags, uint64_t now_ns);
+  void expire(uint64_t now_ns);
+  std::vector<Flow> flows() const;
+  size_t size() const { return flows_.size(); }
+
+ private:
+  size_t max_flows_;
+  std::unordered_map<FlowKey, Flow, FlowKeyHash> flows_;
+};
+
+}  // namespace vireo::net

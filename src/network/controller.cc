@@ -1,0 +1,496 @@
+#include "network/controller.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+
+#include "base/file.h"
+#include "base/strings.h"
+#include "network/dhcp_server.h"
+#include "network/firewall.h"
+#include "network/packet_port.h"
+#include "network/router.h"
+#include "network/tap_port.h"
+
+namespace vireo::net {
+namespace {
+
+constexpr uint16_t kFirstUntaggedId = 4096;
+constexpr const char* kStateFile = "netd.json";
+
+Result<std::string> get_string(const Json& j, const char* key, bool required = true) {
+  auto it = j.find(key);
+  if (it == j.end()) {
+    if (required) return make_error(ErrorCode::kInvalidArgument, "missing field '{}'", key);
+    return std::string();
+  }
+  if (!it->is_string())
+    return make_error(ErrorCode::kInvalidArgument, "'{}' must be a string", key);
+  return it->get<std::string>();
+}
+
+Result<uint32_t> get_uint(const Json& j, const char* key, uint32_t fallback, uint32_t max) {
+  auto it = j.find(key);
+  if (it == j.end()) return fallback;
+  if (!it->is_number_unsigned() || it->get<uint64_t>() > max)
+    return make_error(ErrorCode::kInvalidArgument, "'{}' must be an integer from 0 to {}", key,
+                      max);
+  return static_cast<uint32_t>(it->get<uint64_t>());
+}
+
+Json error_reply(const Error& e) {
+  return Json{{"ok", false}, {"error", e.message()}, {"code", std::string(to_string(e.code()))}};
+}
+
+}  // namespace
+
+Result<NetworkSpec> network_spec_from_json(const Json& j) {
+  NetworkSpec s;
+  s.name = TRY(get_string(j, "name"));
+  TRY(validate_name(s.name, "network"));
+  s.subnet = TRY(parse_cidr(TRY(get_string(j, "subnet"))));
+  std::string gw = TRY(get_string(j, "gateway", false));
+  if (!gw.empty()) {
+    s.gateway = TRY(parse_ipv4(gw));
+    if (!s.subnet.contains(s.gateway) || s.gateway == s.subnet.addr)
+      return make_error(ErrorCode::kInvalidArgument, "gateway {} is not a host of {}", gw,
+                        format_cidr(s.subnet));
+  }
+  s.vlan = static_cast<uint16_t>(TRY(get_uint(j, "vlan", 0, 4094)));
+  s.mtu = TRY(get_uint(j, "mtu", 1500, 65535));
+  if (s.mtu < 576) return make_error(ErrorCode::kInvalidArgument, "mtu {} is below 576", s.mtu);
+  if (auto it = j.find("dhcp"); it != j.end()) {
+    if (!it->is_boolean())
+      return make_error(ErrorCode::kInvalidArgument, "'dhcp' must be a boolean");
+    s.dhcp = it->get<bool>();
+  }
+  if (s.dhcp && !s.gateway)
+    return make_error(ErrorCode::kInvalidArgument, "DHCP needs a gateway address");
+  return s;
+}
+
+Json to_json(const NetworkSpec& s) {
+  Json j{{"name", s.name}, {"subnet", format_cidr(s.subnet)}, {"mtu", s.mtu}};
+  if (s.gateway) j["gateway"] = format_ipv4(s.gateway);
+  if (s.vlan) j["vlan"] = s.vlan;
+  if (s.dhcp) j["dhcp"] = true;
+  return j;
+}
+
+Result<PortSpec> port_spec_from_json(const Json& j) {
+  PortSpec s;
+  std::string iface = TRY(get_string(j, "iface", false));
+  std::string tap = TRY(get_string(j, "tap", false));
+  if (iface.empty() == tap.empty())
+    return make_error(ErrorCode::kInvalidArgument, "give exactly one of 'iface' and 'tap'");
+  s.tap = !tap.empty();
+  s.ifname = s.tap ? tap : iface;
+  TRY(validate_name(s.ifname, "interface"));
+  if (s.ifname.size() > 15)
+    return make_error(ErrorCode::kInvalidArgument, "interface name '{}' is too long", s.ifname);
+  s.mtu = TRY(get_uint(j, "mtu", 0, 65535));
+  s.ring = TRY(get_string(j, "ring", false));
+  if (s.ring.empty()) s.ring = "v2";
+  if (s.ring != "v2" && s.ring != "v3")
+    return make_error(ErrorCode::kInvalidArgument, "ring must be \"v2\" or \"v3\"");
+  auto trunk = j.find("trunk");
+  if (trunk == j.end()) {
+    s.networks.push_back(TRY(get_string(j, "network")));
+    return s;
+  }
+  if (!trunk->is_array())
+    return make_error(ErrorCode::kInvalidArgument, "'trunk' must be a list of network names");
+  s.trunk = true;
+  for (const Json& n : *trunk) {
+    if (!n.is_string()) return make_error(ErrorCode::kInvalidArgument, "'trunk' holds names");
+    s.networks.push_back(n.get<std::string>());
+  }
+  s.native = TRY(get_string(j, "native", false));
+  return s;
+}
+
+Json to_json(const PortSpec& s) {
+  Json j{{s.tap ? "tap" : "iface", s.ifname}};
+  if (s.trunk) {
+    j["trunk"] = s.networks;
+    if (!s.native.empty()) j["native"] = s.native;
+  } else {
+    j["network"] = s.networks.at(0);
+  }
+  if (s.mtu) j["mtu"] = s.mtu;
+  if (!s.tap) j["ring"] = s.ring;
+  return j;
+}
+
+Controller::Controller(Datapath& datapath, std::filesystem::path state_dir, PortWatcher watcher)
+    : datapath_(datapath),
+      state_dir_(std::move(state_dir)),
+      watcher_(std::move(watcher)),
+      firewall_(std::make_unique<Firewall>()),
+      dhcp_(std::make_unique<DhcpServer>()),
+      router_(std::make_unique<Router>(datapath, firewall_.get(), dhcp_.get())) {}
+
+Controller::~Controller() {
+  for (auto& [name, p] : ports_)
+    if (watcher_ && datapath_.port(p.id)) watcher_(p.id, datapath_.port(p.id)->fd(), false);
+}
+
+std::string Controller::handle_line(std::string_view line) {
+  Result<Json> request = parse_json(line);
+  if (!request) return dump_json(error_reply(request.error()));
+  return dump_json(handle(*request));
+}
+
+Json Controller::handle(const Json& request) {
+  if (!request.is_object())
+    return error_reply(Error(ErrorCode::kInvalidArgument, "request must be a JSON object"));
+  Result<std::string> op = get_string(request, "op");
+  if (!op) return error_reply(op.error());
+  Result<Json> reply = dispatch(*op, request);
+  if (!reply) return error_reply(std::move(reply.error()).with_context(*op));
+  Json out = std::move(*reply);
+  out["ok"] = true;
+  return out;
+}
+
+Result<Json> Controller::dispatch(const std::string& op, const Json& r) {
+  if (op == "network.create") return create_network(TRY(network_spec_from_json(r)));
+  if (op == "network.delete") return delete_network(TRY(get_string(r, "name")));
+  if (op == "network.list") return list_networks();
+  if (op == "port.attach") return attach_port(TRY(port_spec_from_json(r)));
+  if (op == "port.detach") return detach_port(TRY(get_string(r, "name")));
+  if (op == "port.list") return list_ports();
+  if (op == "fdb.dump") return dump_fdb(TRY(get_string(r, "network", false)));
+  if (op == "stats") return stats();
+  if (op.starts_with("route.")) return route(op, r);
+  if (op.starts_with("firewall.")) return firewall(op, r);
+  if (op == "conntrack.list") return conntrack();
+  if (op.starts_with("dhcp.")) return dhcp(op, r);
+  return make_error(ErrorCode::kInvalidArgument, "unknown op '{}'", op);
+}
+
+Result<uint16_t> Controller::allocate_id(uint16_t vlan) const {
+  if (vlan) {
+    if (network_by_id(vlan))
+      return make_error(ErrorCode::kAlreadyExists, "VLAN {} is used by another network", vlan);
+    return vlan;
+  }
+  for (uint32_t id = kFirstUntaggedId; id < 0xffff; ++id)
+    if (!network_by_id(static_cast<uint16_t>(id))) return static_cast<uint16_t>(id);
+  return make_error(ErrorCode::kConflict, "no network id left");
+}
+
+const Controller::Network* Controller::network_by_id(uint16_t id) const {
+  for (const auto& [name, n] : networks_)
+    if (n.id == id) return &n;
+  return nullptr;
+}
+
+Result<Json> Controller::create_network(const NetworkSpec& spec) {
+  if (networks_.contains(spec.name))
+    return make_error(ErrorCode::kAlreadyExists, "network {} exists", spec.name);
+  for (const auto& [name, n] : networks_)
+    if (n.spec.subnet.contains(spec.subnet.addr) || spec.subnet.contains(n.spec.subnet.addr))
+      return make_error(ErrorCode::kConflict, "subnet {} overlaps network {}",
+                        format_cidr(spec.subnet), name);
+  Network n{spec, TRY(allocate_id(spec.vlan))};
+  if (spec.gateway) {
+    PortConfig c;
+    c.access_vlan = n.id;
+    c.mtu = spec.mtu;
+    n.router_port = TRY(datapath_.add_internal_port(router_.get(), c));
+    router_->add_leg(n.router_port, spec.subnet, spec.gateway, spec.mtu);
+    if (spec.dhcp) dhcp_->enable(n.id, spec.subnet, spec.gateway);
+  }
+  networks_.emplace(spec.name, n);
+  TRY(save());
+  spdlog::info("network {} created: {} vlan {}", spec.name, format_cidr(spec.subnet), spec.vlan);
+  return Json{{"network", to_json(spec)}};
+}
+
+Result<Json> Controller::delete_network(const std::string& name) {
+  auto it = networks_.find(name);
+  if (it == networks_.end()) return make_error(ErrorCode::kNotFound, "network {} not found", name);
+  for (const auto& [ifname, p] : ports_)
+    for (const std::string& net : p.spec.networks)
+      if (net == name || p.spec.native == name)
+        return make_error(ErrorCode::kConflict, "network {} has port {}", name, ifname);
+  if (it->second.router_port != kNoPort) {
+    router_->remove_leg(it->second.router_port);
+    datapath_.remove_port(it->second.router_port);
+  }
+  datapath_.sw().flush_vlan(it->second.id);
+  firewall_->remove_network(it->second.id);
+  dhcp_->disable(it->second.id);
+  networks_.erase(it);
+  TRY(save());
+  return Json::object();
+}
+
+Result<Json> Controller::list_networks() const {
+  Json list = Json::array();
+  for (const auto& [name, n] : networks_) list.push_back(to_json(n.spec));
+  return Json{{"networks", list}};
+}
+
+Result<PortConfig> Controller::port_config(const PortSpec& spec) const {
+  PortConfig c;
+  c.mode = spec.trunk ? VlanMode::kTrunk : VlanMode::kAccess;
+  uint32_t mtu = 65535;
+  auto lookup = [&](const std::string& name) -> Result<const Network*> {
+    auto it = networks_.find(name);
+    if (it == networks_.end())
+      return make_error(ErrorCode::kNotFound, "network {} not found", name);
+    mtu = std::min(mtu, it->second.spec.mtu);
+    return &it->second;
+  };
+  for (const std::string& name : spec.networks) {
+    const Network* n = TRY(lookup(name));
+    if (!spec.trunk) {
+      c.access_vlan = n->id;
+    } else if (n->spec.vlan == 0) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "network {} has no VLAN id and cannot be carried tagged", name);
+    } else {
+      c.trunk_vlans.set(n->spec.vlan);
+    }
+  }
+  if (!spec.native.empty()) c.native_vlan = TRY(lookup(spec.native))->id;
+  if (spec.networks.empty() && spec.native.empty())
+    return make_error(ErrorCode::kInvalidArgument, "a port needs at least one network");
+  c.mtu = spec.mtu ? spec.mtu : mtu;
+  return c;
+}
+
+Result<Json> Controller::attach_port(const PortSpec& spec) {
+  if (ports_.contains(spec.ifname))
+    return make_error(ErrorCode::kAlreadyExists, "port {} is attached", spec.ifname);
+  PortConfig config = TRY(port_config(spec));
+  std::unique_ptr<Port> device;
+  if (spec.tap)
+    device = TRY(TapPort::create(spec.ifname));
+  else
+    device = TRY(PacketPort::create(
+        spec.ifname,
+        PacketRingConfig{.version = spec.ring == "v3" ? RingVersion::kV3 : RingVersion::kV2}));
+  int fd = device->fd();
+  PortId id = TRY(datapath_.add_port(std::move(device), config));
+  ports_.emplace(spec.ifname, PortEntry{spec, id});
+  if (watcher_) watcher_(id, fd, true);
+  TRY(save());
+  spdlog::info("port {} attached as {}", spec.ifname, id);
+  return Json{{"port", to_json(spec)}, {"id", id}};
+}
+
+Result<Json> Controller::detach_port(const std::string& ifname) {
+  auto it = ports_.find(ifname);
+  if (it == ports_.end()) return make_error(ErrorCode::kNotFound, "port {} not attached", ifname);
+  PortId id = it->second.id;
+  if (watcher_ && datapath_.port(id)) watcher_(id, datapath_.port(id)->fd(), false);
+  datapath_.remove_port(id);
+  ports_.erase(it);
+  TRY(save());
+  return Json::object();
+}
+
+Result<Json> Controller::list_ports() const {
+  Json list = Json::array();
+  for (const auto& [name, p] : ports_) {
+    const PortStats& s = datapath_.sw().stats(p.id);
+    Json j = to_json(p.spec);
+    j["id"] = p.id;
+    j["mtu"] = datapath_.sw().config(p.id).mtu;
+    j["stats"] =
+        Json{{"rx_packets", s.rx_packets}, {"rx_bytes", s.rx_bytes}, {"rx_dropped", s.rx_dropped},
+             {"tx_packets", s.tx_packets}, {"tx_bytes", s.tx_bytes}, {"tx_dropped", s.tx_dropped}};
+    list.push_back(j);
+  }
+  return Json{{"ports", list}};
+}
+
+Result<Json> Controller::dump_fdb(const std::string& network) const {
+  const Network* only = nullptr;
+  if (!network.empty()) {
+    auto it = networks_.find(network);
+    if (it == networks_.end())
+      return make_error(ErrorCode::kNotFound, "network {} not found", network);
+    only = &it->second;
+  }
+  std::map<PortId, std::string> port_names;
+  for (const auto& [name, p] : ports_) port_names[p.id] = name;
+  Json list = Json::array();
+  for (const FdbEntry& e : datapath_.sw().fdb().entries()) {
+    if (only && e.vlan != only->id) continue;
+    const Network* n = network_by_id(e.vlan);
+    auto port = port_names.find(e.port);
+    list.push_back(Json{{"network", n ? n->spec.name : ""},
+                        {"mac", format_mac(e.mac)},
+                        {"port", port != port_names.end() ? port->second : "router"}});
+  }
+  return Json{{"fdb", list}};
+}
+
+Result<Json> Controller::stats() const {
+  Json drops = Json::object();
+  const DropCounters& d = datapath_.drops();
+  for (size_t i = 1; i < d.counts.size(); ++i)
+    if (d.counts[i]) drops[drop_reason_name(static_cast<DropReason>(i))] = d.counts[i];
+  return Json{{"drops", drops}, {"fdb_entries", datapath_.sw().fdb().size()}};
+}
+
+Result<Json> Controller::route(const std::string& op, const Json& r) {
+  if (op == "route.list") return Json{{"routes", router_->routes_json()}};
+  Cidr dst = TRY(parse_cidr(TRY(get_string(r, "destination"))));
+  if (op == "route.delete") {
+    TRY(router_->remove_route(dst));
+  } else if (op == "route.add") {
+    TRY(router_->add_route(dst, TRY(parse_ipv4(TRY(get_string(r, "via"))))));
+  } else {
+    return make_error(ErrorCode::kInvalidArgument, "unknown op '{}'", op);
+  }
+  TRY(save());
+  return Json::object();
+}
+
+Result<const Controller::Network*> Controller::find_network(const Json& r) const {
+  std::string name = TRY(get_string(r, "network"));
+  auto it = networks_.find(name);
+  if (it == networks_.end()) return make_error(ErrorCode::kNotFound, "network {} not found", name);
+  return &it->second;
+}
+
+Result<Json> Controller::firewall(const std::string& op, const Json& r) {
+  const Network* n = TRY(find_network(r));
+  if (op == "firewall.rule.list") {
+    Json list = Json::array();
+    for (const FwRule& rule : firewall_->rules(n->id)) list.push_back(to_json(rule));
+    FwPolicy p = firewall_->policy(n->id);
+    return Json{{"rules", list},
+                {"policy",
+                 {{"in", p.in == FwAction::kAllow ? "allow" : "deny"},
+                  {"out", p.out == FwAction::kAllow ? "allow" : "deny"}}}};
+  }
+  if (op == "firewall.policy") {
+    FwPolicy p = firewall_->policy(n->id);
+    for (auto [key, action] : {std::pair{"in", &p.in}, std::pair{"out", &p.out}}) {
+      std::string v = TRY(get_string(r, key, false));
+      if (v.empty()) continue;
+      if (v != "allow" && v != "deny")
+        return make_error(ErrorCode::kInvalidArgument, "policy must be allow or deny");
+      *action = v == "allow" ? FwAction::kAllow : FwAction::kDeny;
+    }
+    firewall_->set_policy(n->id, p);
+  } else if (op == "firewall.rule.add") {
+    uint32_t id = firewall_->add_rule(n->id, TRY(fw_rule_from_json(r)));
+    TRY(save());
+    return Json{{"id", id}};
+  } else if (op == "firewall.rule.delete") {
+    TRY(firewall_->remove_rule(n->id, TRY(get_uint(r, "id", 0, 0xffffffff))));
+  } else {
+    return make_error(ErrorCode::kInvalidArgument, "unknown op '{}'", op);
+  }
+  TRY(save());
+  return Json::object();
+}
+
+Result<Json> Controller::conntrack() const {
+  Json list = Json::array();
+  for (const Flow& f : firewall_->conntrack().flows()) {
+    const char* state = f.state == FlowState::kNew           ? "new"
+                        : f.state == FlowState::kEstablished ? "established"
+                                                             : "closing";
+    list.push_back(Json{{"protocol", f.key.proto},
+                        {"src", format_ipv4(f.key.src)},
+                        {"sport", f.key.sport},
+                        {"dst", format_ipv4(f.key.dst)},
+                        {"dport", f.key.dport},
+                        {"state", state},
+                        {"packets", f.packets}});
+  }
+  return Json{{"connections", list}};
+}
+
+Result<Json> Controller::dhcp(const std::string& op, const Json& r) {
+  const Network* n = TRY(find_network(r));
+  if (!dhcp_->enabled(n->id))
+    return make_error(ErrorCode::kConflict, "network {} does not serve DHCP", n->spec.name);
+  if (op == "dhcp.leases") return Json{{"leases", dhcp_->leases_json(n->id)}};
+  if (op != "dhcp.reserve") return make_error(ErrorCode::kInvalidArgument, "unknown op '{}'", op);
+  std::string mac_text = TRY(get_string(r, "mac"));
+  unsigned b[6];
+  char tail;
+  if (std::sscanf(mac_text.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4],
+                  &b[5], &tail) != 6)
+    return make_error(ErrorCode::kInvalidArgument, "invalid MAC address '{}'", mac_text);
+  MacKey mac = 0;
+  for (unsigned v : b) mac = mac << 8 | v;
+  TRY(dhcp_->reserve(n->id, mac, TRY(parse_ipv4(TRY(get_string(r, "ip"))))));
+  return Json::object();
+}
+
+Json Controller::firewall_state() const {
+  Json list = Json::array();
+  for (const auto& [name, n] : networks_) {
+    FwPolicy p = firewall_->policy(n.id);
+    Json rules = Json::array();
+    for (const FwRule& rule : firewall_->rules(n.id)) rules.push_back(to_json(rule));
+    list.push_back(Json{{"network", name},
+                        {"in", p.in == FwAction::kAllow ? "allow" : "deny"},
+                        {"out", p.out == FwAction::kAllow ? "allow" : "deny"},
+                        {"rules", rules}});
+  }
+  return list;
+}
+
+void Controller::tick(uint64_t now_ns) {
+  firewall_->tick(now_ns);
+  datapath_.sw().fdb().expire(now_ns);
+  router_->tick(now_ns);
+}
+
+Result<void> Controller::save() const {
+  if (state_dir_.empty() || restoring_) return {};
+  Json j{{"networks", Json::array()},
+         {"ports", Json::array()},
+         {"routes", router_->routes_json()},
+         {"firewall", firewall_state()}};
+  for (const auto& [name, n] : networks_) j["networks"].push_back(to_json(n.spec));
+  for (const auto& [name, p] : ports_) j["ports"].push_back(to_json(p.spec));
+  TRY_CTX(make_dirs(state_dir_, 0700), "state directory");
+  return write_file_atomic(state_dir_ / kStateFile, dump_json(j, 2) + "\n", 0600);
+}
+
+Result<void> Controller::restore() {
+  if (state_dir_.empty()) return {};
+  std::filesystem::path path = state_dir_ / kStateFile;
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return {};
+  Json j = TRY_CTX(parse_json(TRY(read_file(path))), "state {}", path.string());
+  if (!j.is_object())
+    return make_error(ErrorCode::kInvalidArgument, "state {}: not an object", path.string());
+  restoring_ = true;
+  auto each = [&](const char* key, auto fn) {
+    if (!j.contains(key) || !j[key].is_array()) return;
+    for (const Json& item : j[key])
+      if (Result<Json> r = fn(item); !r) spdlog::warn("restore {}: {}", key, r.error().message());
+  };
+  each("networks", [&](const Json& n) -> Result<Json> {
+    return create_network(TRY(network_spec_from_json(n)));
+  });
+  each("ports",
+       [&](const Json& p) -> Result<Json> { return attach_port(TRY(port_spec_from_json(p))); });
+  each("routes", [&](const Json& r) -> Result<Json> { return route("route.add", r); });
+  each("firewall", [&](const Json& f) -> Result<Json> {
+    TRY(firewall("firewall.policy", f));
+    if (f.contains("rules") && f["rules"].is_array())
+      for (Json rule : f["rules"]) {
+        rule["network"] = f.value("network", "");
+        TRY(firewall("firewall.rule.add", rule));
+      }
+    return Json::object();
+  });
+  restoring_ = false;
+  return {};
+}
+
+}  // namespace vireo::net

@@ -1,0 +1,97 @@
+// The control API without devices: validation, network life cycle, persistence.
+#include "network/controller.h"
+
+#include <gtest/gtest.h>
+
+#include "base/file.h"
+#include "base/ids.h"
+
+namespace vireo::net {
+namespace {
+
+class ControllerTest : public ::testing::Test {
+ protected:
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  Json call(Controller& c, const std::string& line) { return *parse_json(c.handle_line(line)); }
+
+  std::filesystem::path dir_ =
+      std::filesystem::temp_directory_path() / ("vireo-netd-ctl-" + random_hex(4));
+  Datapath dp_;
+};
+
+TEST_F(ControllerTest, RejectsMalformedRequests) {
+  Controller c(dp_, {}, nullptr);
+  for (const char* bad :
+       {"not json", "[1]", R"({"op":1})", R"({"op":"network.create"})",
+        R"({"op":"network.create","name":"a","subnet":"10.0.0.1/24"})",
+        R"({"op":"network.create","name":"a","subnet":"10.0.0.0/33"})",
+        R"({"op":"network.create","name":"a","subnet":"10.0.0.0/24","vlan":5000})",
+        R"({"op":"network.create","name":"a","subnet":"10.0.0.0/24","gateway":"10.1.0.1"})",
+        R"({"op":"network.create","name":"../x","subnet":"10.0.0.0/24"})",
+        R"({"op":"port.attach","network":"a"})",
+        R"({"op":"port.attach","network":"a","iface":"x","tap":"y"})", R"({"op":"fly"})"}) {
+    Json r = call(c, bad);
+    EXPECT_FALSE(r["ok"].get<bool>()) << bad;
+    EXPECT_TRUE(r["error"].is_string()) << bad;
+  }
+}
+
+TEST_F(ControllerTest, NetworksAreCreatedListedAndDeleted) {
+  Controller c(dp_, {}, nullptr);
+  EXPECT_TRUE(
+      call(
+          c,
+          R"({"op":"network.create","name":"a","subnet":"10.0.0.0/24","gateway":"10.0.0.1","vlan":7})")
+          ["ok"]
+              .get<bool>());
+  EXPECT_EQ(call(c, R"({"op":"network.create","name":"a","subnet":"10.5.0.0/24"})")["code"],
+            "already exists");
+  EXPECT_FALSE(
+      call(c, R"({"op":"network.create","name":"b","subnet":"10.0.0.128/25"})")["ok"].get<bool>());
+  EXPECT_FALSE(
+      call(c, R"({"op":"network.create","name":"b","subnet":"10.9.0.0/24","vlan":7})")["ok"]
+          .get<bool>());
+  Json list = call(c, R"({"op":"network.list"})")["networks"];
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["gateway"], "10.0.0.1");
+  EXPECT_TRUE(call(c, R"({"op":"network.delete","name":"a"})")["ok"].get<bool>());
+  EXPECT_FALSE(call(c, R"({"op":"network.delete","name":"a"})")["ok"].get<bool>());
+}
+
+TEST_F(ControllerTest, AttachingMissingInterfaceFailsCleanly) {
+  Controller c(dp_, {}, nullptr);
+  call(c, R"({"op":"network.create","name":"a","subnet":"10.0.0.0/24"})");
+  Json r = call(c, R"({"op":"port.attach","network":"a","iface":"vtnosuchdev0"})");
+  EXPECT_FALSE(r["ok"].get<bool>());
+  EXPECT_TRUE(call(c, R"({"op":"port.list"})")["ports"].empty());
+}
+
+TEST_F(ControllerTest, ConfigurationSurvivesRestart) {
+  {
+    Controller c(dp_, dir_, nullptr);
+    call(c, R"({"op":"network.create","name":"a","subnet":"10.0.0.0/24","gateway":"10.0.0.1"})");
+    call(c, R"({"op":"network.create","name":"b","subnet":"10.1.0.0/24","gateway":"10.1.0.1"})");
+    EXPECT_TRUE(
+        call(c, R"({"op":"route.add","destination":"192.168.0.0/16","via":"10.1.0.9"})")["ok"]
+            .get<bool>());
+  }
+  Datapath fresh;
+  Controller c(fresh, dir_, nullptr);
+  ASSERT_TRUE(c.restore());
+  EXPECT_EQ(call(c, R"({"op":"network.list"})")["networks"].size(), 2u);
+  EXPECT_EQ(call(c, R"({"op":"route.list"})")["routes"].size(), 1u);
+}
+
+TEST_F(ControllerTest, CorruptStateIsAnErrorNotACrash) {
+  std::filesystem::create_directories(dir_);
+  ASSERT_TRUE(
+      write_file_atomic(dir_ / "netd.json", "{\"networks\": [{\"name\": 5}], \"ports\": 3}"));
+  Controller c(dp_, dir_, nullptr);
+  EXPECT_TRUE(c.restore());  // bad entries are logged and skipped
+  ASSERT_TRUE(write_file_atomic(dir_ / "netd.json", "{oops"));
+  Controller d(dp_, dir_, nullptr);
+  EXPECT_FALSE(d.restore());
+}
+
+}  // namespace
+}  // namespace vireo::net

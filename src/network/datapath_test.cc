@@ -1,0 +1,247 @@
+// The datapath with the router, driven through fake ports: no devices, no root.
+#include "network/datapath.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+
+#include "network/router.h"
+#include "network/test_frames.h"
+
+namespace vireo::net {
+namespace {
+
+using namespace testing;
+
+// A port whose "device" is two queues the test fills and reads.
+class FakePort final : public Port {
+ public:
+  std::deque<Bytes> inbox;
+  std::vector<Bytes> sent;
+  std::vector<VnetHdr> sent_vnet;
+
+  PortKind kind() const override { return PortKind::kTap; }
+  size_t receive(std::span<RxFrame> out) override {
+    size_t n = 0;
+    held_.clear();
+    while (n < out.size() && !inbox.empty()) {
+      held_.push_back(std::move(inbox.front()));
+      inbox.pop_front();
+      out[n].data = held_.back().data();
+      out[n].len = uint32_t(held_.back().size());
+      out[n].vnet = VnetHdr{};
+      ++n;
+    }
+    return n;
+  }
+  void release_rx() override {}
+  void enqueue(const RxFrame& frame, TagOp tag, uint16_t vlan) override {
+    TxFrame t;
+    t.build(frame, tag, vlan);
+    Bytes flat;
+    for (int i = 1; i < t.iovcnt; ++i) {
+      auto* p = static_cast<uint8_t*>(t.iov[i].iov_base);
+      flat.insert(flat.end(), p, p + t.iov[i].iov_len);
+    }
+    sent.push_back(flat);
+    sent_vnet.push_back(t.vnet);
+  }
+  uint64_t flush() override { return 0; }
+
+ private:
+  std::deque<Bytes> held_;  // deque: pointers stay valid while it grows
+};
+
+constexpr uint32_t kGw1 = ip4(10, 1, 0, 1), kGw2 = ip4(10, 2, 0, 1);
+constexpr uint32_t kHost1 = ip4(10, 1, 0, 5), kHost2 = ip4(10, 2, 0, 7);
+
+Mac to_mac(MacKey k) {
+  Mac m;
+  for (int i = 0; i < 6; ++i) m.b[i] = uint8_t(k >> (40 - 8 * i));
+  return m;
+}
+
+class DatapathTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto p1 = std::make_unique<FakePort>(), p2 = std::make_unique<FakePort>();
+    port1_ = p1.get();
+    port2_ = p2.get();
+    PortConfig c1, c2;
+    c1.access_vlan = 4096;
+    c2.access_vlan = 4097;
+    id1_ = *dp_.add_port(std::move(p1), c1);
+    id2_ = *dp_.add_port(std::move(p2), c2);
+    PortId r1 = *dp_.add_internal_port(&router_, c1);
+    PortId r2 = *dp_.add_internal_port(&router_, c2);
+    router_.add_leg(r1, Cidr{ip4(10, 1, 0, 0), 24}, kGw1, 1500);
+    router_.add_leg(r2, Cidr{ip4(10, 2, 0, 0), 24}, kGw2, 1500);
+  }
+
+  void receive(FakePort* port, PortId id, Bytes frame) {
+    port->inbox.push_back(std::move(frame));
+    dp_.poll_port(id, now_);
+  }
+  // host2 announces itself so the router knows its MAC.
+  void resolve_host2() {
+    receive(
+        port2_, id2_,
+        concat(ethernet(kBroadcast, mac(7), kEtherTypeArp), arp(1, mac(7), kHost2, Mac{}, kGw2)));
+    port2_->sent.clear();
+  }
+  Bytes ping(uint32_t dst, uint8_t ttl = 64) {
+    return concat(ethernet(to_mac(Router::leg_mac(kGw1)), mac(5), kEtherTypeIpv4),
+                  ipv4(kHost1, dst, kIpProtoIcmp, icmp_echo(8, 1, 1, Bytes(8, 0x42)), ttl));
+  }
+
+  Datapath dp_;
+  DhcpServer dhcp_;
+  Router router_{dp_, nullptr, &dhcp_};
+  FakePort* port1_ = nullptr;
+  FakePort* port2_ = nullptr;
+  PortId id1_ = kNoPort, id2_ = kNoPort;
+  uint64_t now_ = 1'000'000'000'000ull;
+};
+
+TEST_F(DatapathTest, RouterAnswersArpForGateway) {
+  receive(port1_, id1_,
+          concat(ethernet(kBroadcast, mac(5), kEtherTypeArp), arp(1, mac(5), kHost1, Mac{}, kGw1)));
+  ASSERT_EQ(port1_->sent.size(), 1u);
+  const Bytes& r = port1_->sent[0];
+  ParsedFrame p;
+  ASSERT_EQ(parse_frame(r.data(), uint32_t(r.size()), p), DropReason::kNone);
+  ASSERT_TRUE(p.is_arp());
+  EXPECT_EQ(load_be16(r.data() + p.l3 + 6), 2);  // reply
+  EXPECT_EQ(mac_key(r.data() + p.l3 + 8), Router::leg_mac(kGw1));
+  EXPECT_EQ(load_be32(r.data() + p.l3 + 14), kGw1);
+  EXPECT_EQ(mac_key(r.data()), mac_key(mac(5).b));
+}
+
+TEST_F(DatapathTest, RouterAnswersEchoWithValidChecksums) {
+  receive(port1_, id1_, ping(kGw1));
+  ASSERT_EQ(port1_->sent.size(), 1u);
+  const Bytes& r = port1_->sent[0];
+  ParsedFrame p;
+  ASSERT_EQ(parse_frame(r.data(), uint32_t(r.size()), p), DropReason::kNone);
+  EXPECT_EQ(r[p.l4], 0);  // echo reply
+  EXPECT_EQ(checksum(r.data() + p.l4, p.ip_len - (p.l4 - p.l3)), 0);
+  EXPECT_EQ(load_be32(r.data() + p.l3 + 12), kGw1);
+  EXPECT_EQ(load_be32(r.data() + p.l3 + 16), kHost1);
+}
+
+TEST_F(DatapathTest, RouterForwardsAndDecrementsTtl) {
+  resolve_host2();
+  receive(port1_, id1_, ping(kHost2));
+  ASSERT_EQ(port2_->sent.size(), 1u);
+  const Bytes& f = port2_->sent[0];
+  ParsedFrame p;
+  ASSERT_EQ(parse_frame(f.data(), uint32_t(f.size()), p), DropReason::kNone);  // checksum ok
+  EXPECT_EQ(f[p.l3 + 8], 63);
+  EXPECT_EQ(mac_key(f.data()), mac_key(mac(7).b));
+  EXPECT_EQ(mac_key(f.data() + 6), Router::leg_mac(kGw2));
+}
+
+TEST_F(DatapathTest, UnresolvedNextHopTriggersArpRequest) {
+  receive(port1_, id1_, ping(kHost2));
+  ASSERT_EQ(port2_->sent.size(), 1u);
+  const Bytes& f = port2_->sent[0];
+  EXPECT_EQ(load_be16(f.data() + 12), kEtherTypeArp);
+  EXPECT_EQ(load_be32(f.data() + 14 + 24), kHost2);
+  EXPECT_EQ(dp_.drops()[DropReason::kNoRoute], 1u);
+}
+
+TEST_F(DatapathTest, TtlOneGetsTimeExceeded) {
+  resolve_host2();
+  receive(port1_, id1_, ping(kHost2, 1));
+  EXPECT_TRUE(port2_->sent.empty());
+  ASSERT_EQ(port1_->sent.size(), 1u);
+  const Bytes& r = port1_->sent[0];
+  ParsedFrame p;
+  ASSERT_EQ(parse_frame(r.data(), uint32_t(r.size()), p), DropReason::kNone);
+  EXPECT_EQ(r[p.l4], 11);
+  EXPECT_EQ(checksum(r.data() + p.l4, p.ip_len - 20), 0);
+  EXPECT_EQ(dp_.drops()[DropReason::kTtlExceeded], 1u);
+}
+
+TEST_F(DatapathTest, NoRouteGetsUnreachableAndStaticRouteFixesIt) {
+  receive(port1_, id1_, ping(ip4(192, 168, 9, 9)));
+  ASSERT_EQ(port1_->sent.size(), 1u);
+  EXPECT_EQ(port1_->sent[0][14 + 20], 3);
+  ASSERT_TRUE(router_.add_route(Cidr{ip4(192, 168, 9, 0), 24}, kHost2));
+  EXPECT_FALSE(router_.add_route(Cidr{ip4(192, 168, 8, 0), 24}, ip4(172, 16, 0, 1)));
+  resolve_host2();
+  receive(port1_, id1_, ping(ip4(192, 168, 9, 9)));
+  ASSERT_EQ(port2_->sent.size(), 1u);
+  EXPECT_EQ(mac_key(port2_->sent[0].data()), mac_key(mac(7).b));
+}
+
+TEST_F(DatapathTest, MalformedFramesAreCountedPerReason) {
+  Bytes good = ping(kGw1);
+  Bytes short_ip = good;
+  short_ip.resize(30);
+  receive(port1_, id1_, short_ip);
+  receive(port1_, id1_, Bytes(5, 0));
+  EXPECT_EQ(dp_.drops()[DropReason::kIpv4Truncated], 1u);
+  EXPECT_EQ(dp_.drops()[DropReason::kEthTruncated], 1u);
+  EXPECT_EQ(dp_.sw().stats(id1_).rx_dropped, 2u);
+  EXPECT_TRUE(port1_->sent.empty());
+}
+
+Bytes dhcp_request(Mac client, uint8_t type, uint32_t requested = 0) {
+  Bytes m = dhcp_discover(client);
+  m.resize(240);
+  append(m, {53, 1, type});
+  if (requested) {
+    append(m, {50, 4});
+    append32(m, requested);
+  }
+  append(m, {255});
+  return concat(ethernet(kBroadcast, client, kEtherTypeIpv4),
+                ipv4(0, 0xffffffff, kIpProtoUdp, udp(68, 67, m)));
+}
+
+TEST_F(DatapathTest, DhcpOffersThenAcksAnAddress) {
+  dhcp_.enable(4096, Cidr{ip4(10, 1, 0, 0), 24}, kGw1);
+  receive(port1_, id1_, dhcp_request(mac(9), 1));
+  ASSERT_EQ(port1_->sent.size(), 1u);
+  ParsedFrame p;
+  const Bytes& offer = port1_->sent[0];
+  ASSERT_EQ(parse_frame(offer.data(), uint32_t(offer.size()), p), DropReason::kNone);
+  ASSERT_EQ(p.app, App::kDhcp);
+  EXPECT_EQ(p.dhcp_type, 2);
+  uint32_t offered = load_be32(offer.data() + p.payload + 16);
+  EXPECT_EQ(offered, ip4(10, 1, 0, 2));  // .1 is the gateway
+  receive(port1_, id1_, dhcp_request(mac(9), 3, offered));
+  ASSERT_EQ(port1_->sent.size(), 2u);
+  ASSERT_EQ(parse_frame(port1_->sent[1].data(), uint32_t(port1_->sent[1].size()), p),
+            DropReason::kNone);
+  EXPECT_EQ(p.dhcp_type, 5);
+  // Asking for somebody else's address gets a NAK.
+  receive(port1_, id1_, dhcp_request(mac(10), 3, offered));
+  ASSERT_EQ(parse_frame(port1_->sent[2].data(), uint32_t(port1_->sent[2].size()), p),
+            DropReason::kNone);
+  EXPECT_EQ(p.dhcp_type, 6);
+  EXPECT_FALSE(dhcp_.reserve(4096, mac_key(mac(11).b), offered));
+  EXPECT_TRUE(dhcp_.reserve(4096, mac_key(mac(11).b), ip4(10, 1, 0, 50)));
+}
+
+TEST(TxFrameTest, PushAndPopShiftVnetOffsets) {
+  Bytes f = concat(ethernet(mac(2), mac(1), kEtherTypeIpv4), Bytes(40, 0));
+  RxFrame in{f.data(), uint32_t(f.size()),
+             VnetHdr{kVnetNeedsCsum, kVnetGsoTcpV4, 54, 1448, 34, 16}};
+  TxFrame t;
+  t.build(in, TagOp::kPush, 10);
+  EXPECT_EQ(t.len, f.size() + 4);
+  EXPECT_EQ(t.vnet.csum_start, 38);
+  EXPECT_EQ(t.vnet.hdr_len, 58);
+  EXPECT_EQ(load_be16(t.tag + 2), 10);
+
+  Bytes tagged = concat(ethernet(mac(2), mac(1), kEtherTypeIpv4, 10), Bytes(40, 0));
+  RxFrame in2{tagged.data(), uint32_t(tagged.size()), VnetHdr{kVnetNeedsCsum, 0, 0, 0, 38, 16}};
+  t.build(in2, TagOp::kPop, 0);
+  EXPECT_EQ(t.len, tagged.size() - 4);
+  EXPECT_EQ(t.vnet.csum_start, 34);
+}
+
+}  // namespace
+}  // namespace vireo::net

@@ -1,0 +1,51 @@
+#pragma once
+// DhcpServer: answers DHCP (RFC 2131) on the networks that enable it, through the router's leg
+// there: DISCOVER → OFFER, REQUEST → ACK or NAK, RELEASE frees the address. Addresses come from
+// the subnet (gateway, network and broadcast addresses excluded); static reservations pin a MAC
+// to an address. Replies are broadcast, which every client accepts. Leases are kept in memory
+// and reported to the owner through a callback so it can persist them. Builds replies in its
+// own small buffer ring; allocates only when a lease is created. Not thread-safe.
+#include <array>
+#include <functional>
+#include <map>
+#include <vector>
+
+#include "base/json.h"
+#include "network/datapath.h"
+#include "network/ipv4.h"
+
+namespace vireo::net {
+
+struct DhcpLease {
+  uint32_t ip = 0;
+  uint64_t expires_ns = 0;  // 0 for a reservation
+};
+
+class DhcpServer {
+ public:
+  static constexpr uint32_t kLeaseSeconds = 3600;
+
+  // Serves network (the switch's id) with subnet and gateway, the server's own address.
+  void enable(uint16_t network, const Cidr& subnet, uint32_t gateway);
+  void disable(uint16_t network);
+  bool enabled(uint16_t network) const { return pools_.contains(network); }
+  [[nodiscard]] Result<void> reserve(uint16_t network, MacKey mac, uint32_t ip);
+  Json leases_json(uint16_t network) const;
+
+  // Handles a parsed DHCP message that reached the router's leg on network; a reply frame, if
+  // any, is written to out (at least kReplySize bytes) and its length returned.
+  uint32_t handle(uint16_t network, MacKey leg_mac, const uint8_t* frame, const ParsedFrame& parsed,
+                  uint64_t now_ns, uint8_t* out);
+  static constexpr uint32_t kReplySize = 14 + 20 + 8 + 300;
+
+ private:
+  struct Pool {
+    Cidr subnet;
+    uint32_t gateway = 0;
+    std::map<MacKey, DhcpLease> leases;
+  };
+  uint32_t allocate(Pool& pool, MacKey mac, uint64_t now_ns);
+  std::map<uint16_t, Pool> pools_;
+};
+
+}  // namespace vireo::net

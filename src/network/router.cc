@@ -1,0 +1,281 @@
+#include "network/router.h"
+
+#include <time.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "network/wire.h"
+
+namespace vireo::net {
+namespace {
+
+constexpr uint8_t kIcmpEchoReply = 0;
+constexpr uint8_t kIcmpUnreachable = 3;
+constexpr uint8_t kIcmpEchoRequest = 8;
+constexpr uint8_t kIcmpTimeExceeded = 11;
+constexpr uint8_t kDefaultTtl = 64;
+
+void put_mac(uint8_t* p, MacKey mac) {
+  for (int i = 0; i < 6; ++i) p[i] = static_cast<uint8_t>(mac >> (40 - 8 * i));
+}
+
+// Moves the MAC addresses over the 802.1Q tag so the frame leaves the router untagged.
+RxFrame strip_tag(RxFrame frame, const ParsedFrame& parsed) {
+  if (!parsed.tagged) return frame;
+  std::memmove(frame.data + 4, frame.data, 12);
+  frame.data += 4;
+  frame.len -= 4;
+  if (frame.vnet.flags & kVnetNeedsCsum) frame.vnet.csum_start -= 4;
+  if (frame.vnet.gso_type != kVnetGsoNone) frame.vnet.hdr_len -= 4;
+  return frame;
+}
+
+}  // namespace
+
+Router::Router(Datapath& datapath, Firewall* firewall, DhcpServer* dhcp)
+    : datapath_(datapath),
+      firewall_(firewall),
+      dhcp_(dhcp),
+      dhcp_buffers_(16),
+      buffers_(kBufferCount) {
+  neighbours_.reserve(4096);
+}
+
+MacKey Router::leg_mac(uint32_t gateway) {
+  return uint64_t{0x0276} << 32 | gateway;
+}
+
+uint64_t Router::now_ns() const {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
+}
+
+void Router::add_leg(PortId port, const Cidr& subnet, uint32_t gateway, uint32_t mtu) {
+  uint16_t network = datapath_.sw().config(port).access_vlan;
+  Leg leg{port, network, subnet, gateway, leg_mac(gateway), mtu};
+  legs_.push_back(leg);
+  // Frames to the router's MAC must reach only the router, never a flood: it edits them in place.
+  datapath_.sw().fdb().add_static(network, leg.mac, port);
+}
+
+void Router::remove_leg(PortId port) {
+  std::erase_if(legs_, [&](const Leg& l) { return l.port == port; });
+  std::erase_if(neighbours_, [&](const auto& kv) { return kv.second.port == port; });
+}
+
+Result<void> Router::add_route(const Cidr& destination, uint32_t via) {
+  if (!leg_for(via))
+    return make_error(ErrorCode::kInvalidArgument, "next hop {} is not in a routed network",
+                      format_ipv4(via));
+  for (const Route& r : routes_)
+    if (r.destination.addr == destination.addr && r.destination.prefix == destination.prefix)
+      return make_error(ErrorCode::kAlreadyExists, "route to {} exists", format_cidr(destination));
+  routes_.push_back(Route{destination, via});
+  return {};
+}
+
+Result<void> Router::remove_route(const Cidr& destination) {
+  size_t removed = std::erase_if(routes_, [&](const Route& r) {
+    return r.destination.addr == destination.addr && r.destination.prefix == destination.prefix;
+  });
+  if (!removed) return make_error(ErrorCode::kNotFound, "no route to {}", format_cidr(destination));
+  return {};
+}
+
+Json Router::routes_json() const {
+  Json list = Json::array();
+  for (const Route& r : routes_)
+    list.push_back(Json{{"destination", format_cidr(r.destination)}, {"via", format_ipv4(r.via)}});
+  return list;
+}
+
+void Router::tick(uint64_t) {}
+
+const Router::Leg* Router::leg_by_port(PortId port) const {
+  for (const Leg& l : legs_)
+    if (l.port == port) return &l;
+  return nullptr;
+}
+
+const Router::Leg* Router::leg_for(uint32_t ip) const {
+  for (const Leg& l : legs_)
+    if (l.subnet.contains(ip)) return &l;
+  return nullptr;
+}
+
+uint8_t* Router::next_buffer() {
+  uint8_t* b = buffers_[next_buffer_].data();
+  next_buffer_ = (next_buffer_ + 1) % kBufferCount;
+  return b;
+}
+
+void Router::emit(const Leg& leg, uint8_t* data, uint32_t len) {
+  RxFrame f;
+  f.data = data;
+  f.len = len;
+  datapath_.inject(leg.port, f, now_ns());
+}
+
+void Router::handle(PortId port, const RxFrame& frame, const ParsedFrame& parsed, uint16_t) {
+  const Leg* leg = leg_by_port(port);
+  if (!leg) return;
+  if (parsed.is_arp()) return handle_arp(*leg, frame, parsed);
+  if (parsed.app == App::kDhcp && dhcp_) {
+    uint8_t* out = dhcp_buffers_[next_dhcp_buffer_].data();
+    next_dhcp_buffer_ = (next_dhcp_buffer_ + 1) % dhcp_buffers_.size();
+    uint32_t n = dhcp_->handle(leg->network, leg->mac, frame.data, parsed, now_ns(), out);
+    if (n) emit(*leg, out, n);
+    return;
+  }
+  // Only frames unicast to this leg are ours to edit; floods are looked at, never changed.
+  if (!parsed.is_ipv4() || mac_key(frame.data) != leg->mac) return;
+  RxFrame f = strip_tag(frame, parsed);
+  ParsedFrame p;
+  if (parse_frame(f.data, f.len, p) != DropReason::kNone) return;
+  for (const Leg& l : legs_)
+    if (load_be32(f.data + p.l3 + 16) == l.gateway) return handle_local(*leg, f, p);
+  forward(*leg, f, p);
+}
+
+void Router::handle_arp(const Leg& leg, const RxFrame& frame, const ParsedFrame& parsed) {
+  const uint8_t* arp = frame.data + parsed.l3;
+  uint16_t op = load_be16(arp + 6);
+  MacKey sender_mac = mac_key(arp + 8);
+  uint32_t sender_ip = load_be32(arp + 14);
+  uint32_t target_ip = load_be32(arp + 24);
+  if (leg.subnet.contains(sender_ip) && sender_ip != leg.gateway && !is_multicast(sender_mac))
+    neighbours_[sender_ip] = Neighbour{sender_mac, leg.port};
+  if (op != 1 || target_ip != leg.gateway) return;
+  uint8_t* b = next_buffer();
+  put_mac(b, sender_mac);
+  put_mac(b + 6, leg.mac);
+  store_be16(b + 12, kEtherTypeArp);
+  uint8_t* r = b + kEthHeaderLen;
+  store_be16(r, 1);
+  store_be16(r + 2, kEtherTypeIpv4);
+  r[4] = 6;
+  r[5] = 4;
+  store_be16(r + 6, 2);
+  put_mac(r + 8, leg.mac);
+  store_be32(r + 14, leg.gateway);
+  put_mac(r + 18, sender_mac);
+  store_be32(r + 24, sender_ip);
+  emit(leg, b, kEthHeaderLen + 28);
+}
+
+// ICMP echo to a gateway address: turned into the reply in place.
+void Router::handle_local(const Leg& leg, RxFrame f, const ParsedFrame& p) {
+  if (p.l4_kind != L4::kIcmp || p.fragment) return;
+  uint8_t* ip = f.data + p.l3;
+  uint8_t* icmp = f.data + p.l4;
+  if (icmp[0] != kIcmpEchoRequest) return;
+  uint8_t mac_tmp[6];
+  std::memcpy(mac_tmp, f.data, 6);
+  std::memcpy(f.data, f.data + 6, 6);
+  std::memcpy(f.data + 6, mac_tmp, 6);
+  uint8_t ip_tmp[4];
+  std::memcpy(ip_tmp, ip + 12, 4);
+  std::memcpy(ip + 12, ip + 16, 4);
+  std::memcpy(ip + 16, ip_tmp, 4);
+  uint16_t old_ttl_word = load_be16(ip + 8);
+  ip[8] = kDefaultTtl;
+  checksum_replace16(ip + 10, old_ttl_word, load_be16(ip + 8));
+  uint16_t old_type_word = load_be16(icmp);
+  icmp[0] = kIcmpEchoReply;
+  checksum_replace16(icmp + 2, old_type_word, load_be16(icmp));
+  f.vnet = VnetHdr{};
+  datapath_.inject(leg.port, f, now_ns());
+}
+
+void Router::forward(const Leg& in, RxFrame f, const ParsedFrame& p) {
+  uint8_t* ip = f.data + p.l3;
+  uint32_t dst = load_be32(ip + 16);
+  uint32_t next_hop = dst;
+  const Leg* out = leg_for(dst);
+  if (!out) {
+    const Route* best = nullptr;
+    for (const Route& r : routes_)
+      if (r.destination.contains(dst) && (!best || r.destination.prefix > best->destination.prefix))
+        best = &r;
+    if (best) {
+      next_hop = best->via;
+      out = leg_for(next_hop);
+    }
+  }
+  if (!out) {
+    datapath_.count_drop(DropReason::kNoRoute);
+    return send_icmp_error(in, f, p, kIcmpUnreachable, 0);
+  }
+  if (firewall_ && !firewall_->allow(in.network, out->network, f.data, p, now_ns())) {
+    datapath_.count_drop(DropReason::kFirewallDenied);
+    return;
+  }
+  if (ip[8] <= 1) {
+    datapath_.count_drop(DropReason::kTtlExceeded);
+    return send_icmp_error(in, f, p, kIcmpTimeExceeded, 0);
+  }
+  auto neighbour = neighbours_.find(next_hop);
+  if (neighbour == neighbours_.end()) {
+    // The packet is dropped; the sender's retransmission finds the neighbour resolved.
+    datapath_.count_drop(DropReason::kNoRoute);
+    return send_arp_request(*out, next_hop);
+  }
+  uint16_t old_word = load_be16(ip + 8);
+  --ip[8];
+  checksum_replace16(ip + 10, old_word, load_be16(ip + 8));
+  put_mac(f.data, neighbour->second.mac);
+  put_mac(f.data + 6, out->mac);
+  datapath_.inject(out->port, f, now_ns());
+}
+
+void Router::send_arp_request(const Leg& leg, uint32_t target) {
+  uint8_t* b = next_buffer();
+  put_mac(b, 0xffffffffffffull);
+  put_mac(b + 6, leg.mac);
+  store_be16(b + 12, kEtherTypeArp);
+  uint8_t* r = b + kEthHeaderLen;
+  store_be16(r, 1);
+  store_be16(r + 2, kEtherTypeIpv4);
+  r[4] = 6;
+  r[5] = 4;
+  store_be16(r + 6, 1);
+  put_mac(r + 8, leg.mac);
+  store_be32(r + 14, leg.gateway);
+  put_mac(r + 18, 0);
+  store_be32(r + 24, target);
+  emit(leg, b, kEthHeaderLen + 28);
+}
+
+// RFC 792 error: the offending IP header and the first 8 bytes of its payload, sent back to
+// the source from the gateway of the leg it came in on. Never about an ICMP error itself.
+void Router::send_icmp_error(const Leg& leg, const RxFrame& f, const ParsedFrame& p, uint8_t type,
+                             uint8_t code) {
+  const uint8_t* ip = f.data + p.l3;
+  if (p.l4_kind == L4::kIcmp && f.data[p.l4] != kIcmpEchoRequest) return;
+  uint32_t quoted = std::min<uint32_t>(p.l4 - p.l3 + 8, p.ip_len);
+  uint8_t* b = next_buffer();
+  if (kEthHeaderLen + 20 + 8 + quoted > kBufferSize) return;
+  std::memcpy(b, f.data + 6, 6);
+  put_mac(b + 6, leg.mac);
+  store_be16(b + 12, kEtherTypeIpv4);
+  uint8_t* oip = b + kEthHeaderLen;
+  uint16_t total = static_cast<uint16_t>(20 + 8 + quoted);
+  const uint8_t header[12] = {0x45, 0, uint8_t(total >> 8), uint8_t(total), 0, 0,
+                              0x40, 0, kDefaultTtl,         kIpProtoIcmp,   0, 0};
+  std::memcpy(oip, header, sizeof(header));
+  store_be32(oip + 12, leg.gateway);
+  std::memcpy(oip + 16, ip + 12, 4);
+  store_be16(oip + 10, checksum(oip, 20));
+  uint8_t* icmp = oip + 20;
+  icmp[0] = type;
+  icmp[1] = code;
+  store_be16(icmp + 2, 0);
+  store_be32(icmp + 4, 0);
+  std::memcpy(icmp + 8, ip, quoted);
+  store_be16(icmp + 2, checksum(icmp, 8 + quoted));
+  emit(leg, b, kEthHeaderLen + total);
+}
+
+}  // namespace vireo::net

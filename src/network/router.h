@@ -1,0 +1,85 @@
+#pragma once
+// Router: the L3 part of vireo-netd. It has one leg (an internal switch port) in each network
+// that has a gateway address; on a leg it answers ARP for the gateway and ICMP echo to it, and
+// it forwards IPv4 between networks (connected subnets and static routes, longest prefix
+// first): TTL decrement with ICMP time-exceeded, ICMP unreachable without a route, next hops
+// resolved by ARP. Frames addressed to the router are rewritten in place and re-injected into
+// the switch, so routing copies nothing; only generated packets (ARP, ICMP errors) use the
+// router's small buffer ring. The neighbour table allocates only when a new neighbour appears.
+// Not thread-safe: runs on the datapath's thread.
+#include <array>
+#include <unordered_map>
+#include <vector>
+
+#include "base/json.h"
+#include "base/result.h"
+#include "network/datapath.h"
+#include "network/dhcp_server.h"
+#include "network/firewall.h"
+#include "network/ipv4.h"
+
+namespace vireo::net {
+
+class Router final : public InternalPortHandler {
+ public:
+  // firewall (may be null) filters forwarded packets; dhcp (may be null) answers DHCP on the
+  // legs. Both outlive the router.
+  Router(Datapath& datapath, Firewall* firewall, DhcpServer* dhcp = nullptr);
+
+  void add_leg(PortId port, const Cidr& subnet, uint32_t gateway, uint32_t mtu);
+  void remove_leg(PortId port);
+  [[nodiscard]] Result<void> add_route(const Cidr& destination, uint32_t via);
+  [[nodiscard]] Result<void> remove_route(const Cidr& destination);
+  Json routes_json() const;
+  void tick(uint64_t now_ns);
+
+  void handle(PortId port, const RxFrame& frame, const ParsedFrame& parsed, uint16_t vlan) override;
+
+  // The MAC address of the leg whose gateway is gateway (stable across restarts).
+  static MacKey leg_mac(uint32_t gateway);
+
+ private:
+  struct Leg {
+    PortId port = kNoPort;
+    uint16_t network = 0;  // the switch's id of the leg's network
+    Cidr subnet;
+    uint32_t gateway = 0;
+    MacKey mac = 0;
+    uint32_t mtu = 1500;
+  };
+  struct Route {
+    Cidr destination;
+    uint32_t via = 0;
+  };
+  struct Neighbour {
+    MacKey mac = 0;
+    PortId port = kNoPort;
+  };
+  static constexpr size_t kBufferCount = 256;
+  static constexpr size_t kBufferSize = 128;
+
+  const Leg* leg_by_port(PortId port) const;
+  const Leg* leg_for(uint32_t ip) const;
+  void handle_arp(const Leg& leg, const RxFrame& frame, const ParsedFrame& parsed);
+  void handle_local(const Leg& leg, RxFrame frame, const ParsedFrame& parsed);
+  void forward(const Leg& in, RxFrame frame, const ParsedFrame& parsed);
+  void send_arp_request(const Leg& leg, uint32_t target);
+  void send_icmp_error(const Leg& leg, const RxFrame& frame, const ParsedFrame& parsed,
+                       uint8_t type, uint8_t code);
+  uint8_t* next_buffer();
+  void emit(const Leg& leg, uint8_t* data, uint32_t len);
+  uint64_t now_ns() const;
+
+  Datapath& datapath_;
+  Firewall* firewall_;
+  DhcpServer* dhcp_;
+  std::vector<std::array<uint8_t, DhcpServer::kReplySize>> dhcp_buffers_;
+  size_t next_dhcp_buffer_ = 0;
+  std::vector<Leg> legs_;
+  std::vector<Route> routes_;
+  std::unordered_map<uint32_t, Neighbour> neighbours_;
+  std::vector<std::array<uint8_t, kBufferSize>> buffers_;
+  size_t next_buffer_ = 0;
+};
+
+}  // namespace vireo::net

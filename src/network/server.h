@@ -1,0 +1,56 @@
+#pragma once
+// Server: the vireo-netd process body. One epoll loop drives the datapath (port fds), the
+// control socket (JSON lines over a Unix stream socket, any number of clients) and signals.
+// Clients come and go without affecting forwarding: the configuration lives in the
+// Controller, not in a connection. Single-threaded (see datapath.h).
+#include <sys/epoll.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "base/fd.h"
+#include "base/result.h"
+#include "network/controller.h"
+#include "network/datapath.h"
+
+namespace vireo::net {
+
+struct ServerOptions {
+  std::filesystem::path control_socket;
+  std::filesystem::path state_dir;  // empty: configuration is not persisted
+};
+
+class Server {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Server>> create(const ServerOptions& options);
+  ~Server();
+
+  // Runs until SIGTERM or SIGINT.
+  [[nodiscard]] Result<void> run();
+
+ private:
+  struct Client {
+    Fd fd;
+    std::string in;
+    std::string out;
+  };
+  Server() = default;
+  Result<void> watch(int fd, uint64_t tag, uint32_t events);
+  void on_port(PortId id, int fd, bool add);
+  void accept_clients();
+  void on_client(int fd, uint32_t events);
+  void close_client(int fd);
+
+  ServerOptions options_;
+  Fd epoll_;
+  Fd listener_;
+  Fd signals_;
+  Datapath datapath_;
+  std::unique_ptr<Controller> controller_;
+  std::map<int, Client> clients_;
+  bool stop_ = false;
+};
+
+}  // namespace vireo::net
