@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <future>
+#include <random>
 #include <thread>
 
 #include "client/client.h"
@@ -124,6 +125,25 @@ TEST_F(DaemonTest, HttpErrorsHaveStatusAndBody) {
 
   auto bad_wait = raw_http(sock, http_request("GET", "/1.0/operations/x?wait=soon"));
   EXPECT_EQ(bad_wait.status, 400);
+}
+
+TEST_F(DaemonTest, GarbageConnectionsDoNotHurtTheServer) {
+  std::mt19937 rng(42);
+  const std::vector<std::string> seeds = {
+      http_request("GET", "/1.0"), http_request("POST", "/1.0/profiles", R"({"name":"g"})"),
+      "GET /1.0 HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+      "GET /" + std::string(100000, 'a') + " HTTP/1.1\r\n\r\n",
+      "GET /1.0 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"};
+  for (int i = 0; i < 300; ++i) {
+    std::string bytes = seeds[static_cast<size_t>(i) % seeds.size()];
+    for (int flips = 0; flips < 1 + i % 8 && !bytes.empty(); ++flips)
+      bytes[rng() % bytes.size()] = static_cast<char>(rng());
+    bytes.resize(rng() % (bytes.size() + 1));
+    raw_http(daemon_.socket(), bytes);
+  }
+  auto ok = raw_http(daemon_.socket(), http_request("GET", "/1.0"));
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(::kill(daemon_.pid(), 0), 0) << "vireod died";
 }
 
 TEST_F(DaemonTest, OperationsWaitProgressAndCancel) {
