@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark: time from starting a VM through the compute runner to VIREO-GUEST-READY, vs the
 # same QEMU command line run directly; same kernel and initrd, alternating in one run.
-# Usage: bench/compute/run.sh [REPETITIONS]   (env BUILD_DIR, default build-compute)
+# Usage: bench/compute/run.sh [REPETITIONS]   (env BUILD_DIR, default build)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-build=${BUILD_DIR:-$repo/build-compute}
+build=${BUILD_DIR:-$repo/build}
 reps=${1:-5}
 "$repo/scripts/guest-image" >&2
 eval "$("$repo/scripts/guest-image" --print)"

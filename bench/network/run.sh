@@ -3,7 +3,7 @@
 # bridge, same machine, same run. Measures iperf3 TCP throughput, 64-byte UDP packets per second
 # delivered at the same offered load, ping latency (p50/p99) and CPU used, and prints ratios.
 # Needs root, iperf3, iproute2. Usage: bench/network/run.sh [SECONDS] (default 10 per test).
-# VIREO_BIN_DIR points at the build's bin/ (default build-network/bin). UDP_RATE sets the
+# VIREO_BIN_DIR points at the build's bin/ (default build/bin). UDP_RATE sets the
 # offered UDP load in bit/s of payload (default 40M, i.e. ~280 kpps of 18-byte payloads; the
 # sender may not reach it on a small machine: the offered rate is printed). RING=v3 uses
 # TPACKET_V3 rings on the vireo-netd ports instead of V2.
@@ -11,7 +11,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 secs=${1:-10}
-bin=${VIREO_BIN_DIR:-$root/build-network/bin}
+bin=${VIREO_BIN_DIR:-$root/build/bin}
 udp_rate=${UDP_RATE:-40M}
 ring=${RING:-v2}  # AF_PACKET ring of the vireo-netd ports
 p=vb$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')

@@ -5,7 +5,7 @@
 # read and 4 KiB random write at iodepth 16.
 #   bench/storage/run.sh [BUILD_DIR]   (env: SIZE=1G RUNTIME=10)
 set -euo pipefail
-build=${1:-$(cd "$(dirname "$0")/../.." && pwd)/build-storage}
+build=${1:-$(cd "$(dirname "$0")/../.." && pwd)/build}
 size=${SIZE:-1G}
 runtime=${RUNTIME:-10}
 work=$(mktemp -d /var/tmp/vireo-bench.XXXXXX)
