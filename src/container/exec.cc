@@ -123,21 +123,6 @@ Result<std::string> prepare_exec(const ExecChild& c, std::unique_ptr<SeccompFilt
   ::_exit(127);
 }
 
-int wait_forwarding_signals(pid_t pid, const sigset_t& forward) {
-  int status = 0;
-  for (;;) {
-    siginfo_t info;
-    int sig = ::sigwaitinfo(&forward, &info);
-    if (sig < 0) continue;
-    if (sig != SIGCHLD) {
-      ::kill(pid, sig);
-      continue;
-    }
-    if (::waitpid(pid, &status, WNOHANG) == pid) break;
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 }  // namespace
 
 Result<Process> exec_process(const Config& config, const ExecOptions& o) {
@@ -202,7 +187,7 @@ Result<int> exec_in_container(const State& s, const Config& config, const Proces
   if (!o.pid_file.empty())
     TRY_CTX(write_file_atomic(o.pid_file, std::to_string(pid)), "--pid-file");
   if (o.detach) return 0;
-  int code = wait_forwarding_signals(pid, forward);
+  int code = sys::wait_forwarding_signals(pid, forward);
   ::sigprocmask(SIG_SETMASK, &old, nullptr);
   return code;
 }

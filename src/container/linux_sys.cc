@@ -1,5 +1,7 @@
 #include "container/linux_sys.h"
 
+#include <sys/wait.h>
+
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <linux/sched.h>
@@ -209,6 +211,21 @@ Result<void> write_all(int fd, std::string_view data) {
     data.remove_prefix(static_cast<size_t>(n));
   }
   return {};
+}
+
+int wait_forwarding_signals(pid_t pid, const sigset_t& forward) {
+  int status = 0;
+  for (;;) {
+    siginfo_t info;
+    int sig = ::sigwaitinfo(&forward, &info);
+    if (sig < 0) continue;
+    if (sig != SIGCHLD) {
+      ::kill(pid, sig);
+      continue;
+    }
+    if (::waitpid(pid, &status, WNOHANG) == pid) break;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 }  // namespace vireo::container::sys

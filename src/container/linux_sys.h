@@ -2,6 +2,7 @@
 // Thin Result-returning wrappers for the Linux calls the runtime needs that glibc 2.36 lacks or
 // that are used with one fixed pattern (openat2 inside a root, mount through /proc/self/fd, pidfd
 // signalling). Stateless; safe from any thread, and async-signal-safe where noted.
+#include <signal.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -56,5 +57,9 @@ void close_fds_from(int first, int keep1 = -1, int keep2 = -1);
 
 // Writes all of data to fd (retrying on EINTR / short writes).
 [[nodiscard]] Result<void> write_all(int fd, std::string_view data);
+
+// Waits for pid to exit while passing every signal in `forward` (blocked by the caller) on to
+// it; returns the shell-style exit code (128 + signal for a killed process).
+int wait_forwarding_signals(pid_t pid, const sigset_t& forward);
 
 }  // namespace vireo::container::sys

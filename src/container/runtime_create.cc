@@ -209,21 +209,10 @@ Result<int> Runtime::run(const std::string& id, const CreateOptions& o, bool det
   }
   if (detach) return 0;
   pid_t pid = TRY(load(id)).state.pid;
-  int status = 0;
-  for (;;) {
-    siginfo_t info;
-    int sig = ::sigwaitinfo(&forward, &info);
-    if (sig < 0) continue;
-    if (sig != SIGCHLD) {
-      ::kill(pid, sig);
-      continue;
-    }
-    pid_t done = ::waitpid(pid, &status, WNOHANG);
-    if (done == pid) break;
-  }
+  int code = sys::wait_forwarding_signals(pid, forward);
   ::sigprocmask(SIG_SETMASK, &old, nullptr);
   TRY(remove(id, true));
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return code;
 }
 
 }  // namespace vireo::container

@@ -148,21 +148,7 @@ void Router::handle_arp(const Leg& leg, const RxFrame& frame, const ParsedFrame&
   if (leg.subnet.contains(sender_ip) && sender_ip != leg.gateway && !is_multicast(sender_mac))
     neighbours_[sender_ip] = Neighbour{sender_mac, leg.port};
   if (op != 1 || target_ip != leg.gateway) return;
-  uint8_t* b = next_buffer();
-  put_mac(b, sender_mac);
-  put_mac(b + 6, leg.mac);
-  store_be16(b + 12, kEtherTypeArp);
-  uint8_t* r = b + kEthHeaderLen;
-  store_be16(r, 1);
-  store_be16(r + 2, kEtherTypeIpv4);
-  r[4] = 6;
-  r[5] = 4;
-  store_be16(r + 6, 2);
-  put_mac(r + 8, leg.mac);
-  store_be32(r + 14, leg.gateway);
-  put_mac(r + 18, sender_mac);
-  store_be32(r + 24, sender_ip);
-  emit(leg, b, kEthHeaderLen + 28);
+  send_arp(leg, 2, sender_mac, sender_mac, sender_ip);
 }
 
 // ICMP echo to a gateway address: turned into the reply in place.
@@ -231,8 +217,14 @@ void Router::forward(const Leg& in, RxFrame f, const ParsedFrame& p) {
 }
 
 void Router::send_arp_request(const Leg& leg, uint32_t target) {
+  send_arp(leg, 1, 0xffffffffffffull, 0, target);
+}
+
+// An ARP packet (op 1 request, 2 reply) from the leg's gateway address.
+void Router::send_arp(const Leg& leg, uint16_t op, MacKey eth_dst, MacKey target_mac,
+                      uint32_t target_ip) {
   uint8_t* b = next_buffer();
-  put_mac(b, 0xffffffffffffull);
+  put_mac(b, eth_dst);
   put_mac(b + 6, leg.mac);
   store_be16(b + 12, kEtherTypeArp);
   uint8_t* r = b + kEthHeaderLen;
@@ -240,11 +232,11 @@ void Router::send_arp_request(const Leg& leg, uint32_t target) {
   store_be16(r + 2, kEtherTypeIpv4);
   r[4] = 6;
   r[5] = 4;
-  store_be16(r + 6, 1);
+  store_be16(r + 6, op);
   put_mac(r + 8, leg.mac);
   store_be32(r + 14, leg.gateway);
-  put_mac(r + 18, 0);
-  store_be32(r + 24, target);
+  put_mac(r + 18, target_mac);
+  store_be32(r + 24, target_ip);
   emit(leg, b, kEthHeaderLen + 28);
 }
 

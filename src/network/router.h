@@ -64,6 +64,7 @@ class Router final : public InternalPortHandler {
   void handle_local(const Leg& leg, RxFrame frame, const ParsedFrame& parsed);
   void forward(const Leg& in, RxFrame frame, const ParsedFrame& parsed);
   void send_arp_request(const Leg& leg, uint32_t target);
+  void send_arp(const Leg& leg, uint16_t op, MacKey eth_dst, MacKey target_mac, uint32_t target_ip);
   void send_icmp_error(const Leg& leg, const RxFrame& frame, const ParsedFrame& parsed,
                        uint8_t type, uint8_t code);
   uint8_t* next_buffer();
