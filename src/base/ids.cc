@@ -10,7 +10,7 @@
 
 namespace vireo {
 
-static std::string to_hex(const unsigned char* p, size_t n) {
+std::string to_hex(const unsigned char* p, size_t n) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out(n * 2, '0');
   for (size_t i = 0; i < n; ++i) {

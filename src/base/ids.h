@@ -5,6 +5,8 @@
 
 namespace vireo {
 
+// Lowercase hex of n bytes.
+std::string to_hex(const unsigned char* p, size_t n);
 // bytes random bytes from the OS CSPRNG, as lowercase hex (2*bytes characters).
 std::string random_hex(size_t bytes);
 // A version-4 UUID string.

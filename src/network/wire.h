@@ -1,28 +1,19 @@
 #pragma once
-// Byte-order helpers and Internet checksums for the packet pipeline. Header-only and free of
-// <expected>, so the parser builds with the fuzzing compiler (clang 14, C++20) as well.
+// Internet checksums (and the byte-order helpers from base/endian.h) for the packet pipeline.
+// Header-only and free of <expected>, so the parser builds with the fuzzing compiler (clang 14,
+// C++20) as well.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
+#include "base/endian.h"
+
 namespace vireo::net {
 
-inline uint16_t load_be16(const uint8_t* p) {
-  return static_cast<uint16_t>(p[0] << 8 | p[1]);
-}
-inline uint32_t load_be32(const uint8_t* p) {
-  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
-}
-inline void store_be16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-inline void store_be32(uint8_t* p, uint32_t v) {
-  p[0] = static_cast<uint8_t>(v >> 24);
-  p[1] = static_cast<uint8_t>(v >> 16);
-  p[2] = static_cast<uint8_t>(v >> 8);
-  p[3] = static_cast<uint8_t>(v);
-}
+using vireo::load_be16;
+using vireo::load_be32;
+using vireo::store_be16;
+using vireo::store_be32;
 
 // One's-complement sum of data (RFC 1071), not yet folded or inverted, added to sum.
 inline uint64_t checksum_add(const uint8_t* data, size_t len, uint64_t sum = 0) {

@@ -16,6 +16,7 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 
+#include "base/ids.h"
 #include "base/strings.h"
 
 namespace vireo::server {
@@ -47,9 +48,7 @@ std::string peer_fingerprint(TlsStream& stream) {
   unsigned int len = 0;
   X509_digest(cert, EVP_sha256(), md, &len);
   X509_free(cert);
-  std::string hex;
-  for (unsigned i = 0; i < len; ++i) hex += fmt::format("{:02x}", md[i]);
-  return hex;
+  return to_hex(md, len);
 }
 
 const std::set<std::string> kEventTypes = {"lifecycle", "operation", "log"};
