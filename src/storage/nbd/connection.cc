@@ -30,7 +30,7 @@ class NbdSession {
   Result<void> reply(const Request& r, uint32_t error, std::string_view message = {});
   Result<void> reply_read(const Request& r);
   Result<void> reply_block_status(const Request& r);
-  void enter_transmission(const ExportConfig& e);
+  void enter_transmission(std::shared_ptr<const ExportConfig> e);
 
   Result<void> recv_exact(void* dst, size_t n);
   Result<void> send(std::initializer_list<std::span<const uint8_t>> parts);
@@ -48,7 +48,7 @@ class NbdSession {
   // Replies to pipelined requests are gathered here and sent with one sendmsg once no further
   // request is buffered, which saves a system call per request under load.
   std::vector<uint8_t> pending_;
-  const ExportConfig* export_ = nullptr;
+  std::shared_ptr<const ExportConfig> export_;
   Session session_;
   bool no_zeroes_ = false;
 };
@@ -193,10 +193,10 @@ Result<NbdSession::Next> NbdSession::handle_option(uint32_t option, std::span<co
   switch (option) {
     case kOptExportName: {
       std::string name(reinterpret_cast<const char*>(data.data()), data.size());
-      const ExportConfig* e = server_.find_export(name);
+      auto e = server_.find_export(name);
       // This old option has no way to refuse: the connection ends.
       if (!e) return make_error(ErrorCode::kNotFound, "no export {}", name);
-      enter_transmission(*e);
+      enter_transmission(std::move(e));
       uint8_t reply[10 + 124] = {};
       store_be64(reply, session_.export_size);
       store_be16(reply + 8, transmission_flags(session_));
@@ -211,10 +211,10 @@ Result<NbdSession::Next> NbdSession::handle_option(uint32_t option, std::span<co
         TRY(option_reply(option, kRepErrInvalid));
         return Next::kContinue;
       }
-      for (const auto& e : server_.exports_) {
-        std::vector<uint8_t> d(4 + e.name.size());
-        store_be32(d.data(), uint32_t(e.name.size()));
-        std::memcpy(d.data() + 4, e.name.data(), e.name.size());
+      for (const std::string& name : server_.export_names()) {
+        std::vector<uint8_t> d(4 + name.size());
+        store_be32(d.data(), uint32_t(name.size()));
+        std::memcpy(d.data() + 4, name.data(), name.size());
         TRY(option_reply(option, kRepServer, d));
       }
       TRY(option_reply(option, kRepAck));
@@ -236,10 +236,10 @@ Result<NbdSession::Next> NbdSession::handle_option(uint32_t option, std::span<co
   }
 }
 
-void NbdSession::enter_transmission(const ExportConfig& e) {
-  export_ = &e;
-  session_.export_size = e.device->size();
-  session_.read_only = e.read_only || e.device->read_only();
+void NbdSession::enter_transmission(std::shared_ptr<const ExportConfig> e) {
+  export_ = std::move(e);
+  session_.export_size = export_->device->size();
+  session_.read_only = export_->read_only || export_->device->read_only();
 }
 
 Result<NbdSession::Next> NbdSession::handle_go(uint32_t option, std::span<const uint8_t> data) {
@@ -248,7 +248,7 @@ Result<NbdSession::Next> NbdSession::handle_go(uint32_t option, std::span<const 
     TRY(option_reply(option, kRepErrInvalid));
     return Next::kContinue;
   }
-  const ExportConfig* e = server_.find_export(go->name);
+  auto e = server_.find_export(go->name);
   if (!e) {
     TRY(option_reply(option, kRepErrUnknown));
     return Next::kContinue;
@@ -277,7 +277,7 @@ Result<NbdSession::Next> NbdSession::handle_go(uint32_t option, std::span<const 
   }
   TRY(option_reply(option, kRepAck));
   if (option == kOptInfo) return Next::kContinue;
-  enter_transmission(*e);
+  enter_transmission(std::move(e));
   return Next::kTransmission;
 }
 

@@ -19,7 +19,6 @@ namespace vireo::storage::nbd {
 void serve_connection(NbdServer& server, int socket);  // connection.cc
 
 Result<std::unique_ptr<NbdServer>> NbdServer::create(std::vector<ExportConfig> exports) {
-  if (exports.empty()) return make_error(ErrorCode::kInvalidArgument, "nbd: no exports");
   for (size_t i = 0; i < exports.size(); ++i) {
     if (!exports[i].device)
       return make_error(ErrorCode::kInvalidArgument, "nbd: export {} has no device",
@@ -29,7 +28,7 @@ Result<std::unique_ptr<NbdServer>> NbdServer::create(std::vector<ExportConfig> e
         return make_error(ErrorCode::kAlreadyExists, "nbd: export {} given twice", exports[i].name);
   }
   std::unique_ptr<NbdServer> s(new NbdServer());
-  s->exports_ = std::move(exports);
+  for (auto& e : exports) s->exports_.push_back(std::make_shared<const ExportConfig>(std::move(e)));
   s->stop_event_ = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!s->stop_event_) return errno_error("nbd: eventfd");
   return s;
@@ -41,12 +40,53 @@ NbdServer::~NbdServer() {
   for (const auto& p : unix_paths_) ::unlink(p.c_str());
 }
 
-const ExportConfig* NbdServer::find_export(std::string_view name) const {
+std::shared_ptr<const ExportConfig> NbdServer::find_export(std::string_view name) const {
+  std::lock_guard lock(exports_mu_);
   // The empty name is the default export, as with qemu-nbd.
-  if (name.empty()) return &exports_.front();
+  if (name.empty()) return exports_.empty() ? nullptr : exports_.front();
   for (const auto& e : exports_)
-    if (e.name == name) return &e;
+    if (e->name == name) return e;
   return nullptr;
+}
+
+Result<void> NbdServer::add_export(ExportConfig config) {
+  if (!config.device)
+    return make_error(ErrorCode::kInvalidArgument, "nbd: export {} has no device", config.name);
+  std::lock_guard lock(exports_mu_);
+  for (const auto& e : exports_)
+    if (e->name == config.name)
+      return make_error(ErrorCode::kAlreadyExists, "nbd: export {} exists", config.name);
+  exports_.push_back(std::make_shared<const ExportConfig>(std::move(config)));
+  return {};
+}
+
+Result<void> NbdServer::replace_export(ExportConfig config) {
+  if (!config.device)
+    return make_error(ErrorCode::kInvalidArgument, "nbd: export {} has no device", config.name);
+  std::lock_guard lock(exports_mu_);
+  for (auto& e : exports_) {
+    if (e->name != config.name) continue;
+    e = std::make_shared<const ExportConfig>(std::move(config));
+    return {};
+  }
+  return make_error(ErrorCode::kNotFound, "nbd: no export {}", config.name);
+}
+
+bool NbdServer::remove_export(std::string_view name) {
+  std::lock_guard lock(exports_mu_);
+  for (auto it = exports_.begin(); it != exports_.end(); ++it) {
+    if ((*it)->name != name) continue;
+    exports_.erase(it);
+    return true;
+  }
+  return false;
+}
+
+std::vector<std::string> NbdServer::export_names() const {
+  std::lock_guard lock(exports_mu_);
+  std::vector<std::string> names;
+  for (const auto& e : exports_) names.push_back(e->name);
+  return names;
 }
 
 Result<void> NbdServer::listen_unix(const std::filesystem::path& path) {

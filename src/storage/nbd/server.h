@@ -33,8 +33,17 @@ struct ExportConfig {
 
 class NbdServer {
  public:
+  // exports may be empty when they are added later with add_export().
   [[nodiscard]] static Result<std::unique_ptr<NbdServer>> create(std::vector<ExportConfig> exports);
   ~NbdServer();
+
+  // Exports can change while the server runs (vireo-storaged adds and removes volumes). A
+  // connection that already entered transmission keeps its device until it ends.
+  [[nodiscard]] Result<void> add_export(ExportConfig config);
+  // Replaces the device of an existing export (new connections see the new one).
+  [[nodiscard]] Result<void> replace_export(ExportConfig config);
+  bool remove_export(std::string_view name);
+  std::vector<std::string> export_names() const;
 
   // Replaces a stale socket file at path; the socket is made mode 0660.
   [[nodiscard]] Result<void> listen_unix(const std::filesystem::path& path);
@@ -56,10 +65,11 @@ class NbdServer {
   };
   NbdServer() = default;
   void reap(bool all);
-  const ExportConfig* find_export(std::string_view name) const;
+  std::shared_ptr<const ExportConfig> find_export(std::string_view name) const;
   friend class NbdSession;
 
-  std::vector<ExportConfig> exports_;
+  mutable std::mutex exports_mu_;  // guards exports_
+  std::vector<std::shared_ptr<const ExportConfig>> exports_;
   std::vector<Fd> listeners_;
   std::vector<std::filesystem::path> unix_paths_;
   Fd stop_event_;
