@@ -31,8 +31,12 @@ Conntrack::Conntrack(size_t max_flows) : max_flows_(max_flows) {
 
 TrackResult Conntrack::find(const FlowKey& key) {
   if (auto it = flows_.find(key); it != flows_.end()) return {&it->second, Direction::kOriginal};
-  if (auto it = flows_.find(key.reversed()); it != flows_.end())
+  FlowKey reversed = key.reversed();
+  // A translated connection's replies come back to the translated tuple, never the original.
+  if (auto it = flows_.find(reversed); it != flows_.end() && !it->second.nat)
     return {&it->second, Direction::kReply};
+  if (auto it = nat_index_.find(reversed); it != nat_index_.end())
+    if (auto f = flows_.find(it->second); f != flows_.end()) return {&f->second, Direction::kReply};
   return {};
 }
 
@@ -42,6 +46,33 @@ Flow* Conntrack::create(const FlowKey& key, uint64_t now_ns) {
   f = Flow{key};
   f.expires_ns = now_ns + timeout_ns(f);
   return &f;
+}
+
+Flow* Conntrack::create_nat(const FlowKey& key, const FlowKey& translated, uint64_t now_ns) {
+  if (flows_.size() >= max_flows_ || flows_.contains(key) || nat_index_.contains(translated))
+    return nullptr;
+  Flow* f = create(key, now_ns);
+  f->nat = true;
+  f->translated = translated;
+  nat_index_.emplace(translated, key);
+  return f;
+}
+
+Flow* Conntrack::create_snat(const FlowKey& key, uint32_t nat_ip, uint64_t now_ns) {
+  FlowKey t = key;
+  t.src = nat_ip;
+  bool icmp = key.proto == kIpProtoIcmp;
+  if (!nat_index_.contains(t)) return create_nat(key, t, now_ns);
+  // Ephemeral range as Linux uses it; the start depends on the flow so probes spread out.
+  constexpr uint32_t kFirst = 32768, kCount = 61000 - 32768;
+  uint32_t start = static_cast<uint32_t>(FlowKeyHash{}(key) % kCount);
+  for (uint32_t i = 0; i < kCount; ++i) {
+    auto port = static_cast<uint16_t>(kFirst + (start + i) % kCount);
+    t.sport = port;
+    if (icmp) t.dport = port;
+    if (!nat_index_.contains(t)) return create_nat(key, t, now_ns);
+  }
+  return nullptr;
 }
 
 void Conntrack::update(Flow& f, Direction direction, uint8_t tcp_flags, uint64_t now_ns) {
@@ -61,7 +92,11 @@ void Conntrack::update(Flow& f, Direction direction, uint8_t tcp_flags, uint64_t
 }
 
 void Conntrack::expire(uint64_t now_ns) {
-  std::erase_if(flows_, [&](const auto& kv) { return kv.second.expires_ns < now_ns; });
+  std::erase_if(flows_, [&](const auto& kv) {
+    if (kv.second.expires_ns >= now_ns) return false;
+    if (kv.second.nat) nat_index_.erase(kv.second.translated);
+    return true;
+  });
 }
 
 std::vector<Flow> Conntrack::flows() const {

@@ -1,6 +1,8 @@
 #pragma once
 // Conntrack: the connection tracker behind the stateful firewall. A connection is keyed by its
 // 5-tuple as first seen (the original direction); a packet matches it in either direction.
+// A translated (NAT) connection also records the tuple its original-direction packets carry
+// after translation; replies are matched against that tuple reversed, through a second index.
 // TCP connections follow a reduced state machine (SYN seen → established → closing) with a
 // timeout per state; UDP and ICMP echo have idle timeouts. Entries are allocated when a
 // connection is created, never per packet, and expired by tick(). Not thread-safe.
@@ -35,6 +37,8 @@ struct Flow {
   bool reply_seen = false;
   uint64_t expires_ns = 0;
   uint64_t packets = 0;
+  bool nat = false;
+  FlowKey translated;  // nat: the original direction's tuple after translation
 };
 
 enum class Direction : uint8_t { kOriginal, kReply };
@@ -51,6 +55,12 @@ class Conntrack {
   TrackResult find(const FlowKey& key);
   // Creates the connection for a packet the firewall allowed; null when the table is full.
   Flow* create(const FlowKey& key, uint64_t now_ns);
+  // Creates a translated connection: packets of key leave as translated. Null when the table is
+  // full or translated is taken by another connection.
+  Flow* create_nat(const FlowKey& key, const FlowKey& translated, uint64_t now_ns);
+  // Source NAT: picks a source port (ICMP echo: identifier) on nat_ip that no other translated
+  // connection to the same destination uses, keeping the original one when it is free.
+  Flow* create_snat(const FlowKey& key, uint32_t nat_ip, uint64_t now_ns);
   // Advances the connection's state with one packet (tcp_flags 0 for UDP/ICMP).
   void update(Flow& flow, Direction direction, uint8_t tcp_flags, uint64_t now_ns);
   void expire(uint64_t now_ns);
@@ -60,6 +70,8 @@ class Conntrack {
  private:
   size_t max_flows_;
   std::unordered_map<FlowKey, Flow, FlowKeyHash> flows_;
+  // Translated tuple → original key of a NAT connection.
+  std::unordered_map<FlowKey, FlowKey, FlowKeyHash> nat_index_;
 };
 
 }  // namespace vireo::net

@@ -11,6 +11,7 @@
 #include "network/packet_port.h"
 #include "network/router.h"
 #include "network/tap_port.h"
+#include "network/vxlan_port.h"
 
 namespace vireo::net {
 namespace {
@@ -57,15 +58,43 @@ Result<NetworkSpec> network_spec_from_json(const Json& j) {
                         format_cidr(s.subnet));
   }
   s.vlan = static_cast<uint16_t>(TRY(get_uint(j, "vlan", 0, 4094)));
-  s.mtu = TRY(get_uint(j, "mtu", 1500, 65535));
+  if (auto it = j.find("vxlan"); it != j.end()) {
+    if (!it->is_object())
+      return make_error(ErrorCode::kInvalidArgument, "'vxlan' must be an object with 'vni'");
+    s.vxlan.vni = TRY(get_uint(*it, "vni", 0, 0xffffff));
+    if (s.vxlan.vni == 0)
+      return make_error(ErrorCode::kInvalidArgument, "'vxlan' needs a VNI from 1 to 16777215");
+    if (auto r = it->find("remotes"); r != it->end()) {
+      if (!r->is_array())
+        return make_error(ErrorCode::kInvalidArgument, "'remotes' must be a list of addresses");
+      for (const Json& ip : *r) {
+        if (!ip.is_string())
+          return make_error(ErrorCode::kInvalidArgument, "'remotes' holds IPv4 addresses");
+        s.vxlan.remotes.push_back(TRY(parse_ipv4(ip.get<std::string>())));
+      }
+    }
+  }
+  // Encapsulation takes 50 bytes of a 1500-byte underlay.
+  s.mtu = TRY(get_uint(j, "mtu", s.vxlan.vni ? 1500 - VxlanPort::kOverhead : 1500, 65535));
   if (s.mtu < 576) return make_error(ErrorCode::kInvalidArgument, "mtu {} is below 576", s.mtu);
   if (auto it = j.find("dhcp"); it != j.end()) {
     if (!it->is_boolean())
       return make_error(ErrorCode::kInvalidArgument, "'dhcp' must be a boolean");
     s.dhcp = it->get<bool>();
   }
+  for (auto [key, flag] : {std::pair{"nat", &s.nat}, std::pair{"uplink", &s.uplink}}) {
+    auto it = j.find(key);
+    if (it == j.end()) continue;
+    if (!it->is_boolean())
+      return make_error(ErrorCode::kInvalidArgument, "'{}' must be a boolean", key);
+    *flag = it->get<bool>();
+  }
   if (s.dhcp && !s.gateway)
     return make_error(ErrorCode::kInvalidArgument, "DHCP needs a gateway address");
+  if ((s.nat || s.uplink) && !s.gateway)
+    return make_error(ErrorCode::kInvalidArgument, "NAT needs a gateway address");
+  if (s.nat && s.uplink)
+    return make_error(ErrorCode::kInvalidArgument, "a network is either 'nat' or 'uplink'");
   return s;
 }
 
@@ -74,6 +103,13 @@ Json to_json(const NetworkSpec& s) {
   if (s.gateway) j["gateway"] = format_ipv4(s.gateway);
   if (s.vlan) j["vlan"] = s.vlan;
   if (s.dhcp) j["dhcp"] = true;
+  if (s.nat) j["nat"] = true;
+  if (s.uplink) j["uplink"] = true;
+  if (s.vxlan.vni) {
+    Json remotes = Json::array();
+    for (uint32_t ip : s.vxlan.remotes) remotes.push_back(format_ipv4(ip));
+    j["vxlan"] = Json{{"vni", s.vxlan.vni}, {"remotes", remotes}};
+  }
   return j;
 }
 
@@ -166,6 +202,8 @@ Result<Json> Controller::dispatch(const std::string& op, const Json& r) {
   if (op.starts_with("firewall.")) return firewall(op, r);
   if (op == "conntrack.list") return conntrack();
   if (op.starts_with("dhcp.")) return dhcp(op, r);
+  if (op.starts_with("forward.")) return forward(op, r);
+  if (op.starts_with("vxlan.")) return vxlan(op, r);
   return make_error(ErrorCode::kInvalidArgument, "unknown op '{}'", op);
 }
 
@@ -193,13 +231,20 @@ Result<Json> Controller::create_network(const NetworkSpec& spec) {
     if (n.spec.subnet.contains(spec.subnet.addr) || spec.subnet.contains(n.spec.subnet.addr))
       return make_error(ErrorCode::kConflict, "subnet {} overlaps network {}",
                         format_cidr(spec.subnet), name);
+  if (spec.vxlan.vni)
+    for (const auto& [name, n] : networks_)
+      if (n.spec.vxlan.vni == spec.vxlan.vni)
+        return make_error(ErrorCode::kAlreadyExists, "VNI {} is used by network {}", spec.vxlan.vni,
+                          name);
   Network n{spec, TRY(allocate_id(spec.vlan))};
+  if (spec.vxlan.vni) TRY(attach_vxlan(n));
   if (spec.gateway) {
     PortConfig c;
     c.access_vlan = n.id;
     c.mtu = spec.mtu;
     n.router_port = TRY(datapath_.add_internal_port(router_.get(), c));
-    router_->add_leg(n.router_port, spec.subnet, spec.gateway, spec.mtu);
+    LegNat nat = spec.nat ? LegNat::kMasquerade : spec.uplink ? LegNat::kUplink : LegNat::kNone;
+    router_->add_leg(n.router_port, spec.subnet, spec.gateway, spec.mtu, nat);
     if (spec.dhcp) dhcp_->enable(n.id, spec.subnet, spec.gateway);
   }
   networks_.emplace(spec.name, n);
@@ -219,6 +264,8 @@ Result<Json> Controller::delete_network(const std::string& name) {
     router_->remove_leg(it->second.router_port);
     datapath_.remove_port(it->second.router_port);
   }
+  if (it->second.spec.vxlan.vni) detach_vxlan(it->second);
+  router_->forwards().remove_network(name);
   datapath_.sw().flush_vlan(it->second.id);
   firewall_->remove_network(it->second.id);
   dhcp_->disable(it->second.id);
@@ -332,7 +379,9 @@ Result<Json> Controller::dump_fdb(const std::string& network) const {
 
 Result<Json> Controller::stats() const {
   Json drops = Json::object();
-  const DropCounters& d = datapath_.drops();
+  DropCounters d = datapath_.drops();
+  if (VxlanPort* port = vxlan_port())
+    for (size_t i = 1; i < d.counts.size(); ++i) d.counts[i] += port->drops()->counts[i];
   for (size_t i = 1; i < d.counts.size(); ++i)
     if (d.counts[i]) drops[drop_reason_name(static_cast<DropReason>(i))] = d.counts[i];
   return Json{{"drops", drops}, {"fdb_entries", datapath_.sw().fdb().size()}};
@@ -399,13 +448,16 @@ Result<Json> Controller::conntrack() const {
     const char* state = f.state == FlowState::kNew           ? "new"
                         : f.state == FlowState::kEstablished ? "established"
                                                              : "closing";
-    list.push_back(Json{{"protocol", f.key.proto},
-                        {"src", format_ipv4(f.key.src)},
-                        {"sport", f.key.sport},
-                        {"dst", format_ipv4(f.key.dst)},
-                        {"dport", f.key.dport},
-                        {"state", state},
-                        {"packets", f.packets}});
+    Json j{{"protocol", f.key.proto},       {"src", format_ipv4(f.key.src)}, {"sport", f.key.sport},
+           {"dst", format_ipv4(f.key.dst)}, {"dport", f.key.dport},          {"state", state},
+           {"packets", f.packets}};
+    // The tuple the original direction's packets carry after translation.
+    if (f.nat)
+      j["nat"] = Json{{"src", format_ipv4(f.translated.src)},
+                      {"sport", f.translated.sport},
+                      {"dst", format_ipv4(f.translated.dst)},
+                      {"dport", f.translated.dport}};
+    list.push_back(j);
   }
   return Json{{"connections", list}};
 }
@@ -428,6 +480,97 @@ Result<Json> Controller::dhcp(const std::string& op, const Json& r) {
   return Json::object();
 }
 
+Result<Json> Controller::forward(const std::string& op, const Json& r) {
+  PortForwards& forwards = router_->forwards();
+  if (op == "forward.list") {
+    Json list = Json::array();
+    for (const PortForward& f : forwards.list()) list.push_back(to_json(f));
+    return Json{{"forwards", list}};
+  }
+  if (op == "forward.add") {
+    PortForward f = TRY(port_forward_from_json(r));
+    auto it = networks_.find(f.network);
+    if (it == networks_.end())
+      return make_error(ErrorCode::kNotFound, "network {} not found", f.network);
+    const NetworkSpec& n = it->second.spec;
+    if (!n.gateway)
+      return make_error(ErrorCode::kInvalidArgument, "network {} has no gateway to route through",
+                        f.network);
+    if (!n.subnet.contains(f.ip) || f.ip == n.gateway)
+      return make_error(ErrorCode::kInvalidArgument, "{} is not a host of network {} ({})",
+                        format_ipv4(f.ip), f.network, format_cidr(n.subnet));
+    TRY(forwards.add(f));
+  } else if (op == "forward.delete") {
+    Json spec = r;
+    spec["network"] = "";
+    spec["to"] = "0.0.0.0:1";
+    PortForward f = TRY(port_forward_from_json(spec));
+    TRY(forwards.remove(f.proto, f.host_port));
+  } else {
+    return make_error(ErrorCode::kInvalidArgument, "unknown op '{}'", op);
+  }
+  TRY(save());
+  return Json::object();
+}
+
+VxlanPort* Controller::vxlan_port() const {
+  return vxlan_port_ == kNoPort ? nullptr : static_cast<VxlanPort*>(datapath_.port(vxlan_port_));
+}
+
+Result<void> Controller::attach_vxlan(const Network& n) {
+  if (vxlan_port_ == kNoPort) {
+    std::unique_ptr<VxlanPort> port = TRY_CTX(VxlanPort::create(), "VXLAN endpoint");
+    int fd = port->fd();
+    PortConfig c;
+    c.mode = VlanMode::kOverlay;
+    c.mtu = 65535;  // the port checks each network's MTU itself
+    vxlan_port_ = TRY(datapath_.add_port(std::move(port), c));
+    if (watcher_) watcher_(vxlan_port_, fd, true);
+  }
+  TRY(vxlan_port()->add_segment(n.id, n.spec.vxlan.vni, n.spec.vxlan.remotes, n.spec.mtu));
+  PortConfig c = datapath_.sw().config(vxlan_port_);
+  c.overlay_networks.push_back(n.id);
+  datapath_.sw().set_port(vxlan_port_, c);
+  return {};
+}
+
+void Controller::detach_vxlan(const Network& n) {
+  VxlanPort* port = vxlan_port();
+  if (!port) return;
+  port->remove_segment(n.id);
+  PortConfig c = datapath_.sw().config(vxlan_port_);
+  std::erase(c.overlay_networks, n.id);
+  if (!c.overlay_networks.empty()) {
+    datapath_.sw().set_port(vxlan_port_, c);
+    return;
+  }
+  if (watcher_) watcher_(vxlan_port_, port->fd(), false);
+  datapath_.remove_port(vxlan_port_);
+  vxlan_port_ = kNoPort;
+}
+
+Result<Json> Controller::vxlan(const std::string& op, const Json& r) {
+  std::string name = TRY(get_string(r, "network"));
+  auto it = networks_.find(name);
+  if (it == networks_.end()) return make_error(ErrorCode::kNotFound, "network {} not found", name);
+  Network& n = it->second;
+  if (!n.spec.vxlan.vni || !vxlan_port())
+    return make_error(ErrorCode::kConflict, "network {} has no VXLAN VNI", name);
+  if (op == "vxlan.vteps") return Json{{"vxlan", vxlan_port()->vteps_json(n.id)}};
+  if (op != "vxlan.remote.add" && op != "vxlan.remote.delete")
+    return make_error(ErrorCode::kInvalidArgument, "unknown op '{}'", op);
+  uint32_t ip = TRY(parse_ipv4(TRY(get_string(r, "ip"))));
+  if (op == "vxlan.remote.add") {
+    TRY(vxlan_port()->add_remote(n.id, ip));
+    n.spec.vxlan.remotes.push_back(ip);
+  } else {
+    TRY(vxlan_port()->remove_remote(n.id, ip));
+    std::erase(n.spec.vxlan.remotes, ip);
+  }
+  TRY(save());
+  return Json::object();
+}
+
 Json Controller::firewall_state() const {
   Json list = Json::array();
   for (const auto& [name, n] : networks_) {
@@ -446,6 +589,7 @@ void Controller::tick(uint64_t now_ns) {
   firewall_->tick(now_ns);
   datapath_.sw().fdb().expire(now_ns);
   router_->tick(now_ns);
+  if (VxlanPort* port = vxlan_port()) port->expire(now_ns);
 }
 
 Result<void> Controller::save() const {
@@ -453,7 +597,9 @@ Result<void> Controller::save() const {
   Json j{{"networks", Json::array()},
          {"ports", Json::array()},
          {"routes", router_->routes_json()},
-         {"firewall", firewall_state()}};
+         {"firewall", firewall_state()},
+         {"forwards", Json::array()}};
+  for (const PortForward& f : router_->forwards().list()) j["forwards"].push_back(to_json(f));
   for (const auto& [name, n] : networks_) j["networks"].push_back(to_json(n.spec));
   for (const auto& [name, p] : ports_) j["ports"].push_back(to_json(p.spec));
   TRY_CTX(make_dirs(state_dir_, 0700), "state directory");
@@ -480,6 +626,7 @@ Result<void> Controller::restore() {
   each("ports",
        [&](const Json& p) -> Result<Json> { return attach_port(TRY(port_spec_from_json(p))); });
   each("routes", [&](const Json& r) -> Result<Json> { return route("route.add", r); });
+  each("forwards", [&](const Json& f) -> Result<Json> { return forward("forward.add", f); });
   each("firewall", [&](const Json& f) -> Result<Json> {
     TRY(firewall("firewall.policy", f));
     if (f.contains("rules") && f["rules"].is_array())

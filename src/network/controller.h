@@ -21,6 +21,12 @@ namespace vireo::net {
 class DhcpServer;
 class Firewall;
 class Router;
+class VxlanPort;
+
+struct VxlanSpec {
+  uint32_t vni = 0;  // 0: not a VXLAN network
+  std::vector<uint32_t> remotes;
+};
 
 struct NetworkSpec {
   std::string name;
@@ -28,7 +34,10 @@ struct NetworkSpec {
   uint32_t gateway = 0;  // 0: no router leg in this network
   uint16_t vlan = 0;     // 802.1Q id on trunks, 0: untagged only
   uint32_t mtu = 1500;
-  bool dhcp = false;  // serve DHCP (needs a gateway)
+  bool dhcp = false;    // serve DHCP (needs a gateway)
+  bool nat = false;     // masquerade traffic routed to an uplink network (needs a gateway)
+  bool uplink = false;  // the gateway address is the NAT address (needs a gateway)
+  VxlanSpec vxlan;
 };
 
 struct PortSpec {
@@ -83,6 +92,11 @@ class Controller {
   Result<Json> firewall(const std::string& op, const Json& request);
   Result<Json> conntrack() const;
   Result<Json> dhcp(const std::string& op, const Json& request);
+  Result<Json> forward(const std::string& op, const Json& request);
+  Result<Json> vxlan(const std::string& op, const Json& request);
+  Result<void> attach_vxlan(const Network& network);
+  void detach_vxlan(const Network& network);
+  VxlanPort* vxlan_port() const;
   Json firewall_state() const;
   Result<const Network*> find_network(const Json& request) const;
   Result<PortConfig> port_config(const PortSpec& spec) const;
@@ -98,7 +112,8 @@ class Controller {
   std::unique_ptr<Router> router_;
   std::map<std::string, Network> networks_;
   std::map<std::string, PortEntry> ports_;
-  bool restoring_ = false;  // no saving while the saved state is being replayed
+  PortId vxlan_port_ = kNoPort;  // the VXLAN endpoint, while a network has a VNI
+  bool restoring_ = false;       // no saving while the saved state is being replayed
 };
 
 [[nodiscard]] Result<NetworkSpec> network_spec_from_json(const Json& j);

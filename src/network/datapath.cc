@@ -72,7 +72,8 @@ void Datapath::handle(PortId in, const RxFrame& frame, uint64_t now_ns) {
     ++stats.rx_dropped;
     return;
   }
-  Decision d = switch_.forward(in, frame.data, parsed, wire_l3_len(frame, parsed), now_ns, egress_);
+  Decision d = switch_.forward(in, frame.data, parsed, wire_l3_len(frame, parsed), now_ns, egress_,
+                               frame.network);
   if (d.drop != DropReason::kNone) {
     drops_.add(d.drop);
     ++stats.rx_dropped;

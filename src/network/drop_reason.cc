@@ -50,6 +50,10 @@ const char* drop_reason_name(DropReason reason) {
       return "dhcp_bad_format";
     case DropReason::kDhcpBadOptions:
       return "dhcp_bad_options";
+    case DropReason::kDnsTruncated:
+      return "dns_truncated";
+    case DropReason::kDnsBadFormat:
+      return "dns_bad_format";
     case DropReason::kVlanNotAllowed:
       return "vlan_not_allowed";
     case DropReason::kMtuExceeded:
@@ -66,6 +70,14 @@ const char* drop_reason_name(DropReason reason) {
       return "firewall_denied";
     case DropReason::kTxFailed:
       return "tx_failed";
+    case DropReason::kNatUnsupported:
+      return "nat_unsupported";
+    case DropReason::kNatExhausted:
+      return "nat_exhausted";
+    case DropReason::kVxlanNoSegment:
+      return "vxlan_no_segment";
+    case DropReason::kVxlanGso:
+      return "vxlan_gso";
     case DropReason::kCount:
       break;
   }

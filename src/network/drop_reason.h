@@ -31,6 +31,8 @@ enum class DropReason : uint8_t {
   kDhcpTruncated,
   kDhcpBadFormat,
   kDhcpBadOptions,
+  kDnsTruncated,
+  kDnsBadFormat,
   // Decisions of the switch and router rather than malformed input.
   kVlanNotAllowed,
   kMtuExceeded,
@@ -40,6 +42,10 @@ enum class DropReason : uint8_t {
   kNoRoute,
   kFirewallDenied,
   kTxFailed,
+  kNatUnsupported,  // a packet NAT cannot translate (not TCP, UDP or ICMP echo; a fragment)
+  kNatExhausted,    // no free NAT port, or the connection table is full
+  kVxlanNoSegment,  // a frame for a network without VXLAN reached the overlay port
+  kVxlanGso,        // a GSO frame towards VXLAN (no software segmentation)
   kCount,
 };
 

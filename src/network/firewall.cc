@@ -119,6 +119,12 @@ bool Firewall::allow(uint16_t from, uint16_t to, const uint8_t* frame, const Par
   return true;
 }
 
+bool Firewall::permits(uint16_t from, uint16_t to, const FlowKey& key) {
+  if (!filtered(from) && !filtered(to)) return true;
+  return evaluate(from, FwDirection::kOut, key) == FwAction::kAllow &&
+         evaluate(to, FwDirection::kIn, key) == FwAction::kAllow;
+}
+
 Json to_json(const FwRule& r) {
   const char* proto = r.proto == kIpProtoTcp    ? "tcp"
                       : r.proto == kIpProtoUdp  ? "udp"

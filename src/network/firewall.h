@@ -48,8 +48,12 @@ class Firewall {
   // Whether a routed IPv4 packet from network from to network to may pass; tracks it.
   bool allow(uint16_t from, uint16_t to, const uint8_t* frame, const ParsedFrame& parsed,
              uint64_t now_ns);
+  // Whether the rules let a new connection with key start from network from to network to,
+  // without tracking it (NAT creates the connection itself, with its translation).
+  bool permits(uint16_t from, uint16_t to, const FlowKey& key);
   void tick(uint64_t now_ns) { conntrack_.expire(now_ns); }
   const Conntrack& conntrack() const { return conntrack_; }
+  Conntrack& conntrack() { return conntrack_; }
 
  private:
   struct NetworkRules {

@@ -54,11 +54,9 @@ DropReason parse_dhcp(const uint8_t* msg, uint32_t len, ParsedFrame& out) {
 }
 
 DropReason parse_vxlan(const uint8_t* msg, uint32_t len, ParsedFrame& out) {
-  if (len < kVxlanHeader + kEthHeaderLen) return DropReason::kVxlanTruncated;
-  // RFC 7348: the I flag must be set; reserved bits are ignored on receipt.
-  if (!(msg[0] & kVxlanFlagVni)) return DropReason::kVxlanBadFlags;
+  DropReason r = parse_vxlan_header(msg, len, out.vni);
+  if (r != DropReason::kNone) return r;
   out.app = App::kVxlan;
-  out.vni = uint32_t{msg[4]} << 16 | uint32_t{msg[5]} << 8 | msg[6];
   out.inner = out.payload + kVxlanHeader;
   return DropReason::kNone;
 }
@@ -146,6 +144,14 @@ DropReason parse_ipv4(const uint8_t* data, uint32_t len, ParsedFrame& out,
 }
 
 }  // namespace
+
+DropReason parse_vxlan_header(const uint8_t* msg, uint32_t len, uint32_t& vni) {
+  if (msg == nullptr || len < kVxlanHeader + kEthHeaderLen) return DropReason::kVxlanTruncated;
+  // RFC 7348: the I flag must be set; reserved bits are ignored on receipt.
+  if (!(msg[0] & kVxlanFlagVni)) return DropReason::kVxlanBadFlags;
+  vni = uint32_t{msg[4]} << 16 | uint32_t{msg[5]} << 8 | msg[6];
+  return DropReason::kNone;
+}
 
 DropReason parse_frame(const uint8_t* data, uint32_t len, ParsedFrame& out,
                        const ParseOptions& options) {

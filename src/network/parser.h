@@ -54,4 +54,10 @@ struct ParseOptions {
 DropReason parse_frame(const uint8_t* data, uint32_t len, ParsedFrame& out,
                        const ParseOptions& options = {});
 
+// Validates a VXLAN header and the inner Ethernet header behind it (msg points at the VXLAN
+// header, len counts to the end of the UDP payload); sets vni. The inner frame starts at
+// msg + kVxlanHeaderLen.
+constexpr uint32_t kVxlanHeaderLen = 8;
+DropReason parse_vxlan_header(const uint8_t* msg, uint32_t len, uint32_t& vni);
+
 }  // namespace vireo::net

@@ -35,10 +35,11 @@ constexpr uint8_t kVnetGsoEcn = 0x80;
 struct RxFrame {
   uint8_t* data = nullptr;
   uint32_t len = 0;
-  VnetHdr vnet{};  // all zero for a plain frame
+  VnetHdr vnet{};        // all zero for a plain frame
+  uint16_t network = 0;  // overlay ports: the network the frame belongs to
 };
 
-enum class PortKind : uint8_t { kTap, kPacket };
+enum class PortKind : uint8_t { kTap, kPacket, kVxlan };
 
 class Port {
  public:
@@ -55,6 +56,8 @@ class Port {
   virtual void enqueue(const RxFrame& frame, TagOp tag, uint16_t vlan) = 0;
   // Sends what is queued; returns how many frames the kernel refused.
   virtual uint64_t flush() = 0;
+  // Drops the port counted itself (bad encapsulation), or null.
+  virtual const DropCounters* drops() const { return nullptr; }
 
  protected:
   std::string ifname_;

@@ -52,9 +52,9 @@ uint64_t Router::now_ns() const {
   return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
 }
 
-void Router::add_leg(PortId port, const Cidr& subnet, uint32_t gateway, uint32_t mtu) {
+void Router::add_leg(PortId port, const Cidr& subnet, uint32_t gateway, uint32_t mtu, LegNat nat) {
   uint16_t network = datapath_.sw().config(port).access_vlan;
-  Leg leg{port, network, subnet, gateway, leg_mac(gateway), mtu};
+  Leg leg{port, network, subnet, gateway, leg_mac(gateway), mtu, nat};
   legs_.push_back(leg);
   // Frames to the router's MAC must reach only the router, never a flood: it edits them in place.
   datapath_.sw().fdb().add_static(network, leg.mac, port);
@@ -134,6 +134,7 @@ void Router::handle(PortId port, const RxFrame& frame, const ParsedFrame& parsed
   RxFrame f = strip_tag(frame, parsed);
   ParsedFrame p;
   if (parse_frame(f.data, f.len, p) != DropReason::kNone) return;
+  if (translate(*leg, f, p)) return;
   for (const Leg& l : legs_)
     if (load_be32(f.data + p.l3 + 16) == l.gateway) return handle_local(*leg, f, p);
   forward(*leg, f, p);
@@ -175,7 +176,66 @@ void Router::handle_local(const Leg& leg, RxFrame f, const ParsedFrame& p) {
   datapath_.inject(leg.port, f, now_ns());
 }
 
-void Router::forward(const Leg& in, RxFrame f, const ParsedFrame& p) {
+bool Router::translate(const Leg& in, RxFrame f, const ParsedFrame& p) {
+  if (!firewall_ || !nat_supported(f.data, p)) return false;
+  Conntrack& ct = firewall_->conntrack();
+  FlowKey key = flow_key(f.data, p);
+  bool partial = f.vnet.flags & kVnetNeedsCsum;
+  uint64_t now = now_ns();
+  if (TrackResult t = ct.find(key); t.flow) {
+    if (!t.flow->nat) return false;
+    // An echo request towards the NAT address is not a reply, whatever its identifier.
+    bool reply = t.direction == Direction::kReply;
+    if (p.l4_kind == L4::kIcmp && f.data[p.l4] != (reply ? kIcmpEchoReply : kIcmpEchoRequest))
+      return false;
+    FlowKey to = t.direction == Direction::kOriginal ? t.flow->translated : t.flow->key.reversed();
+    nat_rewrite(f.data, p, to, partial);
+    ct.update(*t.flow, t.direction, p.tcp_flags, now);
+    forward(in, f, p, true);
+    return true;
+  }
+  if (in.nat != LegNat::kUplink || key.dst != in.gateway || p.l4_kind == L4::kIcmp) return false;
+  const PortForward* pf = forwards_.find(p.ip_proto, p.dst_port);
+  if (!pf) return false;
+  const Leg* out = leg_for(pf->ip);
+  if (!out || !firewall_->permits(in.network, out->network, key)) {
+    datapath_.count_drop(out ? DropReason::kFirewallDenied : DropReason::kNoRoute);
+    return true;
+  }
+  FlowKey to{key.src, pf->ip, key.sport, pf->port, key.proto};
+  Flow* flow = ct.create_nat(key, to, now);
+  if (!flow) {
+    datapath_.count_drop(DropReason::kNatExhausted);
+    return true;
+  }
+  nat_rewrite(f.data, p, to, partial);
+  ct.update(*flow, Direction::kOriginal, p.tcp_flags, now);
+  forward(in, f, p, true);
+  return true;
+}
+
+bool Router::masquerade(const Leg& in, const Leg& out, RxFrame f, const ParsedFrame& p) {
+  if (!nat_supported(f.data, p)) {
+    datapath_.count_drop(DropReason::kNatUnsupported);
+    return false;
+  }
+  FlowKey key = flow_key(f.data, p);
+  if (!firewall_->permits(in.network, out.network, key)) {
+    datapath_.count_drop(DropReason::kFirewallDenied);
+    return false;
+  }
+  Conntrack& ct = firewall_->conntrack();
+  Flow* flow = ct.create_snat(key, out.gateway, now_ns());
+  if (!flow) {
+    datapath_.count_drop(DropReason::kNatExhausted);
+    return false;
+  }
+  nat_rewrite(f.data, p, flow->translated, f.vnet.flags & kVnetNeedsCsum);
+  ct.update(*flow, Direction::kOriginal, p.tcp_flags, now_ns());
+  return true;
+}
+
+void Router::forward(const Leg& in, RxFrame f, const ParsedFrame& p, bool tracked) {
   uint8_t* ip = f.data + p.l3;
   uint32_t dst = load_be32(ip + 16);
   uint32_t next_hop = dst;
@@ -194,7 +254,9 @@ void Router::forward(const Leg& in, RxFrame f, const ParsedFrame& p) {
     datapath_.count_drop(DropReason::kNoRoute);
     return send_icmp_error(in, f, p, kIcmpUnreachable, 0);
   }
-  if (firewall_ && !firewall_->allow(in.network, out->network, f.data, p, now_ns())) {
+  bool snat = !tracked && firewall_ && in.nat == LegNat::kMasquerade && out->nat == LegNat::kUplink;
+  if (!tracked && !snat && firewall_ &&
+      !firewall_->allow(in.network, out->network, f.data, p, now_ns())) {
     datapath_.count_drop(DropReason::kFirewallDenied);
     return;
   }
@@ -202,6 +264,7 @@ void Router::forward(const Leg& in, RxFrame f, const ParsedFrame& p) {
     datapath_.count_drop(DropReason::kTtlExceeded);
     return send_icmp_error(in, f, p, kIcmpTimeExceeded, 0);
   }
+  if (snat && !masquerade(in, *out, f, p)) return;
   auto neighbour = neighbours_.find(next_hop);
   if (neighbour == neighbours_.end()) {
     // The packet is dropped; the sender's retransmission finds the neighbour resolved.

@@ -6,6 +6,10 @@
 // resolved by ARP. Frames addressed to the router are rewritten in place and re-injected into
 // the switch, so routing copies nothing; only generated packets (ARP, ICMP errors) use the
 // router's small buffer ring. The neighbour table allocates only when a new neighbour appears.
+// With a firewall (whose connection tracker it shares) it also translates addresses: legs in
+// networks marked "nat" are masqueraded behind the gateway address of an uplink network they
+// route to, and port forwards send connections to an uplink's gateway address to an instance
+// (see nat.h).
 // Not thread-safe: runs on the datapath's thread.
 #include <array>
 #include <unordered_map>
@@ -17,8 +21,13 @@
 #include "network/dhcp_server.h"
 #include "network/firewall.h"
 #include "network/ipv4.h"
+#include "network/nat.h"
 
 namespace vireo::net {
+
+// What a leg's network does with NAT: masqueraded when it leaves through an uplink, or the
+// uplink itself (its gateway address is the NAT address and takes port forwards).
+enum class LegNat : uint8_t { kNone, kMasquerade, kUplink };
 
 class Router final : public InternalPortHandler {
  public:
@@ -26,7 +35,10 @@ class Router final : public InternalPortHandler {
   // legs. Both outlive the router.
   Router(Datapath& datapath, Firewall* firewall, DhcpServer* dhcp = nullptr);
 
-  void add_leg(PortId port, const Cidr& subnet, uint32_t gateway, uint32_t mtu);
+  void add_leg(PortId port, const Cidr& subnet, uint32_t gateway, uint32_t mtu,
+               LegNat nat = LegNat::kNone);
+  PortForwards& forwards() { return forwards_; }
+  const PortForwards& forwards() const { return forwards_; }
   void remove_leg(PortId port);
   [[nodiscard]] Result<void> add_route(const Cidr& destination, uint32_t via);
   [[nodiscard]] Result<void> remove_route(const Cidr& destination);
@@ -46,6 +58,7 @@ class Router final : public InternalPortHandler {
     uint32_t gateway = 0;
     MacKey mac = 0;
     uint32_t mtu = 1500;
+    LegNat nat = LegNat::kNone;
   };
   struct Route {
     Cidr destination;
@@ -62,7 +75,13 @@ class Router final : public InternalPortHandler {
   const Leg* leg_for(uint32_t ip) const;
   void handle_arp(const Leg& leg, const RxFrame& frame, const ParsedFrame& parsed);
   void handle_local(const Leg& leg, RxFrame frame, const ParsedFrame& parsed);
-  void forward(const Leg& in, RxFrame frame, const ParsedFrame& parsed);
+  // tracked: the packet belongs to a translated connection and was rewritten already.
+  void forward(const Leg& in, RxFrame frame, const ParsedFrame& parsed, bool tracked = false);
+  // Translates the packet when it belongs to a NAT connection or opens a port forward, and
+  // forwards it; false when NAT has nothing to do with it.
+  bool translate(const Leg& in, RxFrame frame, const ParsedFrame& parsed);
+  // Masquerades a new connection leaving in's network through out; false when it was dropped.
+  bool masquerade(const Leg& in, const Leg& out, RxFrame frame, const ParsedFrame& parsed);
   void send_arp_request(const Leg& leg, uint32_t target);
   void send_arp(const Leg& leg, uint16_t op, MacKey eth_dst, MacKey target_mac, uint32_t target_ip);
   void send_icmp_error(const Leg& leg, const RxFrame& frame, const ParsedFrame& parsed,
@@ -78,6 +97,7 @@ class Router final : public InternalPortHandler {
   size_t next_dhcp_buffer_ = 0;
   std::vector<Leg> legs_;
   std::vector<Route> routes_;
+  PortForwards forwards_;
   std::unordered_map<uint32_t, Neighbour> neighbours_;
   std::vector<std::array<uint8_t, kBufferSize>> buffers_;
   size_t next_buffer_ = 0;

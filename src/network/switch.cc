@@ -1,5 +1,7 @@
 #include "network/switch.h"
 
+#include <algorithm>
+
 namespace vireo::net {
 
 Switch::Switch(size_t fdb_capacity, uint64_t aging_ns) : fdb_(fdb_capacity, aging_ns) {}
@@ -25,14 +27,18 @@ bool Switch::carries(PortId id, uint16_t vlan) const {
   if (!has_port(id) || vlan == 0) return false;
   const PortConfig& c = ports_[id].config;
   if (c.mode == VlanMode::kAccess) return c.access_vlan == vlan;
+  if (c.mode == VlanMode::kOverlay)
+    return std::find(c.overlay_networks.begin(), c.overlay_networks.end(), vlan) !=
+           c.overlay_networks.end();
   return c.native_vlan == vlan || (vlan < 4095 && c.trunk_vlans.test(vlan));
 }
 
-uint16_t Switch::classify(const PortState& in, const ParsedFrame& parsed) const {
-  const PortConfig& c = in.config;
+uint16_t Switch::classify(PortId id, const ParsedFrame& parsed, uint16_t network) const {
+  const PortConfig& c = ports_[id].config;
   // A tag with VLAN id 0 only carries a priority and belongs to the port's untagged network.
   bool tagged = parsed.tagged && parsed.vlan_id != 0;
   if (c.mode == VlanMode::kAccess) return tagged ? 0 : c.access_vlan;
+  if (c.mode == VlanMode::kOverlay) return tagged || !carries(id, network) ? 0 : network;
   if (!tagged) return c.native_vlan;
   return c.trunk_vlans.test(parsed.vlan_id) ? parsed.vlan_id : 0;
 }
@@ -57,14 +63,15 @@ bool Switch::add_egress(PortId id, uint16_t vlan, const ParsedFrame& parsed, uin
 }
 
 Decision Switch::forward(PortId in, const uint8_t* frame, const ParsedFrame& parsed,
-                         uint32_t l3_len, uint64_t now_ns, std::span<Egress> out) {
+                         uint32_t l3_len, uint64_t now_ns, std::span<Egress> out,
+                         uint16_t network) {
   Decision d;
   if (!has_port(in)) {
     d.drop = DropReason::kNoPort;
     return d;
   }
   PortState& src_port = ports_[in];
-  d.vlan = classify(src_port, parsed);
+  d.vlan = classify(in, parsed, network);
   if (d.vlan == 0) {
     d.drop = DropReason::kVlanNotAllowed;
     return d;

@@ -19,14 +19,17 @@
 
 namespace vireo::net {
 
-enum class VlanMode : uint8_t { kAccess, kTrunk };
+// kOverlay: a port carrying several networks whose frames say which network they belong to
+// (RxFrame::network), such as the VXLAN endpoint; frames leave it untagged.
+enum class VlanMode : uint8_t { kAccess, kTrunk, kOverlay };
 
 struct PortConfig {
   VlanMode mode = VlanMode::kAccess;
-  uint16_t access_vlan = 0;       // kAccess: the network this port belongs to
-  std::bitset<4096> trunk_vlans;  // kTrunk: 802.1Q ids carried tagged
-  uint16_t native_vlan = 0;       // kTrunk: network of untagged frames, 0 = drop them
-  uint32_t mtu = 1500;            // largest L3 packet accepted in or sent out
+  uint16_t access_vlan = 0;                // kAccess: the network this port belongs to
+  std::bitset<4096> trunk_vlans;           // kTrunk: 802.1Q ids carried tagged
+  uint16_t native_vlan = 0;                // kTrunk: network of untagged frames, 0 = drop them
+  uint32_t mtu = 1500;                     // largest L3 packet accepted in or sent out
+  std::vector<uint16_t> overlay_networks;  // kOverlay: the networks carried
 };
 
 struct PortStats {
@@ -64,9 +67,10 @@ class Switch {
   void flush_vlan(uint16_t vlan) { fdb_.flush_vlan(vlan); }
 
   // Decides where frame goes. l3_len is the L3 size checked against MTUs (for a GSO frame, one
-  // segment's size). Writes at most out.size() egress entries.
+  // segment's size); network is the frame's network as an overlay port says it. Writes at most
+  // out.size() egress entries.
   Decision forward(PortId in, const uint8_t* frame, const ParsedFrame& parsed, uint32_t l3_len,
-                   uint64_t now_ns, std::span<Egress> out);
+                   uint64_t now_ns, std::span<Egress> out, uint16_t network = 0);
 
   Fdb& fdb() { return fdb_; }
   const Fdb& fdb() const { return fdb_; }
@@ -80,7 +84,7 @@ class Switch {
     PortStats stats;
   };
   // The network of a frame arriving on in, or 0 when the port does not accept it.
-  uint16_t classify(const PortState& in, const ParsedFrame& parsed) const;
+  uint16_t classify(PortId id, const ParsedFrame& parsed, uint16_t network) const;
   TagOp tag_op(const PortConfig& out, uint16_t vlan, const ParsedFrame& parsed) const;
   bool add_egress(PortId id, uint16_t vlan, const ParsedFrame& parsed, uint32_t l3_len,
                   std::span<Egress> out, size_t& count);

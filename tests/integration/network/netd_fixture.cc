@@ -43,7 +43,8 @@ Fd connect_unix(const std::filesystem::path& path) {
 
 }  // namespace
 
-Netd::Netd(const std::filesystem::path& dir) : dir_(dir) {
+Netd::Netd(const std::filesystem::path& dir, std::string netns)
+    : dir_(dir), netns_(std::move(netns)) {
   start();
 }
 
@@ -59,6 +60,8 @@ void Netd::start() {
   std::string state = (dir_ / "state").string();
   std::string log = (dir_ / "netd.log").string();
   std::vector<std::string> args = {bin, "--control", sock, "--state", state};
+  // ip netns exec execs the daemon in place, so pid_ is vireo-netd's own.
+  if (!netns_.empty()) args.insert(args.begin(), {"/usr/sbin/ip", "netns", "exec", netns_});
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -66,7 +69,7 @@ void Netd::start() {
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  ASSERT_EQ(::posix_spawn(&pid_, bin.c_str(), &actions, nullptr, argv.data(), environ), 0);
+  ASSERT_EQ(::posix_spawn(&pid_, args[0].c_str(), &actions, nullptr, argv.data(), environ), 0);
   posix_spawn_file_actions_destroy(&actions);
   auto deadline = Clock::now() + std::chrono::seconds(10);
   while (Clock::now() < deadline) {

@@ -24,7 +24,8 @@ ProcessResult run(const std::vector<std::string>& argv, int timeout_ms = 20000);
 class Netd {
  public:
   // Starts vireo-netd with a control socket and state dir under dir; waits until it answers.
-  Netd(const std::filesystem::path& dir);
+  // With netns, vireo-netd runs inside that network namespace (playing a host of its own).
+  explicit Netd(const std::filesystem::path& dir, std::string netns = "");
   ~Netd();
   void stop();  // SIGTERM, then wait
   // Drops the control connection (the controller goes away) and opens a new one.
@@ -35,6 +36,7 @@ class Netd {
 
  private:
   std::filesystem::path dir_;
+  std::string netns_;
   int pid_ = -1;
   Fd conn_;
 };
