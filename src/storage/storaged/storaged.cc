@@ -1,0 +1,282 @@
+#include "storage/storaged/storaged.h"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <cstring>
+
+#include "base/file.h"
+#include "base/log.h"
+
+namespace vireo::storage {
+namespace {
+
+constexpr size_t kMaxRequestLine = 1 << 20;
+enum Tag : uint64_t {
+  kListener = 1ull << 32,
+  kSignal = 2ull << 32,
+  kStop = 3ull << 32,
+  kClient = 4ull << 32
+};
+
+Result<Fd> listen_unix(const std::filesystem::path& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.native().size() >= sizeof(addr.sun_path))
+    return make_error(ErrorCode::kInvalidArgument, "socket path {} is too long", path.string());
+  std::memcpy(addr.sun_path, path.c_str(), path.native().size());
+  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return errno_error("socket(AF_UNIX)");
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      return make_error(ErrorCode::kAlreadyExists, "{} exists and is not a socket", path.string());
+    ::unlink(path.c_str());  // a stale socket of a previous run
+  }
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0)
+    return errno_error("bind " + path.string());
+  ::chmod(path.c_str(), 0600);
+  if (::listen(fd.get(), 16) < 0) return errno_error("listen " + path.string());
+  return fd;
+}
+
+Result<void> watch(int epoll, int fd, uint64_t tag, uint32_t events) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = tag;
+  if (::epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &ev) < 0) return errno_error("epoll_ctl add");
+  return {};
+}
+
+Json error_reply(const Error& e) {
+  return Json{{"ok", false}, {"error", e.message()}, {"code", std::string(to_string(e.code()))}};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Storaged>> Storaged::create(const StoragedOptions& options) {
+  std::unique_ptr<Storaged> s(new Storaged());
+  s->options_ = options;
+  TRY_CTX(make_dirs(options.state_dir / "pools", 0700), "state directory");
+  s->epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!s->epoll_) return errno_error("epoll_create1");
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  ::pthread_sigmask(SIG_BLOCK, &mask, nullptr);  // before the NBD threads start: they inherit it
+  ::signal(SIGPIPE, SIG_IGN);
+  s->signals_.reset(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!s->signals_) return errno_error("signalfd");
+  s->stop_event_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!s->stop_event_) return errno_error("eventfd");
+  TRY(watch(s->epoll_.get(), s->signals_.get(), kSignal, EPOLLIN));
+  TRY(watch(s->epoll_.get(), s->stop_event_.get(), kStop, EPOLLIN));
+  s->nbd_ = TRY(nbd::NbdServer::create({}));
+  s->load_pools();
+  TRY_CTX(s->nbd_->listen_unix(options.nbd_socket), "NBD socket");
+  s->listener_ = TRY_CTX(listen_unix(options.control_socket), "control socket");
+  TRY(watch(s->epoll_.get(), s->listener_.get(), kListener, EPOLLIN));
+  nbd::NbdServer* server = s->nbd_.get();
+  s->nbd_thread_ = std::thread([server] {
+    if (Result<void> r = server->run(); !r)
+      spdlog::error("vireo-storaged: nbd: {}", r.error().message());
+  });
+  return s;
+}
+
+Storaged::~Storaged() {
+  if (nbd_) nbd_->stop();
+  if (nbd_thread_.joinable()) nbd_thread_.join();
+  for (auto& [name, e] : pools_)
+    for (auto& [vol, dev] : e.devices) (void)dev->flush();
+  nbd_.reset();
+  pools_.clear();  // thin pools write their checkpoint
+  if (listener_) ::unlink(options_.control_socket.c_str());
+}
+
+std::filesystem::path Storaged::def_path(const std::string& pool) const {
+  return options_.state_dir / "pools" / (pool + ".json");
+}
+
+void Storaged::load_pools() {
+  std::error_code ec;
+  for (const auto& f : std::filesystem::directory_iterator(options_.state_dir / "pools", ec)) {
+    if (f.path().extension() != ".json") continue;
+    Result<std::string> text = read_file(f.path());
+    Result<Json> j = text ? parse_json(*text) : Result<Json>(std::unexpected(text.error()));
+    Result<PoolConfig> c =
+        j ? pool_config_from_json(*j) : Result<PoolConfig>(std::unexpected(j.error()));
+    if (!c) {
+      spdlog::error("vireo-storaged: pool definition {}: {}", f.path().string(),
+                    c.error().message());
+      continue;
+    }
+    PoolEntry& e = pools_[c->name];
+    e.config = *c;
+    Result<std::unique_ptr<Pool>> p = Pool::open(*c);
+    if (!p) {
+      e.error = p.error().message();
+      spdlog::error("vireo-storaged: {}", e.error);
+      continue;
+    }
+    e.pool = std::move(*p);
+    Result<std::vector<VolumeInfo>> vols = e.pool->volumes();
+    if (!vols) {
+      e.error = vols.error().message();
+      continue;
+    }
+    for (const VolumeInfo& v : *vols)
+      if (Result<void> r = export_volume(e, v.name); !r)
+        spdlog::error("vireo-storaged: export {}/{}: {}", c->name, v.name, r.error().message());
+  }
+}
+
+Result<void> Storaged::export_volume(PoolEntry& e, const std::string& vol) {
+  std::shared_ptr<BlockDevice> dev = TRY(e.pool->open_volume(vol));
+  std::string name = e.config.name + "/" + vol;
+  nbd::ExportConfig config{name, dev, dev->read_only(), "vireo volume " + name};
+  if (e.devices.count(vol))
+    TRY(nbd_->replace_export(std::move(config)));
+  else
+    TRY(nbd_->add_export(std::move(config)));
+  e.devices[vol] = std::move(dev);
+  return {};
+}
+
+void Storaged::unexport_volume(PoolEntry& e, const std::string& vol) {
+  nbd_->remove_export(e.config.name + "/" + vol);
+  if (auto it = e.devices.find(vol); it != e.devices.end()) {
+    (void)it->second->flush();
+    e.devices.erase(it);
+  }
+}
+
+Result<void> Storaged::flush_devices(PoolEntry& e) {
+  for (auto& [vol, dev] : e.devices) TRY_CTX(dev->flush(), "flush {}", vol);
+  return {};
+}
+
+std::string Storaged::handle_line(std::string_view line) {
+  Result<Json> request = parse_json(line);
+  if (!request) return dump_json(error_reply(request.error()));
+  return dump_json(handle(*request));
+}
+
+Json Storaged::handle(const Json& request) {
+  if (!request.is_object())
+    return error_reply(Error(ErrorCode::kInvalidArgument, "request must be a JSON object"));
+  auto op = request.find("op");
+  if (op == request.end() || !op->is_string())
+    return error_reply(Error(ErrorCode::kInvalidArgument, "missing field 'op'"));
+  std::string name = op->get<std::string>();
+  Result<Json> reply;
+  try {
+    reply = dispatch(name, request);
+  } catch (const std::exception& ex) {  // nlohmann type errors on odd input
+    reply = make_error(ErrorCode::kInvalidArgument, "{}", ex.what());
+  }
+  if (!reply) return error_reply(std::move(reply.error()).with_context(name));
+  Json out = std::move(*reply);
+  out["ok"] = true;
+  return out;
+}
+
+Result<Json> Storaged::dispatch(const std::string& op, const Json& r) {
+  if (op == "pool.create") return pool_create(r);
+  if (op == "pool.ls") return pool_list();
+  if (op == "pool.show") return pool_show(r);
+  if (op == "pool.rm") return pool_remove(r);
+  if (op == "pool.check") return pool_check(r);
+  if (op == "vol.create") return vol_create(r);
+  if (op == "vol.ls") return vol_list(r);
+  if (op == "vol.show") return vol_show(r);
+  if (op == "vol.rm") return vol_remove(r);
+  if (op == "vol.resize") return vol_resize(r);
+  if (op == "vol.snapshot") return vol_copy(r, VolumeAccess::kReadOnly);
+  if (op == "vol.clone") return vol_copy(r, VolumeAccess::kReadWrite);
+  if (op == "vol.import") return vol_import(r);
+  if (op == "vol.export") return vol_export(r);
+  if (op == "ping") return Json{{"nbd_socket", options_.nbd_socket.string()}};
+  return make_error(ErrorCode::kInvalidArgument, "unknown op '{}'", op);
+}
+
+void Storaged::stop() {
+  uint64_t one = 1;
+  (void)!::write(stop_event_.get(), &one, sizeof one);
+}
+
+Result<void> Storaged::run() {
+  spdlog::info("vireo-storaged: control on {}, NBD on {}", options_.control_socket.string(),
+               options_.nbd_socket.string());
+  epoll_event events[32];
+  while (!stop_) {
+    int n = ::epoll_wait(epoll_.get(), events, 32, -1);
+    if (n < 0 && errno != EINTR) return errno_error("epoll_wait");
+    for (int i = 0; i < n; ++i) {
+      uint64_t tag = events[i].data.u64;
+      if (tag == kListener) {
+        accept_clients();
+      } else if (tag == kSignal || tag == kStop) {
+        spdlog::info("vireo-storaged: stopping");
+        stop_ = true;
+      } else {
+        on_client(int(uint32_t(tag)), events[i].events);
+      }
+    }
+  }
+  return {};
+}
+
+void Storaged::accept_clients() {
+  for (;;) {
+    Fd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!fd) return;
+    int raw = fd.get();
+    if (!watch(epoll_.get(), raw, kClient | uint32_t(raw), EPOLLIN)) continue;
+    clients_[raw].fd = std::move(fd);
+  }
+}
+
+void Storaged::close_client(int fd) {
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  clients_.erase(fd);
+}
+
+void Storaged::on_client(int fd, uint32_t events) {
+  auto it = clients_.find(fd);
+  if (it == clients_.end()) return;
+  Client& c = it->second;
+  if (events & EPOLLIN) {
+    char buf[65536];
+    ssize_t got = ::read(fd, buf, sizeof(buf));
+    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) return close_client(fd);
+    if (got > 0) c.in.append(buf, size_t(got));
+    size_t pos;
+    while ((pos = c.in.find('\n')) != std::string::npos) {
+      std::string line = c.in.substr(0, pos);
+      c.in.erase(0, pos + 1);
+      if (!line.empty()) c.out += handle_line(line) + "\n";
+    }
+    if (c.in.size() > kMaxRequestLine) return close_client(fd);
+  }
+  while (!c.out.empty()) {
+    ssize_t put = ::send(fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+    if (put < 0) {
+      if (errno != EAGAIN) return close_client(fd);
+      break;
+    }
+    c.out.erase(0, size_t(put));
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN | (c.out.empty() ? 0u : uint32_t{EPOLLOUT});
+  ev.data.u64 = kClient | uint32_t(fd);
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev);
+}
+
+}  // namespace vireo::storage
