@@ -7,6 +7,7 @@
 #include "base/file.h"
 #include "base/strings.h"
 #include "network/dhcp_server.h"
+#include "network/dns_responder.h"
 #include "network/firewall.h"
 #include "network/packet_port.h"
 #include "network/router.h"
@@ -164,7 +165,8 @@ Controller::Controller(Datapath& datapath, std::filesystem::path state_dir, Port
       watcher_(std::move(watcher)),
       firewall_(std::make_unique<Firewall>()),
       dhcp_(std::make_unique<DhcpServer>()),
-      router_(std::make_unique<Router>(datapath, firewall_.get(), dhcp_.get())) {}
+      dns_(std::make_unique<DnsResponder>(dhcp_.get())),
+      router_(std::make_unique<Router>(datapath, firewall_.get(), dhcp_.get(), dns_.get())) {}
 
 Controller::~Controller() {
   for (auto& [name, p] : ports_)
@@ -203,6 +205,7 @@ Result<Json> Controller::dispatch(const std::string& op, const Json& r) {
   if (op == "conntrack.list") return conntrack();
   if (op.starts_with("dhcp.")) return dhcp(op, r);
   if (op.starts_with("forward.")) return forward(op, r);
+  if (op.starts_with("dns.")) return dns(op, r);
   if (op.starts_with("vxlan.")) return vxlan(op, r);
   return make_error(ErrorCode::kInvalidArgument, "unknown op '{}'", op);
 }
@@ -246,6 +249,7 @@ Result<Json> Controller::create_network(const NetworkSpec& spec) {
     LegNat nat = spec.nat ? LegNat::kMasquerade : spec.uplink ? LegNat::kUplink : LegNat::kNone;
     router_->add_leg(n.router_port, spec.subnet, spec.gateway, spec.mtu, nat);
     if (spec.dhcp) dhcp_->enable(n.id, spec.subnet, spec.gateway);
+    dns_->enable(n.id, spec.name);
   }
   networks_.emplace(spec.name, n);
   TRY(save());
@@ -269,6 +273,7 @@ Result<Json> Controller::delete_network(const std::string& name) {
   datapath_.sw().flush_vlan(it->second.id);
   firewall_->remove_network(it->second.id);
   dhcp_->disable(it->second.id);
+  dns_->disable(it->second.id);
   networks_.erase(it);
   TRY(save());
   return Json::object();
@@ -476,7 +481,11 @@ Result<Json> Controller::dhcp(const std::string& op, const Json& r) {
     return make_error(ErrorCode::kInvalidArgument, "invalid MAC address '{}'", mac_text);
   MacKey mac = 0;
   for (unsigned v : b) mac = mac << 8 | v;
-  TRY(dhcp_->reserve(n->id, mac, TRY(parse_ipv4(TRY(get_string(r, "ip"))))));
+  std::string name = TRY(get_string(r, "name", false));
+  if (!name.empty() && !valid_dns_label(name))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "invalid name '{}': letters, digits and hyphens, at most 63", name);
+  TRY(dhcp_->reserve(n->id, mac, TRY(parse_ipv4(TRY(get_string(r, "ip")))), name));
   return Json::object();
 }
 
@@ -506,6 +515,28 @@ Result<Json> Controller::forward(const std::string& op, const Json& r) {
     spec["to"] = "0.0.0.0:1";
     PortForward f = TRY(port_forward_from_json(spec));
     TRY(forwards.remove(f.proto, f.host_port));
+  } else {
+    return make_error(ErrorCode::kInvalidArgument, "unknown op '{}'", op);
+  }
+  TRY(save());
+  return Json::object();
+}
+
+Result<Json> Controller::dns(const std::string& op, const Json& r) {
+  const Network* n = TRY(find_network(r));
+  if (!n->spec.gateway)
+    return make_error(ErrorCode::kConflict, "network {} has no gateway to answer DNS on",
+                      n->spec.name);
+  if (op == "dns.list") return Json{{"names", dns_->names_json(n->id)}};
+  std::string name = TRY(get_string(r, "name"));
+  if (op == "dns.register") {
+    uint32_t ip = TRY(parse_ipv4(TRY(get_string(r, "ip"))));
+    if (!n->spec.subnet.contains(ip))
+      return make_error(ErrorCode::kInvalidArgument, "{} is not in network {} ({})",
+                        format_ipv4(ip), n->spec.name, format_cidr(n->spec.subnet));
+    TRY(dns_->add(n->id, name, ip));
+  } else if (op == "dns.unregister") {
+    TRY(dns_->remove(n->id, name));
   } else {
     return make_error(ErrorCode::kInvalidArgument, "unknown op '{}'", op);
   }
@@ -600,6 +631,10 @@ Result<void> Controller::save() const {
          {"firewall", firewall_state()},
          {"forwards", Json::array()}};
   for (const PortForward& f : router_->forwards().list()) j["forwards"].push_back(to_json(f));
+  j["dns"] = Json::array();
+  for (const auto& [name, n] : networks_)
+    for (const DnsName& d : dns_->registered(n.id))
+      j["dns"].push_back(Json{{"network", name}, {"name", d.name}, {"ip", format_ipv4(d.ip)}});
   for (const auto& [name, n] : networks_) j["networks"].push_back(to_json(n.spec));
   for (const auto& [name, p] : ports_) j["ports"].push_back(to_json(p.spec));
   TRY_CTX(make_dirs(state_dir_, 0700), "state directory");
@@ -627,6 +662,7 @@ Result<void> Controller::restore() {
        [&](const Json& p) -> Result<Json> { return attach_port(TRY(port_spec_from_json(p))); });
   each("routes", [&](const Json& r) -> Result<Json> { return route("route.add", r); });
   each("forwards", [&](const Json& f) -> Result<Json> { return forward("forward.add", f); });
+  each("dns", [&](const Json& d) -> Result<Json> { return dns("dns.register", d); });
   each("firewall", [&](const Json& f) -> Result<Json> {
     TRY(firewall("firewall.policy", f));
     if (f.contains("rules") && f["rules"].is_array())

@@ -19,6 +19,7 @@
 namespace vireo::net {
 
 class DhcpServer;
+class DnsResponder;
 class Firewall;
 class Router;
 class VxlanPort;
@@ -93,6 +94,7 @@ class Controller {
   Result<Json> conntrack() const;
   Result<Json> dhcp(const std::string& op, const Json& request);
   Result<Json> forward(const std::string& op, const Json& request);
+  Result<Json> dns(const std::string& op, const Json& request);
   Result<Json> vxlan(const std::string& op, const Json& request);
   Result<void> attach_vxlan(const Network& network);
   void detach_vxlan(const Network& network);
@@ -109,6 +111,7 @@ class Controller {
   PortWatcher watcher_;
   std::unique_ptr<Firewall> firewall_;
   std::unique_ptr<DhcpServer> dhcp_;
+  std::unique_ptr<DnsResponder> dns_;
   std::unique_ptr<Router> router_;
   std::map<std::string, Network> networks_;
   std::map<std::string, PortEntry> ports_;

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "network/dns_responder.h"
 #include "network/wire.h"
 
 namespace vireo::net {
@@ -12,6 +13,38 @@ constexpr uint32_t kBootpFixed = 236;
 constexpr uint64_t kSec = 1'000'000'000ull;
 
 // The value of option code in msg (after the magic cookie), or null.
+// The value of option code in msg (after the magic cookie) and its length, or null.
+const uint8_t* find_option_any(const uint8_t* msg, uint32_t len, uint8_t code, uint8_t& out_len) {
+  for (uint32_t pos = kBootpFixed + 4; pos + 1 < len;) {
+    uint8_t c = msg[pos];
+    if (c == 255) break;
+    if (c == 0) {
+      ++pos;
+      continue;
+    }
+    uint8_t l = msg[pos + 1];
+    if (pos + 2u + l > len) break;
+    if (c == code) {
+      out_len = l;
+      return msg + pos + 2;
+    }
+    pos += 2u + l;
+  }
+  return nullptr;
+}
+
+// The client's host name (option 12) when it is a valid DNS label, lower case; else "".
+std::string client_hostname(const uint8_t* msg, uint32_t len) {
+  uint8_t l = 0;
+  const uint8_t* v = find_option_any(msg, len, 12, l);
+  if (!v) return {};
+  std::string name(reinterpret_cast<const char*>(v), l);
+  if (!valid_dns_label(name)) return {};
+  for (char& c : name)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return name;
+}
+
 const uint8_t* find_option(const uint8_t* msg, uint32_t len, uint8_t code, uint8_t want_len) {
   for (uint32_t pos = kBootpFixed + 4; pos + 1 < len;) {
     uint8_t c = msg[pos];
@@ -50,7 +83,8 @@ void DhcpServer::disable(uint16_t network) {
   pools_.erase(network);
 }
 
-Result<void> DhcpServer::reserve(uint16_t network, MacKey mac, uint32_t ip) {
+Result<void> DhcpServer::reserve(uint16_t network, MacKey mac, uint32_t ip,
+                                 const std::string& name) {
   auto it = pools_.find(network);
   if (it == pools_.end()) return make_error(ErrorCode::kConflict, "DHCP is off in this network");
   Pool& p = it->second;
@@ -61,18 +95,42 @@ Result<void> DhcpServer::reserve(uint16_t network, MacKey mac, uint32_t ip) {
   for (const auto& [m, lease] : p.leases)
     if (lease.ip == ip && m != mac)
       return make_error(ErrorCode::kConflict, "{} is leased to {}", format_ipv4(ip), format_mac(m));
-  p.leases[mac] = DhcpLease{ip, 0};
+  std::string lower = name;
+  for (char& c : lower)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  p.leases[mac] = DhcpLease{ip, 0, lower};
   return {};
+}
+
+std::vector<std::pair<std::string, uint32_t>> DhcpServer::hostnames(uint16_t network) const {
+  std::vector<std::pair<std::string, uint32_t>> out;
+  auto it = pools_.find(network);
+  if (it == pools_.end()) return out;
+  for (const auto& [mac, lease] : it->second.leases)
+    if (!lease.hostname.empty() && (lease.expires_ns == 0 || lease.expires_ns >= now_ns_))
+      out.emplace_back(lease.hostname, lease.ip);
+  return out;
+}
+
+uint32_t DhcpServer::lookup_hostname(uint16_t network, std::string_view name) const {
+  auto it = pools_.find(network);
+  if (it == pools_.end()) return 0;
+  for (const auto& [mac, lease] : it->second.leases)
+    if (lease.hostname == name && (lease.expires_ns == 0 || lease.expires_ns >= now_ns_))
+      return lease.ip;
+  return 0;
 }
 
 Json DhcpServer::leases_json(uint16_t network) const {
   Json list = Json::array();
   auto it = pools_.find(network);
   if (it == pools_.end()) return list;
-  for (const auto& [mac, lease] : it->second.leases)
-    list.push_back(Json{{"mac", format_mac(mac)},
-                        {"ip", format_ipv4(lease.ip)},
-                        {"static", lease.expires_ns == 0}});
+  for (const auto& [mac, lease] : it->second.leases) {
+    Json j{
+        {"mac", format_mac(mac)}, {"ip", format_ipv4(lease.ip)}, {"static", lease.expires_ns == 0}};
+    if (!lease.hostname.empty()) j["hostname"] = lease.hostname;
+    list.push_back(j);
+  }
   return list;
 }
 
@@ -104,6 +162,7 @@ uint32_t DhcpServer::handle(uint16_t network, MacKey leg_mac, const uint8_t* fra
   auto pool = pools_.find(network);
   if (pool == pools_.end() || parsed.dst_port != kDhcpServerPort) return 0;
   Pool& p = pool->second;
+  now_ns_ = now_ns;
   const uint8_t* msg = frame + parsed.payload;
   uint32_t len = parsed.payload_len;
   if (msg[0] != 1) return 0;  // only BOOTREQUESTs are for us
@@ -118,7 +177,11 @@ uint32_t DhcpServer::handle(uint16_t network, MacKey leg_mac, const uint8_t* fra
     uint32_t want = requested ? load_be32(requested) : load_be32(msg + 12);
     auto lease = p.leases.find(mac);
     bool ours = lease != p.leases.end() && lease->second.ip == want;
-    if (ours && lease->second.expires_ns) lease->second.expires_ns = now_ns + kLeaseSeconds * kSec;
+    if (ours && lease->second.expires_ns) {
+      lease->second.expires_ns = now_ns + kLeaseSeconds * kSec;
+      if (std::string name = client_hostname(msg, len); !name.empty())
+        lease->second.hostname = name;
+    }
     ip = ours ? want : 0;
     reply_type = ours ? kAck : kNak;
   } else if (parsed.dhcp_type == kRelease) {

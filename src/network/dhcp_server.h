@@ -8,6 +8,8 @@
 #include <array>
 #include <functional>
 #include <map>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/json.h"
@@ -19,6 +21,7 @@ namespace vireo::net {
 struct DhcpLease {
   uint32_t ip = 0;
   uint64_t expires_ns = 0;  // 0 for a reservation
+  std::string hostname;     // option 12 of the client, or the reservation's name
 };
 
 class DhcpServer {
@@ -29,8 +32,12 @@ class DhcpServer {
   void enable(uint16_t network, const Cidr& subnet, uint32_t gateway);
   void disable(uint16_t network);
   bool enabled(uint16_t network) const { return pools_.contains(network); }
-  [[nodiscard]] Result<void> reserve(uint16_t network, MacKey mac, uint32_t ip);
+  [[nodiscard]] Result<void> reserve(uint16_t network, MacKey mac, uint32_t ip,
+                                     const std::string& name = "");
   Json leases_json(uint16_t network) const;
+  // Host names of the network's reservations and current leases, for the DNS responder.
+  std::vector<std::pair<std::string, uint32_t>> hostnames(uint16_t network) const;
+  uint32_t lookup_hostname(uint16_t network, std::string_view name) const;
 
   // Handles a parsed DHCP message that reached the router's leg on network; a reply frame, if
   // any, is written to out (at least kReplySize bytes) and its length returned.
@@ -45,6 +52,7 @@ class DhcpServer {
     std::map<MacKey, DhcpLease> leases;
   };
   uint32_t allocate(Pool& pool, MacKey mac, uint64_t now_ns);
+  uint64_t now_ns_ = 0;  // of the last message handled, to tell expired leases
   std::map<uint16_t, Pool> pools_;
 };
 

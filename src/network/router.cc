@@ -33,10 +33,12 @@ RxFrame strip_tag(RxFrame frame, const ParsedFrame& parsed) {
 
 }  // namespace
 
-Router::Router(Datapath& datapath, Firewall* firewall, DhcpServer* dhcp)
+Router::Router(Datapath& datapath, Firewall* firewall, DhcpServer* dhcp, DnsResponder* dns)
     : datapath_(datapath),
       firewall_(firewall),
       dhcp_(dhcp),
+      dns_(dns),
+      dns_buffers_(16),
       dhcp_buffers_(16),
       buffers_(kBufferCount) {
   neighbours_.reserve(4096);
@@ -154,6 +156,15 @@ void Router::handle_arp(const Leg& leg, const RxFrame& frame, const ParsedFrame&
 
 // ICMP echo to a gateway address: turned into the reply in place.
 void Router::handle_local(const Leg& leg, RxFrame f, const ParsedFrame& p) {
+  if (p.l4_kind == L4::kUdp && p.dst_port == 53 && dns_) {
+    uint8_t* out = dns_buffers_[next_dns_buffer_].data();
+    next_dns_buffer_ = (next_dns_buffer_ + 1) % dns_buffers_.size();
+    DropReason drop = DropReason::kNone;
+    uint32_t n = dns_->handle(leg.network, leg.mac, f.data, p, out, drop);
+    if (drop != DropReason::kNone) datapath_.count_drop(drop);
+    if (n) emit(leg, out, n);
+    return;
+  }
   if (p.l4_kind != L4::kIcmp || p.fragment) return;
   uint8_t* ip = f.data + p.l3;
   uint8_t* icmp = f.data + p.l4;

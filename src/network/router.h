@@ -19,6 +19,7 @@
 #include "base/result.h"
 #include "network/datapath.h"
 #include "network/dhcp_server.h"
+#include "network/dns_responder.h"
 #include "network/firewall.h"
 #include "network/ipv4.h"
 #include "network/nat.h"
@@ -32,8 +33,9 @@ enum class LegNat : uint8_t { kNone, kMasquerade, kUplink };
 class Router final : public InternalPortHandler {
  public:
   // firewall (may be null) filters forwarded packets; dhcp (may be null) answers DHCP on the
-  // legs. Both outlive the router.
-  Router(Datapath& datapath, Firewall* firewall, DhcpServer* dhcp = nullptr);
+  // legs, dns (may be null) DNS queries to gateway addresses. All outlive the router.
+  Router(Datapath& datapath, Firewall* firewall, DhcpServer* dhcp = nullptr,
+         DnsResponder* dns = nullptr);
 
   void add_leg(PortId port, const Cidr& subnet, uint32_t gateway, uint32_t mtu,
                LegNat nat = LegNat::kNone);
@@ -93,6 +95,9 @@ class Router final : public InternalPortHandler {
   Datapath& datapath_;
   Firewall* firewall_;
   DhcpServer* dhcp_;
+  DnsResponder* dns_;
+  std::vector<std::array<uint8_t, DnsResponder::kReplySize>> dns_buffers_;
+  size_t next_dns_buffer_ = 0;
   std::vector<std::array<uint8_t, DhcpServer::kReplySize>> dhcp_buffers_;
   size_t next_dhcp_buffer_ = 0;
   std::vector<Leg> legs_;
