@@ -141,7 +141,8 @@ Result<Cgroup> Cgroup::resolve(const std::string& cgroups_path, const std::strin
   auto own = own_cgroups();
   for (const auto& h : mounted_hierarchies()) {
     if (h.controllers.empty()) {
-      if (cg.mode_ == CgroupMode::kUnified && h.mountpoint == "/sys/fs/cgroup")
+      if ((cg.mode_ == CgroupMode::kUnified && h.mountpoint == "/sys/fs/cgroup") ||
+          (cg.mode_ == CgroupMode::kHybrid && h.mountpoint == "/sys/fs/cgroup/unified"))
         cg.unified_ = on_disk(h, own[""], wanted);
       continue;
     }
@@ -202,6 +203,7 @@ Result<void> Cgroup::create() {
     if (!done.insert(dir).second) continue;
     TRY(make_cgroup_dirs(dir, controller == "cpuset" || dir == path_of("cpuset")));
   }
+  if (!unified_.empty()) TRY(make_cgroup_dirs(unified_, false));
   return {};
 }
 
@@ -220,6 +222,7 @@ Result<void> Cgroup::add_process(pid_t pid) {
     if (!done.insert(dir).second) continue;
     TRY(write_cgroup_file(dir, "cgroup.procs", text));
   }
+  if (!unified_.empty()) TRY(write_cgroup_file(unified_, "cgroup.procs", text));
   return {};
 }
 

@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "container/cgroup.h"
 #include "container/cgroup_files.h"
+#include "container/device_filter.h"
 
 namespace vireo::container {
 
@@ -40,13 +41,53 @@ const std::vector<DeviceRule>& default_device_rules() {
   return rules;
 }
 
+// The container's rules followed by the devices every container needs.
+std::vector<DeviceRule> effective_device_rules(const std::vector<DeviceRule>& rules) {
+  std::vector<DeviceRule> out = rules;
+  out.insert(out.end(), default_device_rules().begin(), default_device_rules().end());
+  return out;
+}
+
 Result<void> apply_v1_devices(const std::string& dir, const std::vector<DeviceRule>& rules) {
   if (dir.empty() || rules.empty()) return {};
-  for (const auto& rule : rules)
+  for (const auto& rule : effective_device_rules(rules))
     TRY(write_cgroup_file(dir, rule.allow ? "devices.allow" : "devices.deny",
                           device_rule_text(rule)));
-  for (const auto& rule : default_device_rules())
-    TRY(write_cgroup_file(dir, "devices.allow", device_rule_text(rule)));
+  return {};
+}
+
+Result<void> apply_v2_devices(const std::string& dir, const std::vector<DeviceRule>& rules) {
+  if (dir.empty() || rules.empty()) return {};
+  return attach_device_filter(dir, effective_device_rules(rules));
+}
+
+// hugetlb.<size>.<suffix>; hosts without the hugetlb controller are skipped as runc does.
+Result<void> apply_hugepages(const std::string& dir, const std::map<std::string, uint64_t>& limits,
+                             const char* suffix) {
+  for (const auto& [size, limit] : limits) {
+    std::string file = fmt::format("hugetlb.{}.{}", size, suffix);
+    if (dir.empty() || !fs::exists(fs::path(dir) / file)) {
+      spdlog::warn("linux.resources.hugepageLimits: no {} on this host, limit not applied", file);
+      continue;
+    }
+    TRY(write_cgroup_file(dir, file, std::to_string(limit)));
+  }
+  return {};
+}
+
+// v2 io.max takes all four limits of a device in one line: "8:0 rbps=1048576 wiops=100".
+Result<void> apply_io_max(const std::string& dir,
+                          const std::map<std::string, std::vector<BlockDeviceValue>>& throttle) {
+  static const std::map<std::string, std::string> kKeys = {{"read_bps_device", "rbps"},
+                                                           {"write_bps_device", "wbps"},
+                                                           {"read_iops_device", "riops"},
+                                                           {"write_iops_device", "wiops"}};
+  std::map<std::pair<int64_t, int64_t>, std::string> lines;
+  for (const auto& [file, devices] : throttle)
+    for (const auto& d : devices)
+      lines[{d.major, d.minor}] += fmt::format(" {}={}", kKeys.at(file), d.value);
+  for (const auto& [dev, limits] : lines)
+    TRY(write_cgroup_file(dir, "io.max", fmt::format("{}:{}{}", dev.first, dev.second, limits)));
   return {};
 }
 
@@ -103,12 +144,24 @@ Result<void> Cgroup::apply_v1(const Resources& r) {
     TRY(write_cgroup_file(pids, "pids.max",
                           *r.pids_limit > 0 ? std::to_string(*r.pids_limit) : "max"));
   }
-  if (std::string blkio = path_of("blkio"); !blkio.empty() && r.blkio_weight) {
-    const char* file =
-        fs::exists(fs::path(blkio) / "blkio.weight") ? "blkio.weight" : "blkio.bfq.weight";
-    TRY(write_cgroup_file(blkio, file, std::to_string(*r.blkio_weight)));
+  if (std::string blkio = path_of("blkio"); !blkio.empty()) {
+    bool cfq = fs::exists(fs::path(blkio) / "blkio.weight");
+    if (r.blkio_weight)
+      TRY(write_cgroup_file(blkio, cfq ? "blkio.weight" : "blkio.bfq.weight",
+                            std::to_string(*r.blkio_weight)));
+    for (const auto& d : r.blkio_weight_device)
+      TRY(write_cgroup_file(blkio, cfq ? "blkio.weight_device" : "blkio.bfq.weight_device",
+                            fmt::format("{}:{} {}", d.major, d.minor, d.value)));
+    for (const auto& [file, devices] : r.blkio_throttle)
+      for (const auto& d : devices)
+        TRY(write_cgroup_file(blkio, "blkio.throttle." + file,
+                              fmt::format("{}:{} {}", d.major, d.minor, d.value)));
   }
+  TRY(apply_hugepages(path_of("hugetlb"), r.hugepage_limits, "limit_in_bytes"));
   TRY(apply_v1_devices(path_of("devices"), r.devices));
+  // On a hybrid host the container also sits in the v2 hierarchy, where eBPF device programs
+  // apply as well: enforce the same list there.
+  if (mode_ == CgroupMode::kHybrid) TRY(apply_v2_devices(unified_, r.devices));
   if (!r.unified.empty())
     return make_error(ErrorCode::kInvalidArgument,
                       "linux.resources.unified: needs a cgroup v2 host, this one uses v1");
@@ -117,8 +170,7 @@ Result<void> Cgroup::apply_v1(const Resources& r) {
 
 Result<void> Cgroup::apply_v2(const Resources& r) {
   const std::string& dir = unified_;
-  if (!r.devices.empty())
-    spdlog::warn("linux.resources.devices: not enforced on cgroup v2 yet (needs an eBPF program)");
+  TRY(apply_v2_devices(dir, r.devices));
   if (r.memory_limit)
     TRY(write_cgroup_file(dir, "memory.max",
                           *r.memory_limit > 0 ? std::to_string(*r.memory_limit) : "max"));
@@ -147,6 +199,12 @@ Result<void> Cgroup::apply_v2(const Resources& r) {
   if (r.blkio_weight)
     TRY(write_cgroup_file(dir, "io.weight",
                           std::to_string(blkio_weight_to_io_weight(*r.blkio_weight))));
+  for (const auto& d : r.blkio_weight_device)
+    TRY(write_cgroup_file(
+        dir, "io.weight",
+        fmt::format("{}:{} {}", d.major, d.minor, blkio_weight_to_io_weight(d.value))));
+  TRY(apply_io_max(dir, r.blkio_throttle));
+  TRY(apply_hugepages(dir, r.hugepage_limits, "max"));
   for (const auto& [file, value] : r.unified) {
     if (file.find('/') != std::string::npos || file.starts_with('.'))
       return make_error(ErrorCode::kInvalidArgument,

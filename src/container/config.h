@@ -89,6 +89,12 @@ struct DeviceRule {
   std::string access;  // some of "rwm"
 };
 
+// A per-device blockIO entry: a weight or a throttle rate for major:minor.
+struct BlockDeviceValue {
+  int64_t major = 0, minor = 0;
+  uint64_t value = 0;
+};
+
 struct Resources {
   std::optional<int64_t> memory_limit, memory_reservation, memory_swap;
   std::optional<uint64_t> memory_swappiness;
@@ -99,6 +105,10 @@ struct Resources {
   std::string cpuset_cpus, cpuset_mems;
   std::optional<int64_t> pids_limit;
   std::optional<uint16_t> blkio_weight;
+  std::vector<BlockDeviceValue> blkio_weight_device;
+  // Keyed by the v1 file suffix: read_bps_device, write_bps_device, read_iops_device, ...
+  std::map<std::string, std::vector<BlockDeviceValue>> blkio_throttle;
+  std::map<std::string, uint64_t> hugepage_limits;  // page size ("2MB") → bytes
   std::vector<DeviceRule> devices;
   std::map<std::string, std::string> unified;
 };
@@ -138,9 +148,15 @@ struct Hooks {
       poststop;
 };
 
+struct TimeOffset {
+  int64_t secs = 0;
+  uint32_t nanosecs = 0;
+};
+
 struct Linux {
   std::vector<Namespace> namespaces;
   std::vector<IdMapping> uid_mappings, gid_mappings;
+  std::map<std::string, TimeOffset> time_offsets;  // by clock: monotonic, boottime
   std::vector<Device> devices;
   std::string cgroups_path;
   std::optional<Resources> resources;

@@ -163,6 +163,62 @@ Result<void> parse_cpu(const JsonFields& f, const Json& j, const std::string& p,
   return {};
 }
 
+Result<std::vector<BlockDeviceValue>> parse_block_devices(const JsonFields& f, const Json& j,
+                                                          const std::string& p,
+                                                          const char* value_key) {
+  TRY(f.expect_array(j, p));
+  std::vector<BlockDeviceValue> out;
+  for (size_t i = 0; i < j.size(); ++i) {
+    const std::string item = JsonFields::index(p, i);
+    TRY(f.expect_object(j[i], item));
+    BlockDeviceValue d;
+    d.major = TRY(f.signed_int(*TRY(f.require(j[i], item, "major")), J(item, "major")));
+    d.minor = TRY(f.signed_int(*TRY(f.require(j[i], item, "minor")), J(item, "minor")));
+    if (d.major < 0 || d.minor < 0) return f.fail(item, "major and minor must not be negative");
+    TRY(f.get(j[i], item, value_key, d.value));
+    out.push_back(d);
+  }
+  return out;
+}
+
+Result<void> parse_block_io(const JsonFields& f, const Json& j, const std::string& p,
+                            Resources& r) {
+  static const std::map<std::string, std::string> kThrottles = {
+      {"throttleReadBpsDevice", "read_bps_device"},
+      {"throttleWriteBpsDevice", "write_bps_device"},
+      {"throttleReadIOPSDevice", "read_iops_device"},
+      {"throttleWriteIOPSDevice", "write_iops_device"}};
+  TRY(f.expect_object(j, p));
+  f.warn_unknown(j, p,
+                 {"weight", "leafWeight", "weightDevice", "throttleReadBpsDevice",
+                  "throttleWriteBpsDevice", "throttleReadIOPSDevice", "throttleWriteIOPSDevice"});
+  TRY(f.get(j, p, "weight", r.blkio_weight));
+  if (const Json* v = JsonFields::find(j, "weightDevice"))
+    r.blkio_weight_device = TRY(parse_block_devices(f, *v, J(p, "weightDevice"), "weight"));
+  for (const auto& [key, file] : kThrottles)
+    if (const Json* v = JsonFields::find(j, key))
+      r.blkio_throttle[file] = TRY(parse_block_devices(f, *v, J(p, key), "rate"));
+  return {};
+}
+
+Result<void> parse_hugepages(const JsonFields& f, const Json& j, const std::string& p,
+                             Resources& r) {
+  TRY(f.expect_array(j, p));
+  for (size_t i = 0; i < j.size(); ++i) {
+    const std::string item = JsonFields::index(p, i);
+    TRY(f.expect_object(j[i], item));
+    std::string size = TRY(f.string(*TRY(f.require(j[i], item, "pageSize")), J(item, "pageSize")));
+    // The size becomes part of a cgroup file name: "2MB", "1GB", "64KB".
+    if (size.size() < 3 || size.find_first_not_of("0123456789") != size.size() - 2 ||
+        !(size.ends_with("KB") || size.ends_with("MB") || size.ends_with("GB")))
+      return f.fail(J(item, "pageSize"), fmt::format("\"{}\" is not a page size like 2MB", size));
+    uint64_t limit = 0;
+    TRY(f.get(j[i], item, "limit", limit));
+    r.hugepage_limits[size] = limit;
+  }
+  return {};
+}
+
 }  // namespace
 
 // Shared with `update --resources`, which takes the same object.
@@ -182,12 +238,32 @@ Result<Resources> parse_resources(const JsonFields& f, const Json& j, const std:
     r.pids_limit =
         TRY(f.signed_int(*TRY(f.require(*v, J(p, "pids"), "limit")), J(p, "pids.limit")));
   }
-  if (const Json* v = JsonFields::find(j, "blockIO")) {
-    TRY(f.expect_object(*v, J(p, "blockIO")));
-    TRY(f.get(*v, J(p, "blockIO"), "weight", r.blkio_weight));
-  }
+  if (const Json* v = JsonFields::find(j, "blockIO"))
+    TRY(parse_block_io(f, *v, J(p, "blockIO"), r));
+  if (const Json* v = JsonFields::find(j, "hugepageLimits"))
+    TRY(parse_hugepages(f, *v, J(p, "hugepageLimits"), r));
   TRY(f.get(j, p, "unified", r.unified));
   return r;
+}
+
+Result<std::map<std::string, TimeOffset>> parse_time_offsets(const JsonFields& f, const Json& j,
+                                                             const std::string& p) {
+  TRY(f.expect_object(j, p));
+  std::map<std::string, TimeOffset> out;
+  for (const auto& [clock, value] : j.items()) {
+    if (clock != "monotonic" && clock != "boottime")
+      return f.fail(J(p, clock), "only the monotonic and boottime clocks can be offset");
+    TRY(f.expect_object(value, J(p, clock)));
+    TimeOffset o;
+    std::optional<int64_t> secs;
+    TRY(f.get(value, J(p, clock), "secs", secs));
+    o.secs = secs.value_or(0);
+    TRY(f.get(value, J(p, clock), "nanosecs", o.nanosecs));
+    if (o.nanosecs >= 1000000000)
+      return f.fail(J(J(p, clock), "nanosecs"), "must be below 1000000000");
+    out[clock] = o;
+  }
+  return out;
 }
 
 Result<Linux> parse_linux(const JsonFields& f, const Json& j, std::vector<std::string>*) {
@@ -205,6 +281,8 @@ Result<Linux> parse_linux(const JsonFields& f, const Json& j, std::vector<std::s
     l.uid_mappings = TRY(parse_id_mappings(f, *v, J(p, "uidMappings")));
   if (const Json* v = JsonFields::find(j, "gidMappings"))
     l.gid_mappings = TRY(parse_id_mappings(f, *v, J(p, "gidMappings")));
+  if (const Json* v = JsonFields::find(j, "timeOffsets"))
+    l.time_offsets = TRY(parse_time_offsets(f, *v, J(p, "timeOffsets")));
   if (const Json* v = JsonFields::find(j, "devices"))
     l.devices = TRY(parse_devices(f, *v, J(p, "devices")));
   TRY(f.get(j, p, "cgroupsPath", l.cgroups_path));
@@ -252,6 +330,9 @@ Result<void> check_consistency(const JsonFields& f, const Config& c) {
   const Namespace* user = l.find_namespace(NamespaceType::kUser);
   if (user && user->path.empty() && (l.uid_mappings.empty() || l.gid_mappings.empty()))
     return f.fail("linux.uidMappings", "a new user namespace needs uid and gid mappings");
+  const Namespace* time = l.find_namespace(NamespaceType::kTime);
+  if (!l.time_offsets.empty() && (!time || !time->path.empty()))
+    return f.fail("linux.timeOffsets", "requires a new time namespace in linux.namespaces");
   const Namespace* uts = l.find_namespace(NamespaceType::kUts);
   if (!c.hostname.empty() && (!uts || !uts->path.empty()))
     return f.fail("hostname", "setting a hostname requires a new uts namespace");

@@ -172,6 +172,18 @@ TEST(ConfigTest, CrossSectionRulesAreEnforced) {
   EXPECT_EQ(error_of(j),
             "config.json: linux.seccomp.listenerPath: SCMP_ACT_NOTIFY needs a "
             "listenerPath");
+  j = base_config();
+  j["linux"]["timeOffsets"] = {{"boottime", {{"secs", 5}}}};
+  EXPECT_EQ(error_of(j),
+            "config.json: linux.timeOffsets: requires a new time namespace in linux.namespaces");
+  j["linux"]["namespaces"].push_back({{"type", "time"}});
+  j["linux"]["timeOffsets"] = {{"realtime", {{"secs", 5}}}};
+  EXPECT_EQ(error_of(j),
+            "config.json: linux.timeOffsets.realtime: only the monotonic and boottime clocks can "
+            "be offset");
+  j["linux"]["timeOffsets"] = {{"boottime", {{"secs", 5}, {"nanosecs", 2000000000}}}};
+  EXPECT_EQ(error_of(j),
+            "config.json: linux.timeOffsets.boottime.nanosecs: must be below 1000000000");
 }
 
 TEST(ConfigTest, UnsupportedVersionIsRejected) {

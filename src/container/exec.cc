@@ -95,14 +95,14 @@ Result<std::string> prepare_exec(const ExecChild& c, std::unique_ptr<SeccompFilt
   TRY(set_oom_score_adj(p));
   TRY(set_rlimits(p));
   if (c.config->linux.seccomp) filter = TRY(SeccompFilter::build(*c.config->linux.seccomp));
-  if (filter && !p.no_new_privileges) TRY(filter->load());
+  if (filter && !p.no_new_privileges) TRY(hand_over_listener(c.sync_fd, TRY(filter->load())));
   TRY(switch_user(p));
   if (p.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     return errno_error("set no_new_privs");
   sys::close_fds_from(3 + c.preserve_fds, c.sync_fd);
   TRY(enter_cwd(p));
   std::string exe = TRY(find_executable(p));
-  if (filter && p.no_new_privileges) TRY(filter->load());
+  if (filter && p.no_new_privileges) TRY(hand_over_listener(c.sync_fd, TRY(filter->load())));
   return exe;
 }
 
@@ -180,9 +180,23 @@ Result<int> exec_in_container(const State& s, const Config& config, const Proces
   }
   TRY(send_sync(parent_sock.get(), SyncMsg::kGo));
   auto msg = recv_sync(parent_sock.get());
-  if (msg && msg->first == SyncMsg::kError) {
+  if (msg && msg->msg == SyncMsg::kSeccompFd) {
+    Json state = {{"ociVersion", "1.2.0"},
+                  {"id", s.id},
+                  {"status", "running"},
+                  {"pid", s.pid},
+                  {"bundle", s.bundle.string()}};
+    auto sent =
+        forward_listener(parent_sock.get(), *config.linux.seccomp, std::move(msg->fd), pid, state);
+    msg = sent ? recv_sync(parent_sock.get()) : Result<SyncMessage>(std::unexpected(sent.error()));
+    if (!sent) {
+      ::waitpid(pid, nullptr, 0);
+      return std::unexpected(std::move(sent.error()));
+    }
+  }
+  if (msg && msg->msg == SyncMsg::kError) {
     ::waitpid(pid, nullptr, 0);
-    return make_error(ErrorCode::kIo, "{}", msg->second);
+    return make_error(ErrorCode::kIo, "{}", msg->text);
   }
   if (!o.pid_file.empty())
     TRY_CTX(write_file_atomic(o.pid_file, std::to_string(pid)), "--pid-file");

@@ -25,24 +25,50 @@ Result<void> send_sync(int fd, SyncMsg msg, std::string_view text) {
   return {};
 }
 
-Result<std::pair<SyncMsg, std::string>> recv_sync(int fd) {
+Result<SyncMessage> recv_sync(int fd) {
   char buf[8192];
   for (;;) {
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error("sync receive");
+    auto [n, passed] = TRY(sys::recv_with_fd(fd, buf, sizeof buf));
     if (n == 0) return make_error(ErrorCode::kIo, "container init exited unexpectedly");
-    return std::make_pair(static_cast<SyncMsg>(buf[0]), std::string(buf + 1, size_t(n - 1)));
+    return SyncMessage{static_cast<SyncMsg>(buf[0]), std::string(buf + 1, n - 1),
+                       std::move(passed)};
   }
 }
 
 Result<void> expect_sync(int fd, SyncMsg want) {
-  auto [msg, text] = TRY(recv_sync(fd));
-  if (msg == SyncMsg::kError) return make_error(ErrorCode::kIo, "{}", text);
-  if (msg != want)
+  auto m = TRY(recv_sync(fd));
+  if (m.msg == SyncMsg::kError) return make_error(ErrorCode::kIo, "{}", m.text);
+  if (m.msg != want)
     return make_error(ErrorCode::kInternal, "sync: expected '{}', got '{}'",
-                      static_cast<char>(want), static_cast<char>(msg));
+                      static_cast<char>(want), static_cast<char>(m.msg));
   return {};
+}
+
+Result<void> hand_over_listener(int sync_fd, const Fd& listener) {
+  if (!listener) return {};
+  TRY(sys::send_fd(sync_fd, listener.get(),
+                   std::string(1, static_cast<char>(SyncMsg::kSeccompFd))));
+  return expect_sync(sync_fd, SyncMsg::kSeccompDone);
+}
+
+Result<void> forward_listener(int sync_fd, const Seccomp& seccomp, Fd listener, pid_t pid,
+                              const Json& state) {
+  if (!listener) return make_error(ErrorCode::kInternal, "sync: seccomp message without an fd");
+  Json process_state{{"ociVersion", "1.2.0"},
+                     {"fds", Json::array({"seccompFd"})},
+                     {"pid", pid},
+                     {"metadata", seccomp.listener_metadata},
+                     {"state", state}};
+  auto sent = [&]() -> Result<void> {
+    Fd agent = TRY(sys::connect_unix(seccomp.listener_path));
+    return sys::send_fd(agent.get(), listener.get(), process_state.dump());
+  }();
+  if (!sent) {
+    Error e = std::move(sent.error()).with_context("linux.seccomp.listenerPath");
+    (void)send_sync(sync_fd, SyncMsg::kError, e.message());
+    return std::unexpected(std::move(e));
+  }
+  return send_sync(sync_fd, SyncMsg::kSeccompDone);
 }
 
 namespace {
@@ -122,7 +148,7 @@ Result<std::string> prepare(const InitContext& ctx, std::unique_ptr<SeccompFilte
     return errno_error("linux.personality");
   if (c.linux.seccomp) filter = TRY(SeccompFilter::build(*c.linux.seccomp));
   // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we still have it.
-  if (filter && !p.no_new_privileges) TRY(filter->load());
+  if (filter && !p.no_new_privileges) TRY(hand_over_listener(ctx.sync_fd, TRY(filter->load())));
   TRY(switch_user(p));
   if (p.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     return errno_error("set no_new_privs");
@@ -130,7 +156,13 @@ Result<std::string> prepare(const InitContext& ctx, std::unique_ptr<SeccompFilte
   // /proc/self/fd can name a host directory (the leaked-fd class of escape).
   sys::close_fds_from(3 + ctx.preserve_fds, ctx.sync_fd, ctx.fifo_fd);
   TRY(enter_cwd(p));
-  return find_executable(p);
+  std::string exe = TRY(find_executable(p));
+  // A listener fd travels over the sync socket, which closes at "ready": load such a filter now.
+  if (filter && p.no_new_privileges && filter->notifies()) {
+    TRY(hand_over_listener(ctx.sync_fd, TRY(filter->load())));
+    filter.reset();
+  }
+  return exe;
 }
 
 Result<void> wait_for_start(const InitContext& ctx) {

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
+#include "base/json.h"
 #include "base/result.h"
 #include "container/cgroup.h"
 #include "container/config.h"
@@ -14,16 +16,31 @@ namespace vireo::container {
 
 // Messages on the sync socket (SOCK_SEQPACKET: one message per send).
 enum class SyncMsg : char {
-  kGo = 'G',         // parent → init: maps written, cgroup joined
-  kRunHooks = 'H',   // init → parent: run prestart + createRuntime hooks now
-  kHooksDone = 'h',  // parent → init
-  kReady = 'R',      // init → parent: set up, waiting on the exec fifo
-  kError = 'E',      // either way, followed by the message
+  kGo = 'G',           // parent → init: maps written, cgroup joined
+  kRunHooks = 'H',     // init → parent: run prestart + createRuntime hooks now
+  kHooksDone = 'h',    // parent → init
+  kReady = 'R',        // init → parent: set up, waiting on the exec fifo
+  kSeccompFd = 'S',    // init → parent: the seccomp listener fd rides along (SCM_RIGHTS)
+  kSeccompDone = 's',  // parent → init: the fd went to linux.seccomp.listenerPath
+  kError = 'E',        // either way, followed by the message
+};
+
+struct SyncMessage {
+  SyncMsg msg;
+  std::string text;
+  Fd fd;  // set only for kSeccompFd
 };
 
 [[nodiscard]] Result<void> send_sync(int fd, SyncMsg msg, std::string_view text = {});
 // Receives one message; a closed peer is an error.
-[[nodiscard]] Result<std::pair<SyncMsg, std::string>> recv_sync(int fd);
+[[nodiscard]] Result<SyncMessage> recv_sync(int fd);
+// Child side: hands the seccomp listener fd (if valid) to the parent and waits until it has
+// been passed on.
+[[nodiscard]] Result<void> hand_over_listener(int sync_fd, const Fd& listener);
+// Parent side: sends the listener fd with the container process state (OCI
+// containerProcessState) to linux.seccomp.listenerPath, then tells the child to go on.
+[[nodiscard]] Result<void> forward_listener(int sync_fd, const Seccomp& seccomp, Fd listener,
+                                            pid_t pid, const Json& state);
 // Waits for want; an kError message becomes the error.
 [[nodiscard]] Result<void> expect_sync(int fd, SyncMsg want);
 

@@ -172,9 +172,10 @@ void close_fds_from(int first, int keep1, int keep2) {
   close_range(std::max(first, keep_hi + 1), INT32_MAX);
 }
 
-Result<void> send_fd(int sock, int fd) {
+Result<void> send_fd(int sock, int fd, std::string_view data) {
   char byte = 0;
   iovec iov{&byte, 1};
+  if (!data.empty()) iov = {const_cast<char*>(data.data()), data.size()};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -188,6 +189,29 @@ Result<void> send_fd(int sock, int fd) {
   std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
   if (::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) return errno_error("send fd");
   return {};
+}
+
+Result<std::pair<size_t, Fd>> recv_with_fd(int sock, char* buf, size_t size) {
+  iovec iov{buf, size};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do {
+    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return errno_error("receive");
+  Fd passed;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    int fd;
+    std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    passed = Fd(fd);
+  }
+  return std::pair{static_cast<size_t>(n), std::move(passed)};
 }
 
 Result<Fd> connect_unix(const std::string& path) {

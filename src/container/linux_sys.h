@@ -51,8 +51,10 @@ struct ProcStat {
 // Closes every fd from first upwards except keep (-1: none).
 void close_fds_from(int first, int keep1 = -1, int keep2 = -1);
 
-// Sends fd over a unix socket with SCM_RIGHTS.
-[[nodiscard]] Result<void> send_fd(int sock, int fd);
+// Sends fd over a unix socket with SCM_RIGHTS, along with data (at least one byte is sent).
+[[nodiscard]] Result<void> send_fd(int sock, int fd, std::string_view data = {});
+// Receives one message into buf, and the fd that came with it if any (retrying on EINTR).
+[[nodiscard]] Result<std::pair<size_t, Fd>> recv_with_fd(int sock, char* buf, size_t size);
 [[nodiscard]] Result<Fd> connect_unix(const std::string& path);
 
 // Writes all of data to fd (retrying on EINTR / short writes).

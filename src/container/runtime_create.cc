@@ -38,11 +38,28 @@ struct Namespaces {
   std::vector<Fd> fds;
 };
 
+// A child cloned into a new time namespace is already inside it, when the offsets can no
+// longer be set: unshare it for our children instead, and set the offsets before the first.
+Result<void> unshare_time_namespace(const std::map<std::string, TimeOffset>& offsets) {
+  if (::unshare(CLONE_NEWTIME) != 0) return errno_error("create time namespace");
+  if (offsets.empty()) return {};
+  std::string text;
+  for (const auto& [clock, o] : offsets)
+    text += fmt::format("{} {} {}\n", clock, o.secs, o.nanosecs);
+  Fd fd(::open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC));
+  if (!fd) return errno_error("open /proc/self/timens_offsets");
+  return with_context(sys::write_all(fd.get(), text), "linux.timeOffsets");
+}
+
 // New namespaces become clone flags; joined pid and time namespaces are entered by this process
 // (they only apply to its children); the others are joined by the init.
 Result<Namespaces> prepare_namespaces(const Config& c) {
   Namespaces ns;
   for (const auto& n : c.linux.namespaces) {
+    if (n.path.empty() && n.type == NamespaceType::kTime) {
+      TRY(unshare_time_namespace(c.linux.time_offsets));
+      continue;
+    }
     if (n.path.empty()) {
       if (n.type != NamespaceType::kCgroup)
         ns.clone_flags |= static_cast<uint64_t>(clone_flag(n.type));
@@ -82,10 +99,6 @@ Result<void> check_supported(const Config& c) {
   if (!c.process)
     return make_error(ErrorCode::kInvalidArgument,
                       "config.json: process: required to create a container");
-  if (c.linux.seccomp && !c.linux.seccomp->listener_path.empty())
-    return make_error(ErrorCode::kInvalidArgument,
-                      "config.json: linux.seccomp.listenerPath: SCMP_ACT_NOTIFY is not "
-                      "supported yet");
   return {};
 }
 
@@ -135,10 +148,15 @@ Result<void> Runtime::spawn_init(const Config& c, const CreateOptions& o, const 
   TRY(send_sync(parent_sock.get(), SyncMsg::kGo));
   state.pid = pid;
   for (;;) {
-    auto [msg, text] = TRY(recv_sync(parent_sock.get()));
-    if (msg == SyncMsg::kReady) break;
-    if (msg == SyncMsg::kError) return make_error(ErrorCode::kIo, "{}", text);
-    if (msg != SyncMsg::kRunHooks) return make_error(ErrorCode::kInternal, "sync: bad message");
+    auto m = TRY(recv_sync(parent_sock.get()));
+    if (m.msg == SyncMsg::kReady) break;
+    if (m.msg == SyncMsg::kError) return make_error(ErrorCode::kIo, "{}", m.text);
+    if (m.msg == SyncMsg::kSeccompFd) {
+      TRY(forward_listener(parent_sock.get(), *c.linux.seccomp, std::move(m.fd), pid,
+                           oci_state(state, Status::kCreating)));
+      continue;
+    }
+    if (m.msg != SyncMsg::kRunHooks) return make_error(ErrorCode::kInternal, "sync: bad message");
     Json st = oci_state(state, Status::kCreating);
     auto hooks = run_hooks(c.hooks.prestart, st, "prestart");
     if (hooks) hooks = run_hooks(c.hooks.create_runtime, st, "createRuntime");

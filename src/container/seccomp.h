@@ -20,6 +20,8 @@ class SeccompFilter {
   // Loads the filter into the calling thread. With SCMP_ACT_NOTIFY rules, returns the listener
   // fd (else an invalid Fd).
   [[nodiscard]] Result<Fd> load();
+  // Whether some rule (or the default) is SCMP_ACT_NOTIFY, so load() yields a listener fd.
+  bool notifies() const { return notify_; }
 
  private:
   SeccompFilter() = default;
