@@ -35,9 +35,9 @@ bool have_programs(const std::vector<std::string>& names) {
   return true;
 }
 
-NbdProcess::NbdProcess(const std::vector<std::string>& args) {
+NbdProcess::NbdProcess(const std::vector<std::string>& args, const std::string& program) {
   const char* bin_dir = std::getenv("VIREO_BIN_DIR");
-  std::string bin = std::string(bin_dir ? bin_dir : ".") + "/vireo-nbd";
+  std::string bin = std::string(bin_dir ? bin_dir : ".") + "/" + program;
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return;
   Fd read_end(fds[0]), write_end(fds[1]);

@@ -20,16 +20,19 @@ ProcessResult run(const std::vector<std::string>& argv);
 // True when every named program is on PATH.
 bool have_programs(const std::vector<std::string>& names);
 
-// vireo-nbd from VIREO_BIN_DIR, started with args; waits for its "ready ..." line.
+// vireo-nbd (or another Vireo server that prints a "ready ..." line, such as vireo-storaged)
+// from VIREO_BIN_DIR, started with args; waits for its "ready ..." line.
 class NbdProcess {
  public:
-  explicit NbdProcess(const std::vector<std::string>& args);
+  explicit NbdProcess(const std::vector<std::string>& args,
+                      const std::string& program = "vireo-nbd");
   ~NbdProcess();
   bool ready() const { return !ready_line_.empty(); }
   // The listener addresses from the ready line ("unix:/p", "tcp:127.0.0.1:1234").
   const std::vector<std::string>& addresses() const { return addresses_; }
   // Sends SIGTERM and waits; returns the exit status (0 on a clean stop).
   int stop();
+  pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_ = -1;
