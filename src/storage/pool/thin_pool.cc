@@ -69,14 +69,15 @@ Result<void> ThinPool::create(const std::filesystem::path& path,
     if (end < 0) return errno_error(where);
     if (size == 0 || size > uint64_t(end)) size = uint64_t(end);
   }
-  // The metadata area: two superblocks, the journal and two checkpoint slots sized for every
-  // extent to be mapped by one leaf entry plus a refcount entry, with room for shared leaves.
+  // The metadata area: two superblocks, the journal and two checkpoint slots. A mapped extent
+  // costs 6 bytes in a leaf and 8 in the refcount list; a slot holds about three full mappings,
+  // room for leaves that snapshots made diverge (a full slot is a clear kTooLarge error).
   uint64_t guess_extents = size / es;
   Layout l;
   l.extent_size = es;
   l.journal_off = 8192;
   l.journal_bytes = align_up(std::clamp<uint64_t>(options.journal_bytes, 8 << 10, 1 << 30), 4096);
-  l.ckpt_bytes = align_up((4 << 20) + guess_extents * 16, 4096);
+  l.ckpt_bytes = align_up((8 << 20) + guess_extents * 48, 4096);
   l.ckpt_off[0] = l.journal_off + l.journal_bytes;
   l.ckpt_off[1] = l.ckpt_off[0] + l.ckpt_bytes;
   l.data_off = align_up(l.ckpt_off[1] + l.ckpt_bytes, es);
