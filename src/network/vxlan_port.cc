@@ -18,7 +18,6 @@ namespace vireo::net {
 namespace {
 
 constexpr size_t kRxSize = 65536;
-constexpr size_t kScratchFrame = 9216;
 constexpr uint8_t kVxlanFlagVni = 0x08;
 
 uint64_t monotonic_ns() {
@@ -227,42 +226,110 @@ uint16_t VxlanPort::source_port(const uint8_t* frame, uint32_t len) {
   return static_cast<uint16_t>(49152 + h % 16384);
 }
 
+std::span<const uint32_t> VxlanPort::destinations(const Segment& s, MacKey dst) {
+  if (!is_multicast(dst)) {
+    if (auto l = s.learned.find(dst); l != s.learned.end()) {
+      single_vtep_ = l->second.vtep;
+      return {&single_vtep_, 1};
+    }
+  }
+  return s.flood;
+}
+
+uint8_t* VxlanPort::scratch_slot(size_t msgs) {
+  if (scratch_used_ == kTxQueue || tx_count_ + msgs > kTxQueue) flush();
+  return scratch_.data() + scratch_used_++ * kScratchFrame;
+}
+
 void VxlanPort::enqueue(const RxFrame& in, TagOp tag, uint16_t vlan) {
   auto it = segments_.find(vlan);
-  if (it == segments_.end() || in.len < kEthHeaderLen) {
+  if (it == segments_.end() || in.len < kEthHeaderLen + (tag == TagOp::kPop ? kVlanTagLen : 0)) {
     drops_.add(DropReason::kVxlanNoSegment);
     return;
   }
   const Segment& s = it->second;
-  if (in.vnet.gso_type != kVnetGsoNone) {
-    drops_.add(DropReason::kVxlanGso);
-    return;
-  }
+  std::span<const uint32_t> vteps = destinations(s, mac_key(in.data));
+  if (vteps.empty()) return;
+  if (in.vnet.gso_type != kVnetGsoNone) return segment_tcp(s, in, tag, vteps);
   uint32_t l3_len = in.len - kEthHeaderLen - (tag == TagOp::kPop ? kVlanTagLen : 0);
   if (l3_len > s.mtu) {
     drops_.add(DropReason::kMtuExceeded);
     return;
   }
+  uint16_t sport = source_port(in.data, in.len);
   RxFrame frame = in;
   if (in.vnet.flags & kVnetNeedsCsum) {
     if (in.len > kScratchFrame) {
       drops_.add(DropReason::kMtuExceeded);
       return;
     }
-    if (scratch_used_ == kTxQueue) flush();
-    uint8_t* copy = scratch_.data() + scratch_used_++ * kScratchFrame;
+    uint8_t* copy = scratch_slot(vteps.size());
     std::memcpy(copy, in.data, in.len);
     complete_checksum(copy, in.len, in.vnet);
     frame.data = copy;
     frame.vnet = VnetHdr{};
   }
-  uint16_t sport = source_port(frame.data, frame.len);
-  MacKey dst = mac_key(frame.data);
-  if (!is_multicast(dst)) {
-    if (auto l = s.learned.find(dst); l != s.learned.end())
-      return queue(s, l->second.vtep, frame, tag, sport);
+  for (uint32_t vtep : vteps) queue(s, vtep, frame, tag, sport);
+}
+
+// Cuts a TCP/IPv4 GSO frame into segments of gso_size payload bytes, as the device would:
+// consecutive sequence numbers and IP ids, FIN and PSH on the last segment only, CWR on the
+// first only, checksums computed in full. Segments leave untagged.
+void VxlanPort::segment_tcp(const Segment& s, const RxFrame& in, TagOp tag,
+                            std::span<const uint32_t> vteps) {
+  constexpr uint8_t kFin = 0x01, kPsh = 0x08, kCwr = 0x80;
+  uint32_t skip = tag == TagOp::kPop ? kVlanTagLen : 0;
+  uint32_t l2 = kEthHeaderLen + skip;
+  uint8_t type = in.vnet.gso_type & ~kVnetGsoEcn;
+  if (type != kVnetGsoTcpV4 || in.len < l2 + 40 ||
+      load_be16(in.data + 12 + skip) != kEtherTypeIpv4 || in.data[l2 + 9] != kIpProtoTcp) {
+    drops_.add(DropReason::kVxlanGso);
+    return;
   }
-  for (uint32_t vtep : s.flood) queue(s, vtep, frame, tag, sport);
+  const uint8_t* ip = in.data + l2;
+  uint32_t ihl = uint32_t{ip[0] & 0x0fu} * 4;
+  uint32_t doff = ihl >= 20 && in.len >= l2 + ihl + 20 ? uint32_t{ip[ihl + 12]} >> 4 << 2 : 0;
+  uint32_t hdrs = ihl + doff;
+  uint32_t mss = in.vnet.gso_size;
+  if (doff < 20 || in.len < l2 + hdrs || mss == 0) {
+    drops_.add(DropReason::kVxlanGso);
+    return;
+  }
+  if (hdrs + mss > s.mtu || kEthHeaderLen + hdrs + mss > kScratchFrame) {
+    drops_.add(DropReason::kMtuExceeded);
+    return;
+  }
+  uint16_t sport = source_port(in.data, in.len);
+  uint32_t payload = in.len - l2 - hdrs;
+  uint32_t seq = load_be32(ip + ihl + 4);
+  uint16_t id = load_be16(ip + 4);
+  uint8_t flags = ip[ihl + 13];
+  for (uint32_t off = 0, i = 0; off < payload; off += mss, ++i) {
+    uint32_t chunk = std::min(mss, payload - off);
+    uint8_t* out = scratch_slot(vteps.size());
+    std::memcpy(out, in.data, 12);
+    store_be16(out + 12, kEtherTypeIpv4);
+    uint8_t* oip = out + kEthHeaderLen;
+    std::memcpy(oip, ip, hdrs);
+    std::memcpy(oip + hdrs, ip + hdrs + off, chunk);
+    store_be16(oip + 2, static_cast<uint16_t>(hdrs + chunk));
+    store_be16(oip + 4, static_cast<uint16_t>(id + i));
+    store_be16(oip + 10, 0);
+    store_be16(oip + 10, checksum(oip, ihl));
+    uint8_t* tcp = oip + ihl;
+    store_be32(tcp + 4, seq + off);
+    bool last = off + chunk >= payload;
+    uint8_t f = flags;
+    if (!last) f &= static_cast<uint8_t>(~(kFin | kPsh));
+    if (i > 0) f &= static_cast<uint8_t>(~kCwr);
+    tcp[13] = f;
+    uint32_t l4_len = doff + chunk;
+    store_be16(tcp + 16, 0);
+    store_be16(tcp + 16, checksum_finish(
+                             checksum_add(tcp, l4_len, ipv4_pseudo_sum(oip, kIpProtoTcp, l4_len))));
+    RxFrame segment{out, static_cast<uint32_t>(kEthHeaderLen + hdrs + chunk), VnetHdr{}, 0};
+    for (uint32_t vtep : vteps) queue(s, vtep, segment, TagOp::kKeep, sport);
+  }
 }
 
 void VxlanPort::queue(const Segment& s, uint32_t vtep, const RxFrame& frame, TagOp tag,

@@ -13,9 +13,10 @@
 // The underlay is the host's: a UDP socket bound to the VXLAN port receives, a raw UDP socket
 // sends (so the source port can vary per flow), and the kernel routes and resolves the VTEPs.
 // Encapsulation adds 50 bytes on the wire (outer Ethernet, IPv4, UDP, VXLAN): a network whose
-// MTU is M needs an underlay MTU of M + 50; larger frames are dropped and counted. GSO frames
-// are dropped (no software segmentation yet); frames with a partial checksum are completed
-// in a copy. Not thread-safe: one datapath thread drives it.
+// MTU is M needs an underlay MTU of M + 50; larger frames are dropped and counted. TCP/IPv4
+// GSO frames are segmented in software (the underlay cannot do it for us through a raw
+// socket) and other GSO frames dropped and counted; segments and frames with a partial
+// checksum are completed in copies. Not thread-safe: one datapath thread drives it.
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -38,6 +39,7 @@ class VxlanPort final : public Port {
   static constexpr size_t kTxQueue = 128;
   static constexpr size_t kMaxLearned = 4096;  // inner MACs per network
   static constexpr uint64_t kLearnedAgingNs = 300'000'000'000ull;
+  static constexpr size_t kScratchFrame = 9216;  // largest copied (segmented) frame
 
   // Listens on udp_port (bound to local, 0: any address).
   [[nodiscard]] static Result<std::unique_ptr<VxlanPort>> create(uint16_t udp_port = 4789,
@@ -85,6 +87,13 @@ class VxlanPort final : public Port {
   void learn(Segment& s, MacKey mac, uint32_t vtep);
   void rebuild_flood(Segment& s);
   void queue(const Segment& s, uint32_t vtep, const RxFrame& frame, TagOp tag, uint16_t sport);
+  // Where a frame to dst goes: its learned VTEP, else every VTEP of the segment.
+  std::span<const uint32_t> destinations(const Segment& s, MacKey dst);
+  // A copy buffer of kScratchFrame bytes that stays valid until the frames queued from it are
+  // sent; flushes first when the copies or the queue for msgs more messages are full.
+  uint8_t* scratch_slot(size_t msgs);
+  void segment_tcp(const Segment& s, const RxFrame& frame, TagOp tag,
+                   std::span<const uint32_t> vteps);
 
   Fd rx_sock_;
   Fd tx_sock_;
@@ -104,6 +113,7 @@ class VxlanPort final : public Port {
   size_t tx_count_ = 0;
   std::vector<uint8_t> scratch_;  // frames whose checksum is completed before encapsulation
   size_t scratch_used_ = 0;
+  uint32_t single_vtep_ = 0;  // destinations() of a learned MAC
 };
 
 }  // namespace vireo::net
