@@ -3,8 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 
+#include "network/firewall.h"
 #include "network/router.h"
 #include "network/test_frames.h"
 
@@ -211,6 +213,10 @@ TEST_F(DatapathTest, DhcpOffersThenAcksAnAddress) {
   EXPECT_EQ(p.dhcp_type, 2);
   uint32_t offered = load_be32(offer.data() + p.payload + 16);
   EXPECT_EQ(offered, ip4(10, 1, 0, 2));  // .1 is the gateway
+  // The gateway is the DNS server too (option 6).
+  const Bytes dns_option{6, 4, 10, 1, 0, 1};
+  EXPECT_NE(std::search(offer.begin(), offer.end(), dns_option.begin(), dns_option.end()),
+            offer.end());
   receive(port1_, id1_, dhcp_request(mac(9), 3, offered));
   ASSERT_EQ(port1_->sent.size(), 2u);
   ASSERT_EQ(parse_frame(port1_->sent[1].data(), uint32_t(port1_->sent[1].size()), p),
@@ -223,6 +229,97 @@ TEST_F(DatapathTest, DhcpOffersThenAcksAnAddress) {
   EXPECT_EQ(p.dhcp_type, 6);
   EXPECT_FALSE(dhcp_.reserve(4096, mac_key(mac(11).b), offered));
   EXPECT_TRUE(dhcp_.reserve(4096, mac_key(mac(11).b), ip4(10, 1, 0, 50)));
+}
+
+// The router with NAT: lan (10.1.0.0/24) is masqueraded behind wan's gateway 10.2.0.1.
+class NatDatapathTest : public DatapathTest {
+ protected:
+  void SetUp() override {
+    auto p1 = std::make_unique<FakePort>(), p2 = std::make_unique<FakePort>();
+    lan_ = p1.get();
+    wan_ = p2.get();
+    PortConfig c1, c2;
+    c1.access_vlan = 4096;
+    c2.access_vlan = 4097;
+    lan_id_ = *dp_.add_port(std::move(p1), c1);
+    wan_id_ = *dp_.add_port(std::move(p2), c2);
+    router_.add_leg(*dp_.add_internal_port(&router_, c1), Cidr{ip4(10, 1, 0, 0), 24}, kGw1, 1500,
+                    LegNat::kMasquerade);
+    router_.add_leg(*dp_.add_internal_port(&router_, c2), Cidr{ip4(10, 2, 0, 0), 24}, kGw2, 1500,
+                    LegNat::kUplink);
+    // Both hosts announce themselves.
+    receive(
+        lan_, lan_id_,
+        concat(ethernet(kBroadcast, mac(5), kEtherTypeArp), arp(1, mac(5), kHost1, Mac{}, kGw1)));
+    receive(
+        wan_, wan_id_,
+        concat(ethernet(kBroadcast, mac(7), kEtherTypeArp), arp(1, mac(7), kHost2, Mac{}, kGw2)));
+    lan_->sent.clear();
+    wan_->sent.clear();
+  }
+  ParsedFrame parsed(const Bytes& f) {
+    ParsedFrame p;
+    EXPECT_EQ(parse_frame(f.data(), uint32_t(f.size()), p), DropReason::kNone);
+    return p;
+  }
+
+  Firewall firewall_;
+  Router router_{dp_, &firewall_, &dhcp_};
+  FakePort* lan_ = nullptr;
+  FakePort* wan_ = nullptr;
+  PortId lan_id_ = kNoPort, wan_id_ = kNoPort;
+};
+
+TEST_F(NatDatapathTest, EchoIsMasqueradedAndReplyTranslatedBack) {
+  receive(lan_, lan_id_, ping(kHost2));
+  ASSERT_EQ(wan_->sent.size(), 1u);
+  Bytes out = wan_->sent[0];
+  ParsedFrame p = parsed(out);  // IPv4 checksum verified
+  EXPECT_EQ(load_be32(out.data() + p.l3 + 12), kGw2);
+  EXPECT_EQ(checksum(out.data() + p.l4, p.ip_len - 20), 0);
+  uint16_t id = load_be16(out.data() + p.l4 + 4);
+  // host2 answers the NAT address.
+  Bytes reply = concat(ethernet(to_mac(Router::leg_mac(kGw2)), mac(7), kEtherTypeIpv4),
+                       ipv4(kHost2, kGw2, kIpProtoIcmp, icmp_echo(0, id, 1, Bytes(8, 0x42))));
+  receive(wan_, wan_id_, reply);
+  ASSERT_EQ(lan_->sent.size(), 1u);
+  Bytes back = lan_->sent[0];
+  p = parsed(back);
+  EXPECT_EQ(load_be32(back.data() + p.l3 + 16), kHost1);
+  EXPECT_EQ(load_be16(back.data() + p.l4 + 4), 1);  // the original identifier
+  EXPECT_EQ(checksum(back.data() + p.l4, p.ip_len - 20), 0);
+  // An echo request to the NAT address is the router's, whatever its identifier.
+  Bytes request = concat(ethernet(to_mac(Router::leg_mac(kGw2)), mac(7), kEtherTypeIpv4),
+                         ipv4(kHost2, kGw2, kIpProtoIcmp, icmp_echo(8, id, 1)));
+  receive(wan_, wan_id_, request);
+  EXPECT_EQ(lan_->sent.size(), 1u);
+  ASSERT_EQ(wan_->sent.size(), 2u);
+  EXPECT_EQ(wan_->sent[1][parsed(wan_->sent[1]).l4], 0);  // echo reply from the router
+}
+
+TEST_F(NatDatapathTest, PortForwardReachesInstanceAndUnsupportedIsCounted) {
+  ASSERT_TRUE(router_.forwards().add(PortForward{kIpProtoTcp, 8080, "lan", kHost1, 80}));
+  Bytes syn = concat(ethernet(to_mac(Router::leg_mac(kGw2)), mac(7), kEtherTypeIpv4),
+                     ipv4(kHost2, kGw2, kIpProtoTcp, tcp(40000, 8080, 0x02)));
+  receive(wan_, wan_id_, syn);
+  ASSERT_EQ(lan_->sent.size(), 1u);
+  ParsedFrame p = parsed(lan_->sent[0]);
+  EXPECT_EQ(load_be32(lan_->sent[0].data() + p.l3 + 16), kHost1);
+  EXPECT_EQ(p.dst_port, 80);
+  // The instance's SYN-ACK leaves from the forwarded address and port.
+  Bytes synack = concat(ethernet(to_mac(Router::leg_mac(kGw1)), mac(5), kEtherTypeIpv4),
+                        ipv4(kHost1, kHost2, kIpProtoTcp, tcp(80, 40000, 0x12)));
+  receive(lan_, lan_id_, synack);
+  ASSERT_EQ(wan_->sent.size(), 1u);
+  p = parsed(wan_->sent[0]);
+  EXPECT_EQ(load_be32(wan_->sent[0].data() + p.l3 + 12), kGw2);
+  EXPECT_EQ(p.src_port, 8080);
+  // ICMP other than echo cannot be masqueraded.
+  Bytes other = concat(ethernet(to_mac(Router::leg_mac(kGw1)), mac(5), kEtherTypeIpv4),
+                       ipv4(kHost1, kHost2, kIpProtoIcmp, Bytes{13, 0, 0xf2, 0xff, 0, 0, 0, 0}));
+  receive(lan_, lan_id_, other);
+  EXPECT_EQ(dp_.drops()[DropReason::kNatUnsupported], 1u);
+  EXPECT_EQ(wan_->sent.size(), 1u);
 }
 
 TEST(TxFrameTest, PushAndPopShiftVnetOffsets) {

@@ -214,6 +214,7 @@ uint32_t DhcpServer::handle(uint16_t network, MacKey leg_mac, const uint8_t* fra
     o = put_option(o, 51, kLeaseSeconds);
     o = put_option(o, 1, p.subnet.mask());
     o = put_option(o, 3, p.gateway);
+    o = put_option(o, 6, p.gateway);  // the network's DNS responder
   }
   *o++ = 255;
   uint16_t bootp_len = static_cast<uint16_t>(std::max<long>(o - bootp, 300));

@@ -19,7 +19,7 @@ header = bytes.fromhex("123401000001000000000000")
 for q in (header + b"\xc0\x0c\x00\x01\x00\x01",
           header + b"\x3fabc",
           bytes.fromhex("123481800001000000000000") + b"\x03web\x00\x00\x01\x00\x01"):
-    s.sendto(q, ("10.88.0.1", 53))
+    s.sendto(q, ("10.189.0.1", 53))
 )";
 
 class NetdDnsTest : public ::testing::Test {
@@ -28,17 +28,17 @@ class NetdDnsTest : public ::testing::Test {
     client_ = lab_.add_namespace("dc");
     querier_ = lab_.add_namespace("dq");
     std::string hc = lab_.add_host(client_, "", "hdc");
-    std::string hq = lab_.add_host(querier_, "10.88.0.50/24", "hdq");
+    std::string hq = lab_.add_host(querier_, "10.189.0.50/24", "hdq");
     netd_.call({{"op", "network.create"},
                 {"name", "dns1"},
-                {"subnet", "10.88.0.0/24"},
-                {"gateway", "10.88.0.1"},
+                {"subnet", "10.189.0.0/24"},
+                {"gateway", "10.189.0.1"},
                 {"dhcp", true}});
     netd_.call({{"op", "port.attach"}, {"network", "dns1"}, {"iface", hc}});
     netd_.call({{"op", "port.attach"}, {"network", "dns1"}, {"iface", hq}});
   }
   ProcessResult lookup(const std::string& name) {
-    return lab_.in(querier_, {"busybox", "nslookup", name, "10.88.0.1"}, 15000);
+    return lab_.in(querier_, {"busybox", "nslookup", name, "10.189.0.1"}, 15000);
   }
 
   Lab lab_;
@@ -51,20 +51,20 @@ TEST_F(NetdDnsTest, ResolvesDhcpHostnamesRegisteredNamesAndReservations) {
       lab_.in(client_, {"busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1",
                         "-x", "hostname:web1", "-s", "/bin/true"});
   ASSERT_TRUE(lease.ok()) << lease.out << lease.err;
-  netd_.call({{"op", "dns.register"}, {"network", "dns1"}, {"name", "db"}, {"ip", "10.88.0.60"}});
+  netd_.call({{"op", "dns.register"}, {"network", "dns1"}, {"name", "db"}, {"ip", "10.189.0.60"}});
   netd_.call({{"op", "dhcp.reserve"},
               {"network", "dns1"},
               {"mac", "02:00:00:00:07:07"},
-              {"ip", "10.88.0.70"},
+              {"ip", "10.189.0.70"},
               {"name", "Cache"}});
 
   ProcessResult web = lookup("web1");
   EXPECT_TRUE(web.ok()) << web.out << web.err;
-  EXPECT_NE(web.out.find("10.88.0.2"), std::string::npos) << web.out;
+  EXPECT_NE(web.out.find("10.189.0.2"), std::string::npos) << web.out;
   ProcessResult db = lookup("db.dns1");  // NAME.NETWORK works too
-  EXPECT_NE(db.out.find("10.88.0.60"), std::string::npos) << db.out << db.err;
+  EXPECT_NE(db.out.find("10.189.0.60"), std::string::npos) << db.out << db.err;
   ProcessResult cache = lookup("CACHE");
-  EXPECT_NE(cache.out.find("10.88.0.70"), std::string::npos) << cache.out << cache.err;
+  EXPECT_NE(cache.out.find("10.189.0.70"), std::string::npos) << cache.out << cache.err;
   ProcessResult none = lookup("nosuch");
   EXPECT_FALSE(none.ok());
   EXPECT_NE((none.out + none.err).find("NXDOMAIN"), std::string::npos) << none.out << none.err;
@@ -74,15 +74,15 @@ TEST_F(NetdDnsTest, ResolvesDhcpHostnamesRegisteredNamesAndReservations) {
 }
 
 TEST_F(NetdDnsTest, HostileQueriesAreCountedAndRegisteredNamesPersist) {
-  netd_.call({{"op", "dns.register"}, {"network", "dns1"}, {"name", "db"}, {"ip", "10.88.0.60"}});
+  netd_.call({{"op", "dns.register"}, {"network", "dns1"}, {"name", "db"}, {"ip", "10.189.0.60"}});
   for (Json bad :
-       {Json{{"name", "a.b"}, {"ip", "10.88.0.61"}}, Json{{"name", "db"}, {"ip", "10.99.0.1"}},
-        Json{{"name", std::string(64, 'x')}, {"ip", "10.88.0.61"}}}) {
+       {Json{{"name", "a.b"}, {"ip", "10.189.0.61"}}, Json{{"name", "db"}, {"ip", "10.99.0.1"}},
+        Json{{"name", std::string(64, 'x')}, {"ip", "10.189.0.61"}}}) {
     bad["op"] = "dns.register";
     bad["network"] = "dns1";
     EXPECT_FALSE(netd_.call(bad, false)["ok"].get<bool>()) << bad.dump();
   }
-  ASSERT_TRUE(lab_.ping_until(querier_, "10.88.0.1"));
+  ASSERT_TRUE(lab_.ping_until(querier_, "10.189.0.1"));
   ASSERT_TRUE(lab_.in(querier_, {"python3", "-c", kHostile}).ok());
   Json drops;
   for (auto end = Clock::now() + std::chrono::seconds(5); Clock::now() < end;) {
@@ -99,7 +99,7 @@ TEST_F(NetdDnsTest, HostileQueriesAreCountedAndRegisteredNamesPersist) {
     db = lookup("db");
     if (db.ok()) break;
   }
-  EXPECT_NE(db.out.find("10.88.0.60"), std::string::npos) << db.out << db.err;
+  EXPECT_NE(db.out.find("10.189.0.60"), std::string::npos) << db.out << db.err;
 }
 
 }  // namespace

@@ -215,6 +215,9 @@ std::string Lab::add_host(const std::string& ns, const std::string& cidr,
   links_.push_back(host);
   // No IPv6 on the host end: its router solicitations would only be noise in the counters.
   run({"sysctl", "-qw", "net.ipv6.conf." + host + ".disable_ipv6=1"});
+  // The root namespace must not answer ARP on the host end for addresses it holds elsewhere
+  // (a podman bridge owns 10.88.0.1 on some machines): only vireo-netd speaks on the port.
+  run({"sysctl", "-qw", "net.ipv4.conf." + host + ".arp_ignore=8"});
   in(ns, {"sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"});
   if (!cidr.empty()) {
     EXPECT_TRUE(in(ns, {"ip", "addr", "add", cidr, "dev", "eth0"}).ok());
@@ -229,6 +232,7 @@ std::pair<std::string, std::string> Lab::add_wire(const std::string& name) {
   links_.push_back(near);
   for (const std::string& l : {near, far}) {
     run({"sysctl", "-qw", "net.ipv6.conf." + l + ".disable_ipv6=1"});
+    run({"sysctl", "-qw", "net.ipv4.conf." + l + ".arp_ignore=8"});
     run({"ip", "link", "set", l, "up"});
   }
   run({"ethtool", "-K", far, "rxvlan", "off", "txvlan", "off"});
