@@ -21,8 +21,16 @@ namespace {
 using namespace vireo;
 using namespace vireo::container;
 
+// Root keeps state in /run; an unprivileged user in its own runtime directory, as runc does.
+std::string default_root() {
+  const char* xdg = ::getenv("XDG_RUNTIME_DIR");
+  if (::geteuid() != 0 && xdg && *xdg) return std::string(xdg) + "/vireo-runtime";
+  if (::geteuid() != 0) return fmt::format("/tmp/vireo-runtime-{}", ::geteuid());
+  return "/run/vireo-runtime";
+}
+
 struct Globals {
-  std::string root = "/run/vireo-runtime";
+  std::string root = default_root();
   std::string log_file;
   std::string log_format = "text";
   bool debug = false;

@@ -192,7 +192,13 @@ std::map<std::string, std::string> Cgroup::legacy_dirs() const {
   return out;
 }
 
+void Cgroup::disable() {
+  unified_.clear();
+  legacy_.clear();
+}
+
 Result<void> Cgroup::create() {
+  if (!enabled()) return {};
   if (mode_ == CgroupMode::kUnified) {
     TRY(make_cgroup_dirs(unified_, false));
     enable_v2_controllers("/sys/fs/cgroup", unified_);
@@ -208,7 +214,7 @@ Result<void> Cgroup::create() {
 }
 
 Result<int> Cgroup::unified_fd() const {
-  if (mode_ != CgroupMode::kUnified) return -1;
+  if (mode_ != CgroupMode::kUnified || !enabled()) return -1;
   int fd = ::open(unified_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return errno_error(fmt::format("open cgroup {}", unified_));
   return fd;
@@ -216,6 +222,7 @@ Result<int> Cgroup::unified_fd() const {
 
 Result<void> Cgroup::add_process(pid_t pid) {
   std::string text = std::to_string(pid);
+  if (!enabled()) return {};
   if (mode_ == CgroupMode::kUnified) return write_cgroup_file(unified_, "cgroup.procs", text);
   std::set<std::string> done;
   for (const auto& [controller, dir] : legacy_) {
@@ -227,6 +234,8 @@ Result<void> Cgroup::add_process(pid_t pid) {
 }
 
 Result<std::vector<pid_t>> Cgroup::pids() const {
+  if (!enabled())
+    return make_error(ErrorCode::kUnavailable, "the container runs without a cgroup (rootless)");
   std::string dir = mode_ == CgroupMode::kUnified ? unified_ : path_of("pids");
   if (dir.empty()) dir = path_of("freezer");
   if (dir.empty()) dir = legacy_.begin()->second;
@@ -240,6 +249,9 @@ Result<std::vector<pid_t>> Cgroup::pids() const {
 
 Result<void> Cgroup::freeze(bool frozen) {
   using namespace std::chrono_literals;
+  if (!enabled())
+    return make_error(ErrorCode::kUnavailable,
+                      "pause and resume need a cgroup; the container runs without one (rootless)");
   if (mode_ == CgroupMode::kUnified) {
     TRY(write_cgroup_file(unified_, "cgroup.freeze", frozen ? "1" : "0"));
   } else {
@@ -286,6 +298,10 @@ Result<void> Cgroup::destroy() {
 }
 
 Result<void> Cgroup::apply(const Resources& r) {
+  if (!enabled())
+    return make_error(ErrorCode::kUnavailable,
+                      "linux.resources: the container runs without a cgroup (rootless), so limits "
+                      "cannot be applied");
   return mode_ == CgroupMode::kUnified ? apply_v2(r) : apply_v1(r);
 }
 

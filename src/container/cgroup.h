@@ -43,6 +43,11 @@ class Cgroup {
   // Removes the container's directories (not shared parents). Missing ones are fine.
   [[nodiscard]] Result<void> destroy();
 
+  // Forgets the directories: the container then runs without a cgroup (rootless without a
+  // delegated subtree). Every call becomes a no-op, or an error for those that need one.
+  void disable();
+  bool enabled() const { return !unified_.empty() || !legacy_.empty(); }
+
   CgroupMode mode() const { return mode_; }
   // The directory of a v1 controller ("memory") or, on a unified host, the one directory.
   std::string path_of(const std::string& controller) const;

@@ -481,6 +481,26 @@ Json default_spec(const SpecOptions& o) {
               {"readonlyPaths", default_readonly_paths()},
               {"seccomp", default_seccomp()}}}};
   if (o.rootless) {
+    // As runc's rootless spec: ids other than the user's own are unmapped (no gid=5 on devpts),
+    // sysfs needs a network namespace owned by the user namespace, so it is bind-mounted from
+    // the host, and without cgroup delegation there are no limits.
+    for (auto& m : spec["mounts"]) {
+      Json options = Json::array();
+      for (const auto& opt : m.value("options", Json::array()))
+        if (!opt.get<std::string>().starts_with("gid=") &&
+            !opt.get<std::string>().starts_with("uid="))
+          options.push_back(opt);
+      m["options"] = options;
+      if (m["destination"] == "/sys")
+        m = {{"destination", "/sys"},
+             {"type", "none"},
+             {"source", "/sys"},
+             {"options", {"rbind", "nosuid", "noexec", "nodev", "ro"}}};
+    }
+    Json namespaces = Json::array();
+    for (const auto& ns : spec["linux"]["namespaces"])
+      if (ns["type"] != "network") namespaces.push_back(ns);
+    spec["linux"]["namespaces"] = namespaces;
     spec["linux"]["namespaces"].push_back({{"type", "user"}});
     spec["linux"]["uidMappings"] = {{{"containerID", 0}, {"hostID", o.uid}, {"size", 1}}};
     spec["linux"]["gidMappings"] = {{{"containerID", 0}, {"hostID", o.gid}, {"size", 1}}};

@@ -115,7 +115,9 @@ Result<void> switch_user(const Process& p) {
     ambient = mask_of(p.capabilities->ambient);
   }
   TRY(drop_bounding(bounding));
-  if (::setgroups(u.additional_gids.size(), u.additional_gids.data()) != 0)
+  // A rootless user namespace denies setgroups; with no extra groups there is nothing to set.
+  if (::setgroups(u.additional_gids.size(), u.additional_gids.data()) != 0 &&
+      !(errno == EPERM && u.additional_gids.empty()))
     return errno_error("setgroups");
   if (::setresgid(u.gid, u.gid, u.gid) != 0) return errno_error(fmt::format("setgid {}", u.gid));
   // Keep the permitted set across the uid change; the wanted sets are installed right after.

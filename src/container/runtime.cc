@@ -111,8 +111,10 @@ Result<void> Runtime::kill(const std::string& id, int sig, bool all) {
                       to_string(status));
   if (all) {
     Cgroup cg = TRY(Cgroup::from_json(s.cgroup));
-    for (pid_t pid : TRY(cg.pids())) ::kill(pid, sig);
-    return {};
+    if (cg.enabled()) {
+      for (pid_t pid : TRY(cg.pids())) ::kill(pid, sig);
+      return {};
+    }
   }
   Fd pidfd = TRY(open_init(s));
   return with_context(sys::pidfd_send_signal(pidfd.get(), sig), "kill " + id);

@@ -11,6 +11,8 @@
 #include "base/file.h"
 #include "base/log.h"
 #include "base/rollback.h"
+#include "base/strings.h"
+#include "base/subprocess.h"
 #include "base/time.h"
 #include "container/cgroup.h"
 #include "container/hooks.h"
@@ -89,6 +91,49 @@ Result<void> write_id_map(pid_t pid, const char* file, const std::vector<IdMappi
   return with_context(sys::write_all(fd.get(), text), file);
 }
 
+bool maps_only_own_id(const std::vector<IdMapping>& maps, uint32_t own) {
+  return maps.size() == 1 && maps[0].host_id == own && maps[0].size == 1;
+}
+
+// newuidmap/newgidmap (setuid, from the uidmap package) write ranges /etc/subuid grants.
+Result<void> write_id_map_helper(pid_t pid, const char* helper,
+                                 const std::vector<IdMapping>& maps) {
+  std::string path = find_program(helper);
+  if (path.empty())
+    return make_error(ErrorCode::kUnavailable,
+                      "rootless: mapping ids other than your own needs {} (package uidmap) and "
+                      "/etc/subuid and /etc/subgid entries",
+                      helper);
+  std::vector<std::string> argv = {path, std::to_string(pid)};
+  for (const auto& m : maps) {
+    argv.push_back(std::to_string(m.container_id));
+    argv.push_back(std::to_string(m.host_id));
+    argv.push_back(std::to_string(m.size));
+  }
+  auto out = TRY(run_process(argv));
+  if (!out.ok()) return make_error(ErrorCode::kPermissionDenied, "{}: {}", helper, trim(out.err));
+  return {};
+}
+
+// Root writes any map; an unprivileged user may map only its own id (after giving up
+// setgroups for the gid map) and needs the setuid helpers for more.
+Result<void> write_id_maps(pid_t pid, const Linux& l) {
+  if (::geteuid() == 0) {
+    TRY(write_id_map(pid, "uid_map", l.uid_mappings));
+    return write_id_map(pid, "gid_map", l.gid_mappings);
+  }
+  if (maps_only_own_id(l.uid_mappings, ::geteuid()))
+    TRY(write_id_map(pid, "uid_map", l.uid_mappings));
+  else
+    TRY(write_id_map_helper(pid, "newuidmap", l.uid_mappings));
+  if (!maps_only_own_id(l.gid_mappings, ::getegid()))
+    return write_id_map_helper(pid, "newgidmap", l.gid_mappings);
+  Fd setgroups(::open(fmt::format("/proc/{}/setgroups", pid).c_str(), O_WRONLY | O_CLOEXEC));
+  if (!setgroups) return errno_error("open setgroups");
+  TRY_CTX(sys::write_all(setgroups.get(), "deny"), "setgroups");
+  return write_id_map(pid, "gid_map", l.gid_mappings);
+}
+
 void kill_and_reap(pid_t pid) {
   ::kill(pid, SIGKILL);
   while (::waitpid(pid, nullptr, __WALL) < 0 && errno == EINTR) {
@@ -99,6 +144,20 @@ Result<void> check_supported(const Config& c) {
   if (!c.process)
     return make_error(ErrorCode::kInvalidArgument,
                       "config.json: process: required to create a container");
+  return {};
+}
+
+// An unprivileged user (rootless) may not be able to create cgroups; that is fine as long as
+// the container asks for no limits, as with runc.
+Result<void> run_without_cgroup(Error failed, const Config& c) {
+  int err = failed.sys_errno();
+  bool denied = err == EACCES || err == EPERM || err == EROFS;
+  if (::geteuid() == 0 || !denied) return std::unexpected(std::move(failed));
+  if (c.linux.resources)
+    return std::unexpected(std::move(failed).with_context(
+        "rootless: linux.resources needs a cgroup this user may write (a delegated cgroup v2 "
+        "subtree); remove the limits or delegate one"));
+  spdlog::debug("rootless: running without a cgroup ({})", failed.message());
   return {};
 }
 
@@ -141,8 +200,7 @@ Result<void> Runtime::spawn_init(const Config& c, const CreateOptions& o, const 
   Rollback undo;
   undo.add([pid] { kill_and_reap(pid); });
   if (ctx.new_user_ns) {
-    TRY(write_id_map(pid, "uid_map", c.linux.uid_mappings));
-    TRY(write_id_map(pid, "gid_map", c.linux.gid_mappings));
+    TRY(write_id_maps(pid, c.linux));
   }
   if (cg_fd < 0) TRY(cg.add_process(pid));
   TRY(send_sync(parent_sock.get(), SyncMsg::kGo));
@@ -199,7 +257,12 @@ Result<void> Runtime::create(const std::string& id, const CreateOptions& o) {
   // 0622 after the umask: the init may run as any uid and must be able to open it for writing.
   if (::mkfifo(dir.fifo().c_str(), 0622) != 0 || ::chmod(dir.fifo().c_str(), 0622) != 0)
     return errno_error("create exec fifo");
-  TRY(cg.create());
+  if (auto made = cg.create(); !made) {
+    TRY(run_without_cgroup(std::move(made.error()), c));
+    (void)cg.destroy();
+    cg.disable();
+    s.cgroup = cg.to_json();
+  }
   undo.add([&cg] { (void)cg.destroy(); });
   if (c.linux.resources) TRY(cg.apply(*c.linux.resources));
   TRY(spawn_init(c, o, dir, cg, s));
