@@ -82,6 +82,72 @@ TEST_F(ControllerTest, ConfigurationSurvivesRestart) {
   EXPECT_EQ(call(c, R"({"op":"route.list"})")["routes"].size(), 1u);
 }
 
+TEST_F(ControllerTest, NatDnsAndForwardRequestsAreValidatedInOneLine) {
+  Controller c(dp_, {}, nullptr);
+  for (
+      const char* bad : {
+          R"({"op":"network.create","name":"n","subnet":"10.0.0.0/24","nat":true})",
+          R"({"op":"network.create","name":"n","subnet":"10.0.0.0/24","gateway":"10.0.0.1","nat":true,"uplink":true})",
+          R"({"op":"network.create","name":"n","subnet":"10.0.0.0/24","nat":"yes","gateway":"10.0.0.1"})",
+          R"({"op":"network.create","name":"n","subnet":"10.0.0.0/24","vxlan":5})",
+          R"({"op":"network.create","name":"n","subnet":"10.0.0.0/24","vxlan":{"vni":0}})",
+          R"({"op":"network.create","name":"n","subnet":"10.0.0.0/24","vxlan":{"vni":7,"remotes":"1.2.3.4"}})",
+      }) {
+    Json r = call(c, bad);
+    EXPECT_FALSE(r["ok"].get<bool>()) << bad;
+    EXPECT_EQ(r["error"].get<std::string>().find('\n'), std::string::npos) << bad;
+  }
+  ASSERT_TRUE(
+      call(
+          c,
+          R"({"op":"network.create","name":"lan","subnet":"10.0.0.0/24","gateway":"10.0.0.1","nat":true})")
+          ["ok"]
+              .get<bool>());
+  call(c, R"({"op":"network.create","name":"l2","subnet":"10.3.0.0/24"})");
+  Json r = call(c, R"({"op":"forward.add","network":"lan","host_port":80,"to":"10.9.0.2:80"})");
+  EXPECT_EQ(r["error"], "forward.add: 10.9.0.2 is not a host of network lan (10.0.0.0/24)");
+  EXPECT_FALSE(
+      call(c, R"({"op":"forward.add","network":"l2","host_port":80,"to":"10.3.0.2:80"})")["ok"]
+          .get<bool>());  // no gateway to route through
+  EXPECT_TRUE(
+      call(c, R"({"op":"forward.add","network":"lan","host_port":80,"to":"10.0.0.2:80"})")["ok"]
+          .get<bool>());
+  EXPECT_FALSE(call(c, R"({"op":"forward.delete","host_port":81})")["ok"].get<bool>());
+  EXPECT_FALSE(call(c, R"({"op":"dns.register","network":"l2","name":"a","ip":"10.3.0.2"})")["ok"]
+                   .get<bool>());
+  EXPECT_FALSE(
+      call(c, R"({"op":"dns.register","network":"lan","name":"a b","ip":"10.0.0.2"})")["ok"]
+          .get<bool>());
+  EXPECT_TRUE(call(c, R"({"op":"dns.register","network":"lan","name":"web","ip":"10.0.0.2"})")["ok"]
+                  .get<bool>());
+  EXPECT_EQ(call(c, R"({"op":"dns.list","network":"lan"})")["names"].size(), 1u);
+  EXPECT_FALSE(call(c, R"({"op":"vxlan.vteps","network":"lan"})")["ok"].get<bool>());
+  // Deleting the network takes its forwards and names with it.
+  EXPECT_TRUE(call(c, R"({"op":"network.delete","name":"lan"})")["ok"].get<bool>());
+  EXPECT_TRUE(call(c, R"({"op":"forward.list"})")["forwards"].empty());
+}
+
+TEST_F(ControllerTest, ForwardsAndNamesSurviveRestart) {
+  {
+    Controller c(dp_, dir_, nullptr);
+    call(
+        c,
+        R"({"op":"network.create","name":"lan","subnet":"10.0.0.0/24","gateway":"10.0.0.1","nat":true})");
+    call(
+        c,
+        R"({"op":"forward.add","network":"lan","host_port":"8080","to":"10.0.0.2:80","protocol":"udp"})");
+    call(c, R"({"op":"dns.register","network":"lan","name":"web","ip":"10.0.0.2"})");
+  }
+  Datapath fresh;
+  Controller c(fresh, dir_, nullptr);
+  ASSERT_TRUE(c.restore());
+  Json forwards = call(c, R"({"op":"forward.list"})")["forwards"];
+  ASSERT_EQ(forwards.size(), 1u);
+  EXPECT_EQ(forwards[0]["protocol"], "udp");
+  EXPECT_EQ(call(c, R"({"op":"dns.list","network":"lan"})")["names"][0]["name"], "web");
+  EXPECT_EQ(call(c, R"({"op":"network.list"})")["networks"][0]["nat"], true);
+}
+
 TEST_F(ControllerTest, CorruptStateIsAnErrorNotACrash) {
   std::filesystem::create_directories(dir_);
   ASSERT_TRUE(
