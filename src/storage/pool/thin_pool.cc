@@ -250,19 +250,24 @@ void ThinPool::drop_root(std::shared_ptr<Root>& root) {
   root.reset();
 }
 
-Result<uint32_t> ThinPool::allocate() {
-  for (int pass = 0; pass < 2; ++pass) {
-    uint64_t n = layout_.extents;
-    for (uint64_t k = 0; k < n; ++k) {
-      uint64_t e = (hint_ + k) % n;
-      if (refs_[e] == 0 && !pending_flag_[e]) {
-        hint_ = e + 1;
-        return uint32_t(e);
-      }
+std::optional<uint32_t> ThinPool::find_free() {
+  uint64_t n = layout_.extents;
+  for (uint64_t k = 0; k < n; ++k) {
+    uint64_t e = (hint_ + k) % n;
+    if (refs_[e] == 0 && !pending_flag_[e]) {
+      hint_ = e + 1;
+      return uint32_t(e);
     }
-    // Extents freed since the last commit become reusable once the commit is durable.
-    if (pending_.empty()) break;
+  }
+  return std::nullopt;
+}
+
+Result<uint32_t> ThinPool::allocate() {
+  if (std::optional<uint32_t> e = find_free()) return *e;
+  // Extents freed since the last commit become reusable once the commit is durable.
+  if (!pending_.empty()) {
     TRY(commit_locked());
+    if (std::optional<uint32_t> e = find_free()) return *e;
   }
   return std::unexpected(Error(ErrorCode::kTooLarge,
                                fmt::format("thin pool {} is full ({} extents of {} in use)", path_,

@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <vector>
@@ -163,7 +164,8 @@ class ThinPool : public std::enable_shared_from_this<ThinPool> {
   void drop_root(std::shared_ptr<Root>& root);
   void ref(uint32_t extent);
   void unref(uint32_t extent);
-  Result<uint32_t> allocate();
+  std::optional<uint32_t> find_free();  // never commits
+  Result<uint32_t> allocate();          // may commit to reuse freed extents
   Result<void> zero_extent_tail(uint32_t extent, uint64_t from);
   uint64_t extent_offset(uint32_t extent) const {
     return layout_.data_off + uint64_t(extent) * layout_.extent_size;

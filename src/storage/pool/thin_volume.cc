@@ -103,69 +103,136 @@ Result<void> ThinVolume::read(std::span<uint8_t> buf, uint64_t offset) {
 
 Result<void> ThinVolume::write(std::span<const uint8_t> buf, uint64_t offset) {
   TRY(check_writable(buf.size(), offset));
-  size_t done = 0;
-  while (done < buf.size()) {
-    uint64_t off = offset + done;
-    size_t n = size_t(std::min<uint64_t>(es() - off % es(), buf.size() - done));
-    TRY(pool_->volume_write(id_, buf.subspan(done, n), off));
-    done += n;
-  }
-  return {};
+  return pool_->volume_write(id_, buf, offset);
 }
 
-// Writes data that lies inside one extent.
-Result<void> ThinPool::volume_write(uint32_t id, std::span<const uint8_t> data, uint64_t offset) {
-  uint64_t es = layout_.extent_size;
-  uint64_t vext = offset / es;
-  uint64_t within = offset % es;
+namespace {
+
+// Pieces of a request that go to physically contiguous places are written with one pwrite.
+class WriteRuns {
+ public:
+  explicit WriteRuns(int fd) : fd_(fd) {}
+  Result<void> add(uint64_t phys, std::span<const uint8_t> data) {
+    if (len_ && phys_ + len_ == phys && data_ + len_ == data.data()) {
+      len_ += data.size();
+      return {};
+    }
+    TRY(flush());
+    phys_ = phys;
+    data_ = data.data();
+    len_ = data.size();
+    return {};
+  }
+  Result<void> flush() {
+    if (len_) TRY(pwrite_full(fd_, std::span(data_, len_), phys_));
+    len_ = 0;
+    return {};
+  }
+
+ private:
+  int fd_;
+  uint64_t phys_ = 0;
+  const uint8_t* data_ = nullptr;
+  size_t len_ = 0;
+};
+
+}  // namespace
+
+Result<void> ThinPool::volume_write(uint32_t id, std::span<const uint8_t> buf, uint64_t offset) {
+  const uint64_t es = layout_.extent_size;
+  auto pieces = [&](auto&& fn) -> Result<void> {
+    for (size_t done = 0; done < buf.size();) {
+      uint64_t off = offset + done;
+      size_t n = size_t(std::min<uint64_t>(es - off % es, buf.size() - done));
+      TRY(fn(off / es, off % es, buf.subspan(done, n)));
+      done += n;
+    }
+    return {};
+  };
   {
-    // In place, under the shared lock, when the extent is mapped and not shared.
+    // In place, under the shared lock, when every extent is mapped and not shared.
     std::shared_lock lock(mu_);
     Volume* v = TRY(find_id(id));
-    uint32_t e = lookup(*v, vext);
-    if (e && owned(*v, vext, e)) return pwrite_full(fd_.get(), data, extent_offset(e - 1) + within);
+    bool in_place = true;
+    (void)pieces([&](uint64_t vext, uint64_t, std::span<const uint8_t>) -> Result<void> {
+      uint32_t e = lookup(*v, vext);
+      in_place = in_place && e && owned(*v, vext, e);
+      return {};
+    });
+    if (in_place) {
+      WriteRuns runs(fd_.get());
+      TRY(pieces([&](uint64_t vext, uint64_t within, std::span<const uint8_t> d) {
+        return runs.add(extent_offset(lookup(*v, vext) - 1) + within, d);
+      }));
+      return runs.flush();
+    }
   }
   std::unique_lock lock(mu_);
   if (broken_)
     return make_error(ErrorCode::kIo, "thin pool {}: metadata write failed earlier", path_);
   Volume* v = TRY(find_id(id));
-  uint32_t old = lookup(*v, vext);
-  if (old && owned(*v, vext, old))
-    return pwrite_full(fd_.get(), data, extent_offset(old - 1) + within);
-  if (vext >= (v->size + es - 1) / es)
-    return make_error(ErrorCode::kInvalidArgument, "write beyond the end of volume {}", v->name);
-  uint32_t fresh = TRY(allocate());
-  v = TRY(find_id(id));  // allocate() may have committed; the volume is still there (lock held)
-  uint64_t dst = extent_offset(fresh);
-  if (data.size() == es) {
-    TRY(pwrite_full(fd_.get(), data, dst));
-  } else if (old) {
-    // Copy-on-write: the shared extent's data around the new bytes.
-    std::vector<uint8_t> tmp(es);
-    TRY(pread_full(fd_.get(), tmp, extent_offset(old - 1)));
-    std::memcpy(tmp.data() + within, data.data(), data.size());
-    TRY(pwrite_full(fd_.get(), tmp, dst));
-  } else {
-    // A new extent reads as zeroes around the written bytes, whatever the extent held before.
+  uint64_t vexts = (v->size + es - 1) / es;
+  WriteRuns runs(fd_.get());
+  // New extents are reserved (pending flag) until their data is written; only then are they
+  // mapped and journaled, so a commit never makes a mapping durable before its data.
+  std::vector<std::pair<uint64_t, uint32_t>> fresh_maps;
+  auto finish = [&]() -> Result<void> {
+    Result<void> w = runs.flush();
+    for (auto [vext, fresh] : fresh_maps) {
+      pending_flag_[fresh] = false;
+      if (!w) continue;
+      set_mapping(*v, vext, fresh + 1);
+      uint8_t rec[16];
+      store_be32(rec, id);
+      store_be64(rec + 4, vext);
+      store_be32(rec + 12, fresh + 1);
+      append_record(Op::kMap, rec);
+    }
+    fresh_maps.clear();
+    return w;
+  };
+  Result<void> r = pieces([&](uint64_t vext, uint64_t within,
+                              std::span<const uint8_t> data) -> Result<void> {
+    if (vext >= vexts)
+      return make_error(ErrorCode::kInvalidArgument, "write beyond the end of volume {}", v->name);
+    uint32_t old = lookup(*v, vext);
+    if (old && owned(*v, vext, old)) return runs.add(extent_offset(old - 1) + within, data);
+    std::optional<uint32_t> found = find_free();
+    if (!found) {
+      TRY(finish());
+      found = TRY(allocate());
+    }
+    uint32_t fresh = *found;
+    pending_flag_[fresh] = true;
+    fresh_maps.emplace_back(vext, fresh);
+    uint64_t dst = extent_offset(fresh);
+    if (data.size() == es) return runs.add(dst, data);
+    TRY(runs.flush());
+    if (old) {
+      // Copy-on-write: the shared extent's data around the new bytes.
+      std::vector<uint8_t> tmp(es);
+      TRY(pread_full(fd_.get(), tmp, extent_offset(old - 1)));
+      std::memcpy(tmp.data() + within, data.data(), data.size());
+      return pwrite_full(fd_.get(), tmp, dst);
+    }
+    // A new extent reads as zeroes around the written bytes, whatever it held before.
     const auto& z = zeroes();
     iovec iov[3] = {{const_cast<uint8_t*>(z.data()), within},
                     {const_cast<uint8_t*>(data.data()), data.size()},
                     {const_cast<uint8_t*>(z.data()), es - within - data.size()}};
-    size_t total = es;
     ssize_t put = ::pwritev(fd_.get(), iov, 3, off_t(dst));
+    if (put == ssize_t(es)) return {};
     if (put < 0) return errno_error("thin pool " + path_ + ": write extent");
-    if (size_t(put) != total) {
-      std::vector<uint8_t> tmp(es, 0);
-      std::memcpy(tmp.data() + within, data.data(), data.size());
-      TRY(pwrite_full(fd_.get(), tmp, dst));
-    }
+    std::vector<uint8_t> tmp(es, 0);
+    std::memcpy(tmp.data() + within, data.data(), data.size());
+    return pwrite_full(fd_.get(), tmp, dst);
+  });
+  if (!r) {
+    // Nothing new is mapped: the reserved extents go back to the free list.
+    for (auto [vext, fresh] : fresh_maps) pending_flag_[fresh] = false;
+    return r;
   }
-  set_mapping(*v, vext, fresh + 1);
-  uint8_t rec[16];
-  store_be32(rec, id);
-  store_be64(rec + 4, vext);
-  store_be32(rec + 12, fresh + 1);
-  append_record(Op::kMap, rec);
+  TRY(finish());
   if (jbuf_.size() > kAutoCommitBytes) TRY(commit_locked());
   return {};
 }
