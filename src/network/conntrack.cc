@@ -91,6 +91,19 @@ void Conntrack::update(Flow& f, Direction direction, uint8_t tcp_flags, uint64_t
   f.expires_ns = now_ns + timeout_ns(f);
 }
 
+Flow* Conntrack::find_quoted(const FlowKey& q, FlowKey& untranslated) {
+  if (auto it = nat_index_.find(q); it != nat_index_.end())
+    if (auto f = flows_.find(it->second); f != flows_.end()) {
+      untranslated = f->second.key;
+      return &f->second;
+    }
+  if (auto f = flows_.find(q.reversed()); f != flows_.end() && f->second.nat) {
+    untranslated = f->second.translated.reversed();
+    return &f->second;
+  }
+  return nullptr;
+}
+
 void Conntrack::expire(uint64_t now_ns) {
   std::erase_if(flows_, [&](const auto& kv) {
     if (kv.second.expires_ns >= now_ns) return false;

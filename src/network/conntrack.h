@@ -63,6 +63,9 @@ class Conntrack {
   Flow* create_snat(const FlowKey& key, uint32_t nat_ip, uint64_t now_ns);
   // Advances the connection's state with one packet (tcp_flags 0 for UDP/ICMP).
   void update(Flow& flow, Direction direction, uint8_t tcp_flags, uint64_t now_ns);
+  // The NAT connection a packet quoted in an ICMP error belongs to, seen after translation
+  // (either direction); untranslated receives the quoted tuple as it was before translation.
+  Flow* find_quoted(const FlowKey& quoted, FlowKey& untranslated);
   void expire(uint64_t now_ns);
   std::vector<Flow> flows() const;
   size_t size() const { return flows_.size(); }

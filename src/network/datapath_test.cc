@@ -297,6 +297,31 @@ TEST_F(NatDatapathTest, EchoIsMasqueradedAndReplyTranslatedBack) {
   EXPECT_EQ(wan_->sent[1][parsed(wan_->sent[1]).l4], 0);  // echo reply from the router
 }
 
+TEST_F(NatDatapathTest, IcmpErrorAboutTranslatedPacketReachesInnerHost) {
+  Bytes dgram = concat(ethernet(to_mac(Router::leg_mac(kGw1)), mac(5), kEtherTypeIpv4),
+                       ipv4(kHost1, kHost2, kIpProtoUdp, udp(4000, 7999, Bytes(4, 1))));
+  receive(lan_, lan_id_, dgram);
+  ASSERT_EQ(wan_->sent.size(), 1u);
+  const Bytes& out = wan_->sent[0];
+  ParsedFrame p = parsed(out);
+  // host2's port unreachable quotes the translated datagram (IP header + 8 bytes).
+  Bytes icmp{3, 3, 0, 0, 0, 0, 0, 0};
+  icmp.insert(icmp.end(), out.begin() + p.l3, out.begin() + p.l4 + 8);
+  store_be16(icmp.data() + 2, checksum(icmp.data(), icmp.size()));
+  receive(wan_, wan_id_,
+          concat(ethernet(to_mac(Router::leg_mac(kGw2)), mac(7), kEtherTypeIpv4),
+                 ipv4(kHost2, kGw2, kIpProtoIcmp, icmp)));
+  ASSERT_EQ(lan_->sent.size(), 1u);
+  const Bytes& back = lan_->sent[0];
+  p = parsed(back);
+  EXPECT_EQ(load_be32(back.data() + p.l3 + 16), kHost1);
+  EXPECT_EQ(checksum(back.data() + p.l4, p.ip_len - 20), 0);  // ICMP checksum still right
+  const uint8_t* quoted = back.data() + p.payload;
+  EXPECT_EQ(load_be32(quoted + 12), kHost1);  // lan sees its own datagram quoted
+  EXPECT_EQ(load_be16(quoted + 20), 4000);
+  EXPECT_EQ(checksum(quoted, 20), 0);  // and its header checksum is right
+}
+
 TEST_F(NatDatapathTest, PortForwardReachesInstanceAndUnsupportedIsCounted) {
   ASSERT_TRUE(router_.forwards().add(PortForward{kIpProtoTcp, 8080, "lan", kHost1, 80}));
   Bytes syn = concat(ethernet(to_mac(Router::leg_mac(kGw2)), mac(7), kEtherTypeIpv4),

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 
 #include "network/ipv4.h"
 #include "network/wire.h"
@@ -106,6 +107,65 @@ void nat_rewrite(uint8_t* frame, const ParsedFrame& p, const FlowKey& to, bool p
   } else if (p.l4_kind == L4::kIcmp) {
     replace_port(l4 + 4, to.sport, c, false);
   }
+}
+
+bool icmp_error_quote(const uint8_t* frame, const ParsedFrame& p, FlowKey& q) {
+  if (p.l4_kind != L4::kIcmp || p.fragment || p.payload_len < 28) return false;
+  uint8_t type = frame[p.l4];
+  if (type != 3 && type != 11 && type != 12) return false;
+  const uint8_t* inner = frame + p.payload;
+  uint32_t header = uint32_t{inner[0] & 0x0fu} * 4;
+  if (inner[0] >> 4 != 4 || header < 20 || p.payload_len < header + 8) return false;
+  q = FlowKey{load_be32(inner + 12), load_be32(inner + 16), 0, 0, inner[9]};
+  if (q.proto == kIpProtoTcp || q.proto == kIpProtoUdp) {
+    q.sport = load_be16(inner + header);
+    q.dport = load_be16(inner + header + 2);
+    return true;
+  }
+  if (q.proto == kIpProtoIcmp && (inner[header] == kIcmpEcho || inner[header] == kIcmpEchoReply)) {
+    q.sport = q.dport = load_be16(inner + header + 4);
+    return true;
+  }
+  return false;
+}
+
+void nat_rewrite_icmp_error(uint8_t* frame, const ParsedFrame& p, const FlowKey& q,
+                            const FlowKey& to) {
+  uint8_t* ip = frame + p.l3;
+  uint8_t* icmp_sum = frame + p.l4 + 2;
+  uint8_t* inner = frame + p.payload;
+  uint32_t header = uint32_t{inner[0] & 0x0fu} * 4;
+  // Every 16-bit word of the quoted packet is covered by the ICMP checksum (it starts at an
+  // even offset of the ICMP message): change it and the checksum together.
+  auto set16 = [&](uint8_t* at, uint16_t v) {
+    uint16_t old = load_be16(at);
+    if (old == v) return;
+    store_be16(at, v);
+    checksum_replace16(icmp_sum, old, v);
+  };
+  auto set32 = [&](uint8_t* at, uint32_t v, uint8_t* ip_sum) {
+    uint32_t old = load_be32(at);
+    if (old == v) return;
+    set16(at, static_cast<uint16_t>(v >> 16));
+    set16(at + 2, static_cast<uint16_t>(v));
+    // The quoted header's own checksum changes too, and with it the ICMP checksum.
+    uint8_t sum[2];
+    std::memcpy(sum, ip_sum, 2);
+    checksum_replace32(sum, old, v);
+    set16(ip_sum, load_be16(sum));
+  };
+  set32(inner + 12, to.src, inner + 10);
+  set32(inner + 16, to.dst, inner + 10);
+  if (q.proto == kIpProtoIcmp) {
+    set16(inner + header + 4, to.sport);
+  } else {
+    set16(inner + header, to.sport);
+    set16(inner + header + 2, to.dport);
+  }
+  // The outer header is not covered by the ICMP checksum.
+  L4Checksum none{};
+  if (load_be32(ip + 12) == q.dst) replace_address(ip, 12, to.dst, none, false);
+  replace_address(ip, 16, to.src, none, false);
 }
 
 Result<void> PortForwards::add(const PortForward& f) {

@@ -45,6 +45,15 @@ bool nat_supported(const uint8_t* frame, const ParsedFrame& parsed);
 // IPv4 and L4 checksums. partial_csum: the L4 checksum is completed by the receiver.
 void nat_rewrite(uint8_t* frame, const ParsedFrame& parsed, const FlowKey& to, bool partial_csum);
 
+// An ICMP error (destination unreachable, time exceeded, parameter problem) quoting a packet
+// with at least its first 8 L4 bytes: returns true and the quoted packet's tuple.
+bool icmp_error_quote(const uint8_t* frame, const ParsedFrame& parsed, FlowKey& quoted);
+// Rewrites an ICMP error about a translated packet: the quoted packet to untranslated, the
+// outer destination to untranslated's source (and the outer source, when it was the quoted
+// destination, to untranslated's destination); checksums fixed incrementally.
+void nat_rewrite_icmp_error(uint8_t* frame, const ParsedFrame& parsed, const FlowKey& quoted,
+                            const FlowKey& untranslated);
+
 Json to_json(const PortForward& forward);
 // {"network", "host_port", "to": "IP:PORT", "protocol"?: "tcp"|"udp"}.
 [[nodiscard]] Result<PortForward> port_forward_from_json(const Json& j);

@@ -188,8 +188,17 @@ void Router::handle_local(const Leg& leg, RxFrame f, const ParsedFrame& p) {
 }
 
 bool Router::translate(const Leg& in, RxFrame f, const ParsedFrame& p) {
-  if (!firewall_ || !nat_supported(f.data, p)) return false;
+  if (!firewall_) return false;
   Conntrack& ct = firewall_->conntrack();
+  // An ICMP error about a translated packet goes to the untranslated sender.
+  FlowKey quoted, untranslated;
+  if (icmp_error_quote(f.data, p, quoted)) {
+    if (!ct.find_quoted(quoted, untranslated)) return false;
+    nat_rewrite_icmp_error(f.data, p, quoted, untranslated);
+    forward(in, f, p, true);
+    return true;
+  }
+  if (!nat_supported(f.data, p)) return false;
   FlowKey key = flow_key(f.data, p);
   bool partial = f.vnet.flags & kVnetNeedsCsum;
   uint64_t now = now_ns();

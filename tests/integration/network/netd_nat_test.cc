@@ -36,6 +36,25 @@ while time.time() < end:
 sys.exit(1)
 )";
 
+// Sends to a closed UDP port: the remote's ICMP port unreachable, translated back through NAT,
+// makes the connected socket fail with ECONNREFUSED.
+constexpr const char* kUdpRefused = R"(
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.5)
+s.connect((sys.argv[1], 7999))
+end = time.time() + 10
+while time.time() < end:
+    try:
+        s.send(b"x")
+        s.recv(10)
+    except ConnectionRefusedError:
+        print("refused"); sys.exit(0)
+    except socket.timeout:
+        pass
+sys.exit(1)
+)";
+
 class NetdNatTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -93,6 +112,10 @@ TEST_F(NetdNatTest, MasqueradedTrafficReachesRemoteWhichSeesNatAddress) {
     if (c.contains("nat") && c["nat"]["src"] == "192.168.87.1" && c["src"] == "10.87.0.2")
       natted = true;
   EXPECT_TRUE(natted) << connections.dump();
+  // ICMP errors about translated packets find their way back (the port unreachable quotes
+  // the translated packet; lan sees its own).
+  ProcessResult refused = lab_.in(lan_, {"python3", "-c", kUdpRefused, "192.168.87.2"}, 20000);
+  EXPECT_TRUE(refused.ok()) << refused.out << refused.err;
   // The lan's address never shows on the remote side: it cannot reach lan by itself.
   EXPECT_FALSE(lab_.ping_once(remote_, "10.87.0.2"));
 }
