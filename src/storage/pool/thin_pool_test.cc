@@ -300,21 +300,21 @@ TEST_F(ThinPoolTest, ConcurrentWritersAndSnapshotsStayConsistent) {
   ASSERT_TRUE(pool->create_volume("v", 16 * kMiB));
   auto dev = *pool->open_volume("v");
   constexpr int kThreads = 4;
-  constexpr uint64_t kRegion = 4 * kMiB;
+  constexpr uint64_t kRegion = 1 * kMiB;
   std::atomic<bool> stop{false};
   std::vector<std::thread> writers;
   std::vector<uint8_t> last(kThreads, 0);
   for (int t = 0; t < kThreads; ++t) {
     writers.emplace_back([&, t] {
       std::mt19937 rng(t);
-      for (int i = 1; i <= 200; ++i) {
+      for (int i = 1; i <= 60; ++i) {
         // Unaligned writes across extent boundaries, whole region rewritten with one byte value.
         std::vector<uint8_t> b(kRegion, uint8_t(i));
         uint64_t split = (rng() % (kRegion / 4096)) * 4096 + 512;
         ASSERT_TRUE(dev->write(std::span(b).first(split), t * kRegion));
         ASSERT_TRUE(dev->write(std::span(b).subspan(split), t * kRegion + split));
         last[t] = uint8_t(i);
-        if (i % 50 == 0) {
+        if (i % 20 == 0) {
           ASSERT_TRUE(dev->flush());
         }
       }
