@@ -1,8 +1,10 @@
 #include "storage/storaged/storaged.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -63,6 +65,13 @@ Result<std::unique_ptr<Storaged>> Storaged::create(const StoragedOptions& option
   std::unique_ptr<Storaged> s(new Storaged());
   s->options_ = options;
   TRY_CTX(make_dirs(options.state_dir / "pools", 0700), "state directory");
+  // One server per state directory: a second one would serve the same files twice.
+  std::string lock_path = (options.state_dir / "lock").string();
+  s->lock_ = Fd(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!s->lock_) return errno_error("open " + lock_path);
+  if (::flock(s->lock_.get(), LOCK_EX | LOCK_NB) != 0)
+    return make_error(ErrorCode::kConflict, "another vireo-storaged uses {}",
+                      options.state_dir.string());
   s->epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!s->epoll_) return errno_error("epoll_create1");
   sigset_t mask;

@@ -84,6 +84,7 @@ class Storaged {
   void close_client(int fd);
 
   StoragedOptions options_;
+  Fd lock_;  // flock on STATE/lock
   std::map<std::string, PoolEntry> pools_;
   std::unique_ptr<nbd::NbdServer> nbd_;
   std::thread nbd_thread_;

@@ -208,6 +208,12 @@ TEST_F(StoragedTest, KeepsServingWhileControlClientsComeAndGo) {
   auto c = StoragedClient::connect(path("ctl.sock"));
   ASSERT_TRUE(c);
   client_.emplace(std::move(*c));
+  // A second server on the same state directory refuses to start.
+  NbdProcess second(
+      {"--state", path("state"), "--control", path("ctl2.sock"), "--nbd-socket", path("nbd2.sock")},
+      "vireo-storaged");
+  EXPECT_FALSE(second.ready());
+  EXPECT_EQ(qemu_io("tp/v", {"read -P 0x12 0 1M"}), 0);
   EXPECT_NE(call_error({{"op", "nope"}}).find("unknown op"), std::string::npos);
   EXPECT_NE(call_error({{"op", 7}}).find("op"), std::string::npos);
   EXPECT_EQ(call({{"op", "vol.ls"}, {"pool", "tp"}})["volumes"].size(), 1u);
