@@ -32,7 +32,10 @@ struct RuntimeOptions {
 
 class Runtime {
  public:
-  explicit Runtime(RuntimeOptions options) : options_(std::move(options)) {}
+  // A relative root is made absolute now: create changes into the bundle directory.
+  explicit Runtime(RuntimeOptions options) : options_(std::move(options)) {
+    options_.root = std::filesystem::absolute(options_.root);
+  }
 
   [[nodiscard]] Result<void> create(const std::string& id, const CreateOptions& o);
   [[nodiscard]] Result<void> start(const std::string& id);
