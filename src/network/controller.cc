@@ -486,6 +486,7 @@ Result<Json> Controller::dhcp(const std::string& op, const Json& r) {
     return make_error(ErrorCode::kInvalidArgument,
                       "invalid name '{}': letters, digits and hyphens, at most 63", name);
   TRY(dhcp_->reserve(n->id, mac, TRY(parse_ipv4(TRY(get_string(r, "ip")))), name));
+  TRY(save());
   return Json::object();
 }
 
@@ -631,6 +632,13 @@ Result<void> Controller::save() const {
          {"firewall", firewall_state()},
          {"forwards", Json::array()}};
   for (const PortForward& f : router_->forwards().list()) j["forwards"].push_back(to_json(f));
+  j["reservations"] = Json::array();
+  for (const auto& [name, n] : networks_)
+    for (const auto& [mac, lease] : dhcp_->reservations(n.id)) {
+      Json r{{"network", name}, {"mac", format_mac(mac)}, {"ip", format_ipv4(lease.ip)}};
+      if (!lease.hostname.empty()) r["name"] = lease.hostname;
+      j["reservations"].push_back(r);
+    }
   j["dns"] = Json::array();
   for (const auto& [name, n] : networks_)
     for (const DnsName& d : dns_->registered(n.id))
@@ -663,6 +671,7 @@ Result<void> Controller::restore() {
   each("routes", [&](const Json& r) -> Result<Json> { return route("route.add", r); });
   each("forwards", [&](const Json& f) -> Result<Json> { return forward("forward.add", f); });
   each("dns", [&](const Json& d) -> Result<Json> { return dns("dns.register", d); });
+  each("reservations", [&](const Json& r) -> Result<Json> { return dhcp("dhcp.reserve", r); });
   each("firewall", [&](const Json& f) -> Result<Json> {
     TRY(firewall("firewall.policy", f));
     if (f.contains("rules") && f["rules"].is_array())

@@ -137,6 +137,15 @@ TEST_F(ControllerTest, ForwardsAndNamesSurviveRestart) {
         c,
         R"({"op":"forward.add","network":"lan","host_port":"8080","to":"10.0.0.2:80","protocol":"udp"})");
     call(c, R"({"op":"dns.register","network":"lan","name":"web","ip":"10.0.0.2"})");
+    call(
+        c,
+        R"({"op":"network.create","name":"dyn","subnet":"10.4.0.0/24","gateway":"10.4.0.1","dhcp":true})");
+    EXPECT_TRUE(
+        call(
+            c,
+            R"({"op":"dhcp.reserve","network":"dyn","mac":"02:00:00:00:00:09","ip":"10.4.0.9","name":"cache"})")
+            ["ok"]
+                .get<bool>());
   }
   Datapath fresh;
   Controller c(fresh, dir_, nullptr);
@@ -145,7 +154,15 @@ TEST_F(ControllerTest, ForwardsAndNamesSurviveRestart) {
   ASSERT_EQ(forwards.size(), 1u);
   EXPECT_EQ(forwards[0]["protocol"], "udp");
   EXPECT_EQ(call(c, R"({"op":"dns.list","network":"lan"})")["names"][0]["name"], "web");
-  EXPECT_EQ(call(c, R"({"op":"network.list"})")["networks"][0]["nat"], true);
+  Json leases = call(c, R"({"op":"dhcp.leases","network":"dyn"})")["leases"];
+  ASSERT_EQ(leases.size(), 1u);
+  EXPECT_EQ(leases[0]["hostname"], "cache");
+  EXPECT_EQ(leases[0]["static"], true);
+  EXPECT_EQ(call(c, R"({"op":"dns.list","network":"dyn"})")["names"][0]["name"], "cache");
+  for (const Json& n : call(c, R"({"op":"network.list"})")["networks"])
+    if (n["name"] == "lan") {
+      EXPECT_EQ(n["nat"], true);
+    }
 }
 
 TEST_F(ControllerTest, CorruptStateIsAnErrorNotACrash) {

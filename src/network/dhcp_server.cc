@@ -102,6 +102,14 @@ Result<void> DhcpServer::reserve(uint16_t network, MacKey mac, uint32_t ip,
   return {};
 }
 
+std::vector<std::pair<MacKey, DhcpLease>> DhcpServer::reservations(uint16_t network) const {
+  std::vector<std::pair<MacKey, DhcpLease>> out;
+  if (auto it = pools_.find(network); it != pools_.end())
+    for (const auto& [mac, lease] : it->second.leases)
+      if (lease.expires_ns == 0) out.emplace_back(mac, lease);
+  return out;
+}
+
 std::vector<std::pair<std::string, uint32_t>> DhcpServer::hostnames(uint16_t network) const {
   std::vector<std::pair<std::string, uint32_t>> out;
   auto it = pools_.find(network);

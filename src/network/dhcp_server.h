@@ -35,6 +35,8 @@ class DhcpServer {
   [[nodiscard]] Result<void> reserve(uint16_t network, MacKey mac, uint32_t ip,
                                      const std::string& name = "");
   Json leases_json(uint16_t network) const;
+  // The network's static reservations (for persistence).
+  std::vector<std::pair<MacKey, DhcpLease>> reservations(uint16_t network) const;
   // Host names of the network's reservations and current leases, for the DNS responder.
   std::vector<std::pair<std::string, uint32_t>> hostnames(uint16_t network) const;
   uint32_t lookup_hostname(uint16_t network, std::string_view name) const;
