@@ -159,7 +159,8 @@ TEST_F(ControllerTest, ForwardsAndNamesSurviveRestart) {
   EXPECT_EQ(leases[0]["hostname"], "cache");
   EXPECT_EQ(leases[0]["static"], true);
   EXPECT_EQ(call(c, R"({"op":"dns.list","network":"dyn"})")["names"][0]["name"], "cache");
-  for (const Json& n : call(c, R"({"op":"network.list"})")["networks"])
+  Json networks = call(c, R"({"op":"network.list"})")["networks"];
+  for (const Json& n : networks)
     if (n["name"] == "lan") {
       EXPECT_EQ(n["nat"], true);
     }
