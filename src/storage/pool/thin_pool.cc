@@ -461,6 +461,11 @@ ThinCheckResult ThinPool::check() const {
   }
   if (used != used_)
     note(true, fmt::format("pool accounting says {} extents used, refcounts say {}", used_, used));
+  // The on-disk checkpoint the superblock points at must still match its checksum.
+  std::vector<uint8_t> ckpt(super_.ckpt_len);
+  if (!pread_full(fd_.get(), ckpt, layout_.ckpt_off[super_.active]) ||
+      checksum(ckpt) != super_.ckpt_crc)
+    note(true, fmt::format("checkpoint slot {}: checksum mismatch on disk", super_.active));
   std::vector<uint8_t> sb(8192);
   if (pread_full(fd_.get(), sb, 0)) {
     for (int i = 0; i < 2; ++i) {

@@ -260,6 +260,11 @@ TEST_F(ThinPoolTest, CorruptMetadataIsAClearErrorOnOpen) {
     auto pool = make();
     ASSERT_TRUE(pool->create_volume("v", 8 * kMiB));
   }
+  // check() of an open pool also reads the checkpoint back from disk.
+  {
+    auto pool = *ThinPool::open(path_);
+    EXPECT_TRUE(pool->check().ok());
+  }
   // Flip a byte inside the active checkpoint: its checksum no longer matches.
   std::vector<uint8_t> sb(8192);
   {
