@@ -171,11 +171,13 @@ Result<Json> Storaged::pool_remove(const Json& r) {
                         vols.size());
   }
   PoolConfig c = e->config;
+  // An unavailable pool's storage may hold volumes we cannot see: only its definition goes.
+  bool keep_storage = !e->pool;
   pools_.erase(c.name);  // closes the pool
   if (::unlink(def_path(c.name).c_str()) != 0 && errno != ENOENT)
     return errno_error("remove pool definition");
-  TRY(Pool::destroy_storage(c));
-  return Json{{"name", c.name}};
+  if (!keep_storage) TRY(Pool::destroy_storage(c));
+  return Json{{"name", c.name}, {"storage_kept", keep_storage}};
 }
 
 Result<Json> Storaged::pool_check(const Json& r) {

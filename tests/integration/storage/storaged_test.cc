@@ -285,6 +285,10 @@ TEST_F(StoragedTest, BadInputIsAClearError) {
   EXPECT_NE(pools["pools"][0]["error"].get<std::string>().find("not a Vireo thin pool"),
             std::string::npos);
   err({{"op", "vol.ls"}, {"pool", "tp"}}, "unavailable");
+  // Removing an unavailable pool forgets it but keeps its storage.
+  EXPECT_TRUE(call({{"op", "pool.rm"}, {"name", "tp"}})["storage_kept"].get<bool>());
+  EXPECT_TRUE(fs::exists(path("tp.pool")));
+  EXPECT_EQ(call({{"op", "pool.ls"}})["pools"].size(), 0u);
   // And a removed pool leaves nothing behind.
   call({{"op", "pool.create"}, {"name", "dp"}, {"type", "dir"}, {"path", path("dirpool")}});
   call({{"op", "pool.rm"}, {"name", "dp"}});
