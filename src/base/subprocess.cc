@@ -86,6 +86,8 @@ Result<ProcessResult> run_process(const std::vector<std::string>& argv, const Ru
   posix_spawn_file_actions_adddup2(&actions, in.read.get(), 0);
   posix_spawn_file_actions_adddup2(&actions, out.write.get(), 1);
   posix_spawn_file_actions_adddup2(&actions, err.write.get(), 2);
+  // Nothing else the parent holds (listening sockets, other VMs' files) leaks into the child.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
 
   std::vector<std::string> env_store;
   for (char** e = environ; *e; ++e) env_store.emplace_back(*e);

@@ -31,6 +31,7 @@ void add_info_command(CLI::App& app, Context& ctx);
 void add_operation_commands(CLI::App& app, Context& ctx);
 void add_events_command(CLI::App& app, Context& ctx);
 void add_profile_commands(CLI::App& app, Context& ctx);
+void add_vm_commands(CLI::App& app, Context& ctx);
 void add_debug_commands(CLI::App& app, Context& ctx);
 void add_completion_command(CLI::App& app, Context& ctx);
 

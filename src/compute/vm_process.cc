@@ -50,6 +50,8 @@ Result<pid_t> spawn_in_session(const std::vector<std::string>& argv, int log_fd)
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, log_fd, 1);
   posix_spawn_file_actions_adddup2(&actions, log_fd, 2);
+  // Nothing else the parent holds (listening sockets, other VMs' files) leaks into the child.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   // Own session: no signal from the daemon's terminal or process group reaches QEMU. Signal

@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "daemon/host_facts.h"
 #include "daemon/profiles.h"
+#include "daemon/vms.h"
 #include "server/http_server.h"
 #include "server/objects.h"
 #include "server/operations.h"
@@ -51,7 +52,8 @@ class EventLogSink : public spdlog::sinks::base_sink<std::mutex> {
 
 const std::vector<std::string> kApiExtensions = {
     "operations", "events_websocket",        "etag",
-    "profiles",   "tls_client_certificates", "bearer_tokens"};
+    "profiles",   "tls_client_certificates", "bearer_tokens",
+    "vms"};
 
 Result<std::pair<std::string, uint16_t>> split_listen(const std::string& listen) {
   auto colon = listen.rfind(':');
@@ -87,6 +89,7 @@ struct Daemon::Impl {
   server::Router router;
   server::ObjectService objects{*store, events, operations};
   std::unique_ptr<server::HttpServer> http;
+  std::unique_ptr<VmManager> vms;
   std::shared_ptr<EventLogSink> log_sink;
   api::HostInfo host;
   uint16_t tls_port = 0;
@@ -120,6 +123,8 @@ void Daemon::Impl::add_routes() {
   });
   add_operation_routes();
   objects.register_kind(profile_kind(), router);
+  objects.register_kind(vms->kind(), router);
+  vms->add_routes(router);
   if (config.debug_api) add_debug_routes();
 }
 
@@ -208,6 +213,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonConfig config) {
   auto store = TRY(store::Store::open(database_path(config.root)));
   auto impl = std::make_unique<Impl>(std::move(config), std::move(lock), std::move(store));
   impl->host = gather_host_facts();
+  impl->vms = std::make_unique<VmManager>(impl->config.root, *impl->store, impl->events,
+                                          impl->operations, impl->host.accelerator);
   impl->http = std::make_unique<server::HttpServer>(
       impl->io, impl->router, impl->events,
       server::Credentials{.token_valid =
@@ -221,6 +228,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonConfig config) {
       server::ServerLimits{.body_limit = impl->config.body_limit});
   impl->add_routes();
   TRY(impl->objects.recover());
+  impl->vms->reconcile();
   return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
 }
 

@@ -1,0 +1,180 @@
+// vireo vm: define, run and manage virtual machines.
+#include <iostream>
+
+#include "base/strings.h"
+#include "cli/context.h"
+
+namespace vireo::cli {
+
+namespace {
+
+constexpr const char* kCollection = "vms";
+
+struct VmFlags {
+  std::string name;
+  std::string kernel, initrd, cmdline, memory = "256MiB", machine = "q35", description;
+  std::vector<std::string> disks, nics;
+  int cpus = 1;
+  bool autostart = false, start = false, force = false, log = false;
+  int timeout = 30;
+};
+
+// "--disk FILE" or "--disk FILE:ro": an image file, format detected by the daemon.
+Json disk_json(const std::string& arg) {
+  std::string path = arg;
+  bool readonly = false;
+  if (path.ends_with(":ro")) {
+    path.resize(path.size() - 3);
+    readonly = true;
+  }
+  return Json{{"path", std::filesystem::absolute(path).string()}, {"readonly", readonly}};
+}
+
+Result<void> change_state(Context& ctx, const std::string& name, const std::string& action,
+                          bool force, int timeout) {
+  Json body = {{"action", action}, {"force", force}, {"timeout", timeout}};
+  auto reply = TRY(TRY(ctx.client())->request("PUT", "/1.0/vms/" + name + "/state", &body));
+  auto op = TRY(api::operation_from_json(reply.body));
+  TRY(follow_with_progress(ctx, op.id));
+  return {};
+}
+
+std::string memory_text(const Json& vm) {
+  return vm.contains("memory") && vm["memory"].is_number_unsigned()
+             ? format_bytes(vm["memory"].get<uint64_t>())
+             : plain(vm.value("memory", Json()));
+}
+
+void print_vm(Context& ctx, const Json& vm) {
+  const Json state = vm.value("state", Json::object());
+  std::vector<std::vector<std::string>> rows = {
+      {"name:", plain(vm["name"])},
+      {"status:", plain(state.value("status", Json("unknown")))},
+      {"vcpus:", plain(vm.value("vcpus", Json()))},
+      {"memory:", memory_text(vm)},
+      {"machine:", plain(vm.value("machine", Json()))},
+      {"accelerator:", plain(state.value("accelerator", Json()))},
+      {"kernel:", plain(vm.value("kernel", Json()))},
+      {"autostart:", plain(vm.value("autostart", Json()))},
+      {"uuid:", plain(state.value("uuid", Json()))}};
+  if (state.contains("pid")) rows.push_back({"pid:", plain(state["pid"])});
+  for (const auto& d : vm.value("disks", Json::array()))
+    rows.push_back({"disk:", fmt::format("{} ({}{})", plain(d["path"]), plain(d["format"]),
+                                         d.value("readonly", false) ? ", read-only" : "")});
+  if (state.contains("last_exit")) rows.push_back({"last exit:", plain(state["last_exit"])});
+  rows.push_back({"console log:", plain(state.value("console_log", Json()))});
+  print(ctx.format(), vm, rows);
+}
+
+void add_action(CLI::App* noun, Context& ctx, VmFlags& f, const char* action, const char* help) {
+  auto* cmd = noun->add_subcommand(action, help);
+  cmd->add_option("name", f.name)->required();
+  if (std::string_view(action) == "stop" || std::string_view(action) == "restart") {
+    cmd->add_flag("--force,-f", f.force, "Power off at once instead of asking the guest (ACPI)");
+    cmd->add_option("--timeout,-t", f.timeout, "Seconds to wait for the guest before forcing")
+        ->check(CLI::Range(0, 3600));
+  }
+  cmd->callback(
+      [&ctx, &f, action] { ctx.outcome = change_state(ctx, f.name, action, f.force, f.timeout); });
+}
+
+}  // namespace
+
+void add_vm_commands(CLI::App& app, Context& ctx) {
+  auto* noun = app.add_subcommand("vm", "Manage virtual machines (QEMU, KVM or TCG)");
+  noun->require_subcommand(1);
+  static VmFlags f;
+
+  auto* create = noun->add_subcommand("create", "Define a VM (and start it with --start)");
+  create->add_option("name", f.name)->required();
+  create->add_option("--kernel", f.kernel, "Kernel image for direct boot");
+  create->add_option("--initrd", f.initrd, "Initramfs for direct boot");
+  create->add_option("--cmdline", f.cmdline, "Kernel command line");
+  create->add_option("--disk", f.disks, "Disk image file (raw or qcow2), FILE[:ro]; repeatable");
+  create->add_option("--nic", f.nics, "Vireo network to attach to (repeatable)");
+  create->add_option("--memory,-m", f.memory, "Memory, e.g. 512M")->capture_default_str();
+  create->add_option("--cpus,-c", f.cpus, "Virtual CPUs")->capture_default_str();
+  create->add_option("--machine", f.machine, "q35 or microvm")->capture_default_str();
+  create->add_option("--description", f.description);
+  create->add_flag("--autostart", f.autostart, "Start with the daemon");
+  create->add_flag("--start", f.start, "Start the VM once defined");
+  create->callback([&ctx] {
+    ctx.outcome = [&]() -> Result<void> {
+      auto abs = [](const std::string& p) {
+        return p.empty() ? p : std::filesystem::absolute(p).string();
+      };
+      Json body = {
+          {"name", f.name},        {"vcpus", f.cpus},          {"memory", f.memory},
+          {"machine", f.machine},  {"kernel", abs(f.kernel)},  {"initrd", abs(f.initrd)},
+          {"cmdline", f.cmdline},  {"autostart", f.autostart}, {"description", f.description},
+          {"disks", Json::array()}};
+      for (const auto& d : f.disks) body["disks"].push_back(disk_json(d));
+      if (!f.nics.empty()) {
+        body["nics"] = Json::array();
+        for (const auto& n : f.nics) body["nics"].push_back(Json{{"network", n}});
+      }
+      TRY(TRY(ctx.client())->create(kCollection, body));
+      if (f.start) TRY(change_state(ctx, f.name, "start", false, f.timeout));
+      return {};
+    }();
+  });
+
+  add_action(noun, ctx, f, "start", "Start a VM");
+  add_action(noun, ctx, f, "stop", "Stop a VM: ACPI power button, forced after --timeout");
+  add_action(noun, ctx, f, "restart", "Stop and start a VM");
+  add_action(noun, ctx, f, "pause", "Pause a VM's vCPUs");
+  add_action(noun, ctx, f, "resume", "Resume a paused VM");
+
+  auto* rm = noun->add_subcommand("rm", "Delete a VM definition (--force stops it first)");
+  rm->add_option("name", f.name)->required();
+  rm->add_flag("--force,-f", f.force, "Power the VM off first if it runs");
+  rm->callback([&ctx] {
+    ctx.outcome = [&]() -> Result<void> {
+      auto* c = TRY(ctx.client());
+      if (f.force) {
+        auto vm = TRY(c->get(kCollection, f.name));
+        if (vm.data.value("state", Json::object()).value("status", "stopped") != "stopped")
+          TRY(change_state(ctx, f.name, "stop", true, 0));
+      }
+      return c->remove(kCollection, f.name);
+    }();
+  });
+
+  noun->add_subcommand("ls", "List VMs")->callback([&ctx] {
+    ctx.outcome = [&]() -> Result<void> {
+      auto items = TRY(TRY(ctx.client())->list(kCollection));
+      std::vector<std::vector<std::string>> rows = {
+          {"NAME", "STATUS", "VCPUS", "MEMORY", "MACHINE", "PID"}};
+      for (const auto& vm : items) {
+        const Json state = vm.value("state", Json::object());
+        rows.push_back({plain(vm["name"]), plain(state.value("status", Json("unknown"))),
+                        plain(vm.value("vcpus", Json())), memory_text(vm),
+                        plain(vm.value("machine", Json())), plain(state.value("pid", Json("")))});
+      }
+      print(ctx.format(), Json(items), rows);
+      return {};
+    }();
+  });
+
+  auto* show = noun->add_subcommand("show", "Show a VM");
+  show->add_option("name", f.name)->required();
+  show->callback([&ctx] {
+    ctx.outcome = [&]() -> Result<void> {
+      print_vm(ctx, TRY(TRY(ctx.client())->get(kCollection, f.name)).data);
+      return {};
+    }();
+  });
+
+  auto* console = noun->add_subcommand("console", "Show a VM's serial console output");
+  console->add_option("name", f.name)->required();
+  console->add_flag("--log", f.log, "Print the console's ring log (the default for now)");
+  console->callback([&ctx] {
+    ctx.outcome = [&]() -> Result<void> {
+      auto reply = TRY(TRY(ctx.client())->request("GET", "/1.0/vms/" + f.name + "/console"));
+      std::cout << reply.body.value("log", "");
+      return {};
+    }();
+  });
+}
+
+}  // namespace vireo::cli

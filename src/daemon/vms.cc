@@ -1,0 +1,367 @@
+#include "daemon/vms.h"
+
+#include <fstream>
+
+#include "api/event.h"
+#include "base/file.h"
+#include "base/ids.h"
+#include "base/log.h"
+#include "base/strings.h"
+
+namespace vireo::daemon {
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+constexpr const char* kCollection = "vms";
+constexpr int kDefaultStopTimeoutS = 30;
+
+Result<std::string> string_field(const Json& spec, const char* key) {
+  if (!spec.contains(key)) return std::string();
+  if (!spec[key].is_string())
+    return make_error(ErrorCode::kInvalidArgument, "field '{}' must be a string", key);
+  return spec[key].get<std::string>();
+}
+
+Result<std::string> absolute_file(const Json& spec, const char* key) {
+  std::string path = TRY(string_field(spec, key));
+  if (path.empty()) return path;
+  if (!path.starts_with('/'))
+    return make_error(ErrorCode::kInvalidArgument, "field '{}': '{}' must be an absolute path", key,
+                      path);
+  if (!fs::is_regular_file(path) && !fs::is_block_file(path))
+    return make_error(ErrorCode::kNotFound, "field '{}': {} does not exist", key, path);
+  return path;
+}
+
+Result<uint64_t> memory_bytes(const Json& value) {
+  if (value.is_number_unsigned()) return value.get<uint64_t>();
+  if (value.is_string())
+    return with_context(parse_size(value.get<std::string>()), "field 'memory'");
+  return make_error(ErrorCode::kInvalidArgument,
+                    "field 'memory' must be a size such as \"512MiB\" or a number of bytes");
+}
+
+// "raw" or "qcow2" from the file's first bytes when the spec does not say.
+std::string detect_format(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  in.read(magic, 4);
+  return std::string_view(magic, 4) == "QFI\xfb" ? "qcow2" : "raw";
+}
+
+Result<Json> validate_disk(const Json& disk, size_t index) {
+  const std::string where = fmt::format("disks[{}]", index);
+  if (!disk.is_object())
+    return make_error(ErrorCode::kInvalidArgument, "{} must be an object with a 'path'", where);
+  for (const auto& [key, value] : disk.items())
+    if (key != "path" && key != "format" && key != "readonly")
+      return make_error(ErrorCode::kInvalidArgument,
+                        "{}: unknown field '{}' (a disk has path, format, readonly)", where, key);
+  std::string path = TRY_CTX(absolute_file(disk, "path"), "{}", where);
+  if (path.empty()) return make_error(ErrorCode::kInvalidArgument, "{} needs a 'path'", where);
+  std::string format = TRY(string_field(disk, "format"));
+  if (format.empty()) format = detect_format(path);
+  if (format != "raw" && format != "qcow2")
+    return make_error(ErrorCode::kInvalidArgument, "{}.format must be raw or qcow2", where);
+  if (disk.contains("readonly") && !disk["readonly"].is_boolean())
+    return make_error(ErrorCode::kInvalidArgument, "{}.readonly must be true or false", where);
+  return Json{{"path", path}, {"format", format}, {"readonly", disk.value("readonly", false)}};
+}
+
+// A stable UUID for one VM definition: the same name recreated later gets a new one.
+std::string vm_uuid(const store::ObjectRow& row) {
+  std::string h = sha256_hex("vm:" + row.name + "@" + row.created_at);
+  h[12] = '4';
+  return fmt::format("{}-{}-{}-{}-{}", h.substr(0, 8), h.substr(8, 4), h.substr(12, 4),
+                     h.substr(16, 4), h.substr(20, 12));
+}
+
+}  // namespace
+
+Result<Json> validate_vm(const Json& spec) {
+  static const std::set<std::string> kKnown = {"vcpus",     "memory",     "machine", "kernel",
+                                               "initrd",    "cmdline",    "disks",   "nics",
+                                               "autostart", "description"};
+  for (const auto& [key, value] : spec.items())
+    if (!kKnown.contains(key))
+      return make_error(ErrorCode::kInvalidArgument,
+                        "unknown field '{}' (a VM has vcpus, memory, machine, kernel, initrd, "
+                        "cmdline, disks, nics, autostart, description)",
+                        key);
+  Json out;
+  out["description"] = TRY(string_field(spec, "description"));
+  int64_t vcpus = 1;
+  if (spec.contains("vcpus")) {
+    if (!spec["vcpus"].is_number_integer())
+      return make_error(ErrorCode::kInvalidArgument, "field 'vcpus' must be an integer");
+    vcpus = spec["vcpus"].get<int64_t>();
+  }
+  if (vcpus < 1 || vcpus > compute::kMaxVcpus)
+    return make_error(ErrorCode::kInvalidArgument, "field 'vcpus' must be between 1 and {}",
+                      compute::kMaxVcpus);
+  out["vcpus"] = vcpus;
+  uint64_t memory = spec.contains("memory") ? TRY(memory_bytes(spec["memory"])) : 256ull << 20;
+  if (memory < (compute::kMinMemoryMib << 20) || memory > (compute::kMaxMemoryMib << 20))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "field 'memory' must be between {} MiB and {} GiB", compute::kMinMemoryMib,
+                      compute::kMaxMemoryMib >> 10);
+  out["memory"] = memory;
+  std::string machine = TRY(string_field(spec, "machine"));
+  if (machine.empty()) machine = "q35";
+  if (machine != "q35" && machine != "microvm")
+    return make_error(ErrorCode::kInvalidArgument, "field 'machine' must be q35 or microvm");
+  out["machine"] = machine;
+  out["kernel"] = TRY(absolute_file(spec, "kernel"));
+  out["initrd"] = TRY(absolute_file(spec, "initrd"));
+  out["cmdline"] = TRY(string_field(spec, "cmdline"));
+  if (out["kernel"] == "" && (out["initrd"] != "" || out["cmdline"] != ""))
+    return make_error(ErrorCode::kInvalidArgument, "initrd and cmdline need a kernel");
+  if (!out["kernel"].get_ref<const std::string&>().empty())
+    TRY(compute::check_kernel_image(out["kernel"]));
+  out["disks"] = Json::array();
+  if (spec.contains("disks")) {
+    if (!spec["disks"].is_array())
+      return make_error(ErrorCode::kInvalidArgument, "field 'disks' must be an array");
+    for (size_t i = 0; i < spec["disks"].size(); ++i)
+      out["disks"].push_back(TRY(validate_disk(spec["disks"][i], i)));
+  }
+  if (out["kernel"] == "" && out["disks"].empty())
+    return make_error(ErrorCode::kInvalidArgument,
+                      "a VM needs something to boot: a kernel or at least one disk");
+  if (spec.contains("nics") && !(spec["nics"].is_array() && spec["nics"].empty()))
+    return make_error(ErrorCode::kUnavailable,
+                      "field 'nics': attaching VMs to Vireo networks is not available yet");
+  out["nics"] = Json::array();
+  if (spec.contains("autostart") && !spec["autostart"].is_boolean())
+    return make_error(ErrorCode::kInvalidArgument, "field 'autostart' must be true or false");
+  out["autostart"] = spec.value("autostart", false);
+  return out;
+}
+
+VmManager::VmManager(fs::path state_root, store::Store& store, server::EventHub& events,
+                     server::OperationManager& operations, std::string accelerator)
+    : root_(std::move(state_root)),
+      store_(store),
+      events_(events),
+      operations_(operations),
+      accelerator_(std::move(accelerator)) {}
+
+VmManager::~VmManager() = default;
+
+fs::path VmManager::run_dir(const std::string& name) const {
+  return root_ / "vms" / name;
+}
+
+void VmManager::lifecycle(const std::string& name, const std::string& verb, Json extra) {
+  Json meta = api::lifecycle_metadata("vm-" + verb, "/1.0/vms/" + name);
+  if (extra.is_object()) meta["context"] = std::move(extra);
+  events_.publish("lifecycle", std::move(meta));
+}
+
+Result<compute::VmSpec> VmManager::vm_spec(const store::ObjectRow& row) const {
+  const Json& s = row.spec;
+  compute::VmSpec spec;
+  spec.name = row.name;
+  spec.uuid = vm_uuid(row);
+  spec.vcpus = s.value("vcpus", 1);
+  spec.memory_mib = s.value("memory", uint64_t{256} << 20) >> 20;
+  spec.machine =
+      s.value("machine", "q35") == "microvm" ? compute::Machine::kMicrovm : compute::Machine::kQ35;
+  spec.accelerator =
+      accelerator_ == "kvm" ? compute::Accelerator::kKvm : compute::Accelerator::kTcg;
+  spec.kernel = s.value("kernel", "");
+  spec.initrd = s.value("initrd", "");
+  spec.cmdline = s.value("cmdline", "");
+  for (const auto& d : s.value("disks", Json::array())) {
+    compute::DiskSpec disk;
+    disk.path = d.value("path", "");
+    disk.format = d.value("format", "raw") == "qcow2" ? compute::DiskFormat::kQcow2
+                                                      : compute::DiskFormat::kRaw;
+    disk.access =
+        d.value("readonly", false) ? compute::Access::kReadOnly : compute::Access::kReadWrite;
+    spec.disks.push_back(std::move(disk));
+  }
+  TRY(compute::validate_spec(spec));
+  return spec;
+}
+
+compute::VmProcessOptions VmManager::process_options(const std::string& name) {
+  compute::VmProcessOptions o;
+  o.on_event = [this, name](const compute::QmpEvent& e) {
+    if (e.name == "SHUTDOWN") lifecycle(name, "shutdown", e.data);
+    if (e.name == "RESET") lifecycle(name, "reboot", e.data);
+    if (e.name == "STOP") lifecycle(name, "paused");
+    if (e.name == "RESUME") lifecycle(name, "resumed");
+  };
+  o.on_exit = [this, name](const compute::ExitInfo& exit) {
+    {
+      std::lock_guard lock(mutex_);
+      last_exit_[name] = exit.describe();
+    }
+    lifecycle(name, "stopped", Json{{"reason", exit.describe()}});
+  };
+  return o;
+}
+
+std::shared_ptr<compute::VmProcess> VmManager::running(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto it = processes_.find(name);
+  if (it == processes_.end()) return nullptr;
+  if (it->second->exited()) {
+    processes_.erase(it);
+    return nullptr;
+  }
+  return it->second;
+}
+
+Result<void> VmManager::start(const std::string& name) {
+  if (running(name)) return make_error(ErrorCode::kConflict, "VM '{}' is already running", name);
+  auto row = TRY(store_.get_object(kCollection, name));
+  compute::VmSpec spec = TRY(vm_spec(row));
+  std::shared_ptr<compute::VmProcess> process =
+      TRY(compute::VmProcess::start(spec, run_dir(name), process_options(name)));
+  {
+    std::lock_guard lock(mutex_);
+    processes_[name] = process;
+    last_exit_.erase(name);
+  }
+  lifecycle(name, "started");
+  return {};
+}
+
+Result<void> VmManager::stop(const std::string& name, bool force, int timeout_s) {
+  auto process = running(name);
+  if (!process) return make_error(ErrorCode::kConflict, "VM '{}' is not running", name);
+  TRY(process->stop(force ? compute::StopMode::kForce : compute::StopMode::kGraceful,
+                    std::chrono::seconds(timeout_s)));
+  std::lock_guard lock(mutex_);
+  processes_.erase(name);
+  return {};
+}
+
+Result<Json> VmManager::act(const std::string& name, const std::string& action, bool force,
+                            int timeout_s) {
+  std::lock_guard serial(action_mutex_);
+  if (action == "start") {
+    TRY(start(name));
+  } else if (action == "stop") {
+    TRY(stop(name, force, timeout_s));
+  } else if (action == "restart") {
+    if (running(name)) TRY(stop(name, force, timeout_s));
+    TRY(start(name));
+  } else if (action == "pause" || action == "resume") {
+    auto process = running(name);
+    if (!process) return make_error(ErrorCode::kConflict, "VM '{}' is not running", name);
+    TRY(action == "pause" ? process->pause() : process->resume());
+  } else {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "action '{}': expected start, stop, restart, pause or resume", action);
+  }
+  return Json{{"name", name}, {"action", action}};
+}
+
+Json VmManager::state(const store::ObjectRow& row) {
+  Json s{{"status", "stopped"},
+         {"accelerator", accelerator_},
+         {"uuid", vm_uuid(row)},
+         {"console_log", (run_dir(row.name) / "console.log").string()}};
+  if (auto process = running(row.name)) {
+    auto status = process->status();
+    s["status"] = status && *status == "paused" ? "paused" : "running";
+    s["pid"] = process->pid();
+  }
+  std::lock_guard lock(mutex_);
+  if (auto it = last_exit_.find(row.name); it != last_exit_.end()) s["last_exit"] = it->second;
+  return s;
+}
+
+Result<void> VmManager::remove(const store::ObjectRow& row) {
+  if (running(row.name))
+    return make_error(ErrorCode::kConflict, "VM '{}' is running: stop it first", row.name);
+  std::error_code ec;
+  fs::remove_all(run_dir(row.name), ec);
+  if (ec)
+    return make_error(ErrorCode::kIo, "remove {}: {}", run_dir(row.name).string(), ec.message());
+  std::lock_guard lock(mutex_);
+  last_exit_.erase(row.name);
+  return {};
+}
+
+server::ObjectKind VmManager::kind() {
+  return server::ObjectKind{
+      .collection = kCollection,
+      .noun = "vm",
+      .validate = validate_vm,
+      .create = [this](const store::ObjectRow& row, server::OperationContext*) -> Result<void> {
+        TRY(vm_spec(row));
+        return {};
+      },
+      .remove = [this](const store::ObjectRow& row) { return remove(row); },
+      .state = [this](const store::ObjectRow& row) { return state(row); },
+  };
+}
+
+void VmManager::add_routes(server::Router& router) {
+  router.add_sync(
+      server::Method::kPut, "/1.0/vms/{name}/state",
+      [this](server::Request& req) -> Result<server::Response> {
+        const std::string name = req.params["name"];
+        TRY(store_.get_object(kCollection, name));
+        Json body = TRY(req.json_body());
+        if (!body.is_object() || !body.contains("action") || !body["action"].is_string())
+          return make_error(ErrorCode::kInvalidArgument,
+                            "body must be {\"action\": \"start|stop|restart|pause|resume\"}");
+        std::string action = body["action"];
+        bool force = body.value("force", false);
+        int timeout = body.value("timeout", kDefaultStopTimeoutS);
+        if (timeout < 0 || timeout > 3600)
+          return make_error(ErrorCode::kInvalidArgument, "timeout must be 0-3600 seconds");
+        auto op =
+            operations_.start(fmt::format("{} VM {}", action, name),
+                              Json{{"vms", {"/1.0/vms/" + name}}}, server::Cancellable::kNo,
+                              [this, name, action, force, timeout](server::OperationContext&) {
+                                return act(name, action, force, timeout);
+                              });
+        return std::move(server::Response::json(api::to_json(op), 202)
+                             .header("Location", "/1.0/operations/" + op.id));
+      });
+  router.add_sync(
+      server::Method::kGet, "/1.0/vms/{name}/console",
+      [this](server::Request& req) -> Result<server::Response> {
+        const std::string name = req.params["name"];
+        TRY(store_.get_object(kCollection, name));
+        auto text = read_file(run_dir(name) / "console.log");
+        return server::Response::json(Json{{"name", name}, {"log", text ? *text : std::string()}});
+      });
+}
+
+void VmManager::reconcile() {
+  auto rows = store_.list_objects(kCollection);
+  if (!rows) {
+    spdlog::error("vms: cannot list VMs: {}", rows.error().message());
+    return;
+  }
+  for (const auto& row : *rows) {
+    if (row.status != "ready") continue;
+    if (fs::exists(run_dir(row.name) / "qemu.pid")) {
+      auto attached = compute::VmProcess::attach(run_dir(row.name), process_options(row.name));
+      if (attached) {
+        std::lock_guard lock(mutex_);
+        processes_[row.name] = std::move(*attached);
+        spdlog::info("vms: re-attached to running VM {}", row.name);
+        continue;
+      }
+    }
+    if (!row.spec.value("autostart", false)) continue;
+    operations_.start(fmt::format("autostart VM {}", row.name),
+                      Json{{"vms", {"/1.0/vms/" + row.name}}}, server::Cancellable::kNo,
+                      [this, name = row.name](server::OperationContext&) {
+                        return act(name, "start", false, kDefaultStopTimeoutS);
+                      });
+  }
+}
+
+}  // namespace vireo::daemon

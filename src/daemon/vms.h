@@ -1,0 +1,65 @@
+#pragma once
+// VMs in vireod: the "vms" object kind (definitions in the store) and the live QEMU processes
+// behind them (compute::VmProcess, one per running VM). A VM's run directory is
+// <state root>/vms/<name>; QEMU outlives vireod, and reconcile() re-attaches to it at start.
+//
+// Actions (start, stop, restart, pause, resume) are operations: PUT /1.0/vms/{name}/state with
+// {"action": ..., "force": bool, "timeout": seconds}. The serial console's ring log is
+// GET /1.0/vms/{name}/console. Lifecycle changes, also the guest's own (shutdown, reboot, QEMU
+// dying), are events. Thread-safe: actions run on operation threads, QEMU callbacks on the
+// VmProcess watcher threads.
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "compute/vm_process.h"
+#include "server/events.h"
+#include "server/objects.h"
+#include "server/operations.h"
+#include "server/router.h"
+#include "store/store.h"
+
+namespace vireo::daemon {
+
+// Checks and normalizes a VM spec (exposed for unit tests).
+[[nodiscard]] Result<Json> validate_vm(const Json& spec);
+
+class VmManager {
+ public:
+  VmManager(std::filesystem::path state_root, store::Store& store, server::EventHub& events,
+            server::OperationManager& operations, std::string accelerator);
+  ~VmManager();  // detaches: VMs keep running
+
+  server::ObjectKind kind();
+  void add_routes(server::Router& router);
+  // At daemon start: re-attach to running QEMUs, start the autostart VMs that are not running.
+  void reconcile();
+
+ private:
+  [[nodiscard]] Result<compute::VmSpec> vm_spec(const store::ObjectRow& row) const;
+  [[nodiscard]] Result<Json> act(const std::string& name, const std::string& action, bool force,
+                                 int timeout_s);
+  [[nodiscard]] Result<void> start(const std::string& name);
+  [[nodiscard]] Result<void> stop(const std::string& name, bool force, int timeout_s);
+  [[nodiscard]] Result<void> remove(const store::ObjectRow& row);
+  Json state(const store::ObjectRow& row);
+  compute::VmProcessOptions process_options(const std::string& name);
+  // The live process, or null when the VM is not running (an exited one is dropped here).
+  std::shared_ptr<compute::VmProcess> running(const std::string& name);
+  std::filesystem::path run_dir(const std::string& name) const;
+  void lifecycle(const std::string& name, const std::string& verb, Json extra = {});
+
+  std::filesystem::path root_;
+  store::Store& store_;
+  server::EventHub& events_;
+  server::OperationManager& operations_;
+  std::string accelerator_;
+  std::mutex mutex_;  // guards processes_ and last_exit_; held briefly, never across QEMU calls
+  std::map<std::string, std::shared_ptr<compute::VmProcess>> processes_;
+  std::map<std::string, std::string> last_exit_;
+  std::mutex action_mutex_;  // one action at a time per daemon: keeps start/stop races simple
+};
+
+}  // namespace vireo::daemon

@@ -1,0 +1,138 @@
+// VMs through vireod and the CLI, with the real guest under QEMU: define, start, console, pause,
+// resume, a daemon kill -9 and restart that the VM survives (and re-attach), ACPI stop, delete;
+// and definitions the daemon must refuse.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "base/file.h"
+#include "base/json.h"
+#include "daemon_process.h"
+
+namespace vireo::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+struct Guest {
+  std::string kernel, initrd;
+};
+
+// The guest from .cache/guest, built by scripts/guest-image when absent (CI runs it first).
+const Guest& guest() {
+  static const Guest g = [] {
+    const char* src = std::getenv("VIREO_SOURCE_DIR");
+    fs::path root = src ? src : ".";
+    fs::path dir = root / ".cache" / "guest";
+    if (!fs::exists(dir / "vmlinuz") || !fs::exists(dir / "initramfs.cpio.gz")) {
+      auto r = run_process({(root / "scripts" / "guest-image").string()}, {.timeout = 300s});
+      if (!r || !r->ok()) ADD_FAILURE() << "scripts/guest-image failed";
+    }
+    return Guest{(dir / "vmlinuz").string(), (dir / "initramfs.cpio.gz").string()};
+  }();
+  return g;
+}
+
+Json vm_json(const DaemonProcess& d, const std::string& name) {
+  auto r = d.cli({"--format", "json", "vm", "show", name});
+  return r.exit_code == 0 ? parse_json(r.out).value_or(Json()) : Json();
+}
+
+std::string status_of(const DaemonProcess& d, const std::string& name) {
+  return vm_json(d, name).value("state", Json::object()).value("status", "?");
+}
+
+// A zombie (exited, not yet reaped by init after the daemon that started it died) is not alive.
+bool alive(int pid) {
+  auto stat = read_file(fmt::format("/proc/{}/stat", pid));
+  if (!stat) return false;
+  auto paren = stat->rfind(')');
+  return paren != std::string::npos && paren + 2 < stat->size() && (*stat)[paren + 2] != 'Z';
+}
+
+// The console log has no event to wait on; poll it, bounded.
+bool console_shows(const DaemonProcess& d, const std::string& name, const std::string& text) {
+  const auto deadline = std::chrono::steady_clock::now() + 120s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (d.cli({"vm", "console", name, "--log"}).out.find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(200ms);
+  }
+  return false;
+}
+
+TEST(VmDaemonTest, LifecycleSurvivesADaemonKillAndEndsWithAcpiStop) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start());
+  auto created =
+      d.cli({"vm", "create", "g1", "--kernel", guest().kernel, "--initrd", guest().initrd,
+             "--cmdline", "console=ttyS0 quiet", "--memory", "256M", "--start"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  EXPECT_EQ(status_of(d, "g1"), "running");
+  ASSERT_TRUE(console_shows(d, "g1", "VIREO-GUEST-READY"));
+  int pid = vm_json(d, "g1")["state"].value("pid", 0);
+  ASSERT_GT(pid, 0);
+
+  EXPECT_EQ(d.cli({"vm", "pause", "g1"}).exit_code, 0);
+  EXPECT_EQ(status_of(d, "g1"), "paused");
+  EXPECT_EQ(d.cli({"vm", "resume", "g1"}).exit_code, 0);
+  EXPECT_EQ(status_of(d, "g1"), "running");
+
+  auto refused = d.cli({"vm", "rm", "g1"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("VM 'g1' is running: stop it first"), std::string::npos)
+      << refused.err;
+
+  // The VM outlives the daemon (and holds none of its sockets: the new daemon can listen).
+  d.kill();
+  EXPECT_TRUE(alive(pid));
+  ASSERT_TRUE(d.start());
+  EXPECT_EQ(status_of(d, "g1"), "running");
+  EXPECT_EQ(vm_json(d, "g1")["state"].value("pid", 0), pid);
+
+  auto stopped = d.cli({"vm", "stop", "g1", "--timeout", "60"});
+  EXPECT_EQ(stopped.exit_code, 0) << stopped.err;
+  Json vm = vm_json(d, "g1");
+  EXPECT_EQ(vm["state"].value("status", ""), "stopped");
+  EXPECT_NE(vm["state"].value("last_exit", "").find("guest-shutdown"), std::string::npos)
+      << vm.dump();
+  EXPECT_FALSE(alive(pid));
+
+  EXPECT_EQ(d.cli({"vm", "rm", "g1"}).exit_code, 0);
+  EXPECT_FALSE(fs::exists(d.root() / "vms" / "g1"));
+  EXPECT_EQ(d.cli({"vm", "show", "g1"}).exit_code, 1);
+}
+
+TEST(VmDaemonTest, BadDefinitionsAreRefusedAndLeaveNothing) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start());
+  struct Case {
+    std::vector<std::string> args;
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {{"vm", "create", "b1"}, "a VM needs something to boot: a kernel or at least one disk"},
+      {{"vm", "create", "b2", "--kernel", guest().kernel, "--memory", "lots"}, "memory"},
+      {{"vm", "create", "b3", "--kernel", guest().kernel, "--cpus", "0"},
+       "field 'vcpus' must be between 1 and 128"},
+      {{"vm", "create", "b4", "--kernel", "/etc/hostname"}, "/etc/hostname"},
+      {{"vm", "create", "b5", "--kernel", "/nonexistent/vmlinuz"},
+       "field 'kernel': /nonexistent/vmlinuz does not exist"},
+      {{"vm", "create", "b6", "--disk", "/nonexistent.qcow2"}, "does not exist"},
+      {{"vm", "create", "b7", "--kernel", guest().kernel, "--machine", "pc98"},
+       "field 'machine' must be q35 or microvm"},
+  };
+  for (const auto& c : cases) {
+    auto r = d.cli(c.args);
+    EXPECT_EQ(r.exit_code, 1) << c.args[2];
+    EXPECT_NE(r.err.find(c.error), std::string::npos) << c.args[2] << ": " << r.err;
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
+  }
+  EXPECT_EQ(d.cli({"--format", "json", "vm", "ls"}).out, "[]\n");
+  auto bad_action = d.cli({"vm", "start", "missing"});
+  EXPECT_EQ(bad_action.exit_code, 1);
+  EXPECT_NE(bad_action.err.find("missing"), std::string::npos) << bad_action.err;
+}
+
+}  // namespace
+}  // namespace vireo::testing
