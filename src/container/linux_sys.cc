@@ -172,40 +172,47 @@ void close_fds_from(int first, int keep1, int keep2) {
   close_range(std::max(first, keep_hi + 1), INT32_MAX);
 }
 
-Result<void> send_fd(int sock, int fd, std::string_view data) {
-  char byte = 0;
-  iovec iov{&byte, 1};
-  if (!data.empty()) iov = {const_cast<char*>(data.data()), data.size()};
+namespace {
+
+// A one-buffer message with room for one fd in its control data. msg points into the object,
+// so it is built in place and never copied.
+struct FdMessage {
+  FdMessage(const FdMessage&) = delete;
+  iovec iov;
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  FdMessage(void* data, size_t size) : iov{data, size} {
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+  }
+};
+
+}  // namespace
+
+Result<void> send_fd(int sock, int fd, std::string_view data) {
+  char byte = 0;
+  FdMessage m(data.empty() ? &byte : const_cast<char*>(data.data()),
+              data.empty() ? 1 : data.size());
+  cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
   std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  if (::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) return errno_error("send fd");
+  if (::sendmsg(sock, &m.msg, MSG_NOSIGNAL) < 0) return errno_error("send fd");
   return {};
 }
 
 Result<std::pair<size_t, Fd>> recv_with_fd(int sock, char* buf, size_t size) {
-  iovec iov{buf, size};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
+  FdMessage m(buf, size);
   ssize_t n;
   do {
-    n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    n = ::recvmsg(sock, &m.msg, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
   if (n < 0) return errno_error("receive");
   Fd passed;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&m.msg); c; c = CMSG_NXTHDR(&m.msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     int fd;
     std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
