@@ -17,6 +17,7 @@
 #include "base/ids.h"
 #include "base/log.h"
 #include "daemon/host_facts.h"
+#include "daemon/networks.h"
 #include "daemon/profiles.h"
 #include "daemon/vms.h"
 #include "server/http_server.h"
@@ -50,10 +51,14 @@ class EventLogSink : public spdlog::sinks::base_sink<std::mutex> {
   server::EventHub& events_;
 };
 
-const std::vector<std::string> kApiExtensions = {
-    "operations", "events_websocket",        "etag",
-    "profiles",   "tls_client_certificates", "bearer_tokens",
-    "vms"};
+const std::vector<std::string> kApiExtensions = {"operations",
+                                                 "events_websocket",
+                                                 "etag",
+                                                 "profiles",
+                                                 "tls_client_certificates",
+                                                 "bearer_tokens",
+                                                 "vms",
+                                                 "networks"};
 
 Result<std::pair<std::string, uint16_t>> split_listen(const std::string& listen) {
   auto colon = listen.rfind(':');
@@ -90,6 +95,7 @@ struct Daemon::Impl {
   server::ObjectService objects{*store, events, operations};
   std::unique_ptr<server::HttpServer> http;
   std::unique_ptr<VmManager> vms;
+  std::unique_ptr<NetworkManager> networks;
   std::shared_ptr<EventLogSink> log_sink;
   api::HostInfo host;
   uint16_t tls_port = 0;
@@ -125,6 +131,7 @@ void Daemon::Impl::add_routes() {
   objects.register_kind(profile_kind(), router);
   objects.register_kind(vms->kind(), router);
   vms->add_routes(router);
+  networks->add_routes(router);
   if (config.debug_api) add_debug_routes();
 }
 
@@ -215,6 +222,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonConfig config) {
   impl->host = gather_host_facts();
   impl->vms = std::make_unique<VmManager>(impl->config.root, *impl->store, impl->events,
                                           impl->operations, impl->host.accelerator);
+  impl->networks = std::make_unique<NetworkManager>(impl->config.root, impl->events);
   impl->http = std::make_unique<server::HttpServer>(
       impl->io, impl->router, impl->events,
       server::Credentials{.token_valid =
@@ -229,6 +237,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonConfig config) {
   impl->add_routes();
   TRY(impl->objects.recover());
   impl->vms->reconcile();
+  impl->networks->start();
   return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
 }
 

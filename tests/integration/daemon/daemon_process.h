@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,7 +36,25 @@ class DaemonProcess {
   }
   ~DaemonProcess() {
     kill();
+    stop_netd();
     std::filesystem::remove_all(dir_);
+  }
+
+  // vireo-netd outlives vireod by design (own session); tests end it themselves.
+  pid_t netd_pid() const {
+    std::ifstream in(root_ / "network" / "netd.pid");
+    pid_t pid = -1;
+    in >> pid;
+    return pid;
+  }
+  void stop_netd() {
+    pid_t pid = netd_pid();
+    if (pid <= 0 || ::kill(pid, SIGTERM) != 0) return;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (::kill(pid, 0) == 0 && std::chrono::steady_clock::now() < deadline) {
+      ::waitpid(pid, nullptr, WNOHANG);  // our grandchild is reaped by init, or by us if adopted
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
   }
 
   // Starts vireod and waits (bounded) until its socket answers. Returns false on failure.

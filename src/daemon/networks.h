@@ -1,0 +1,50 @@
+#pragma once
+// Networks in vireod: one vireo-netd per state root (under <root>/network: its saved
+// configuration, control socket, log and pid file), started in its own session, or adopted
+// when one already answers there, so forwarding goes on while vireod stops, restarts or dies.
+//
+// vireo-netd is the source of truth: it persists its configuration and replays it at start,
+// so vireod keeps no copy of networks in its store and every /1.0/networks request is
+// translated into netd control requests (docs/network.md); netd's errors keep their category
+// (404, 409, 400). Lifecycle events for create and delete. Thread-safe (NetdClient serializes).
+#include <filesystem>
+#include <memory>
+#include <mutex>
+
+#include "network/netd_client.h"
+#include "server/events.h"
+#include "server/router.h"
+
+namespace vireo::daemon {
+
+inline constexpr const char* kDefaultNetwork = "vireo0";
+
+class NetworkManager {
+ public:
+  NetworkManager(std::filesystem::path state_root, server::EventHub& events);
+
+  // Adopts or starts vireo-netd and creates the default network when there is none. A failure
+  // is logged; requests try again and answer 503 while netd cannot be started.
+  void start();
+  void add_routes(server::Router& router);
+
+  std::filesystem::path dir() const { return root_ / "network"; }
+
+ private:
+  void add_port_routes(server::Router& router);
+  void add_service_routes(server::Router& router);
+  [[nodiscard]] Result<void> adopt_or_spawn();
+  [[nodiscard]] Result<void> create_default();
+  // The reply by value: iterate a copy of a list in it, never TRY(call(...))["list"] directly
+  // (the temporary reply would die before the loop runs).
+  [[nodiscard]] Result<Json> call(const std::string& op, Json fields = Json::object());
+  [[nodiscard]] Result<Json> find(const std::string& name);
+  void lifecycle(const std::string& name, const std::string& verb);
+
+  std::filesystem::path root_;
+  server::EventHub& events_;
+  std::mutex mutex_;  // guards netd_ (replaced when netd is started again)
+  std::unique_ptr<net::NetdClient> netd_;
+};
+
+}  // namespace vireo::daemon
