@@ -41,6 +41,7 @@ int run(int argc, char** argv) {
   add_profile_commands(app, ctx);
   add_vm_commands(app, ctx);
   add_network_commands(app, ctx);
+  add_storage_commands(app, ctx);
   add_debug_commands(app, ctx);
   add_completion_command(app, ctx);
   try {

@@ -33,6 +33,7 @@ void add_events_command(CLI::App& app, Context& ctx);
 void add_profile_commands(CLI::App& app, Context& ctx);
 void add_vm_commands(CLI::App& app, Context& ctx);
 void add_network_commands(CLI::App& app, Context& ctx);
+void add_storage_commands(CLI::App& app, Context& ctx);
 void add_debug_commands(CLI::App& app, Context& ctx);
 void add_completion_command(CLI::App& app, Context& ctx);
 

@@ -19,6 +19,7 @@
 #include "daemon/host_facts.h"
 #include "daemon/networks.h"
 #include "daemon/profiles.h"
+#include "daemon/storage.h"
 #include "daemon/vms.h"
 #include "server/http_server.h"
 #include "server/objects.h"
@@ -51,14 +52,10 @@ class EventLogSink : public spdlog::sinks::base_sink<std::mutex> {
   server::EventHub& events_;
 };
 
-const std::vector<std::string> kApiExtensions = {"operations",
-                                                 "events_websocket",
-                                                 "etag",
-                                                 "profiles",
-                                                 "tls_client_certificates",
-                                                 "bearer_tokens",
-                                                 "vms",
-                                                 "networks"};
+const std::vector<std::string> kApiExtensions = {
+    "operations", "events_websocket",        "etag",
+    "profiles",   "tls_client_certificates", "bearer_tokens",
+    "vms",        "storage_pools",           "networks"};
 
 Result<std::pair<std::string, uint16_t>> split_listen(const std::string& listen) {
   auto colon = listen.rfind(':');
@@ -96,6 +93,7 @@ struct Daemon::Impl {
   std::unique_ptr<server::HttpServer> http;
   std::unique_ptr<VmManager> vms;
   std::unique_ptr<NetworkManager> networks;
+  std::unique_ptr<StorageManager> storage;
   std::shared_ptr<EventLogSink> log_sink;
   api::HostInfo host;
   uint16_t tls_port = 0;
@@ -132,6 +130,7 @@ void Daemon::Impl::add_routes() {
   objects.register_kind(vms->kind(), router);
   vms->add_routes(router);
   networks->add_routes(router);
+  storage->add_routes(router);
   if (config.debug_api) add_debug_routes();
 }
 
@@ -223,6 +222,7 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonConfig config) {
   impl->vms = std::make_unique<VmManager>(impl->config.root, *impl->store, impl->events,
                                           impl->operations, impl->host.accelerator);
   impl->networks = std::make_unique<NetworkManager>(impl->config.root, impl->events);
+  impl->storage = std::make_unique<StorageManager>(impl->config.root, impl->events);
   impl->http = std::make_unique<server::HttpServer>(
       impl->io, impl->router, impl->events,
       server::Credentials{.token_valid =
@@ -238,6 +238,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonConfig config) {
   TRY(impl->objects.recover());
   impl->vms->reconcile();
   impl->networks->start();
+  if (auto r = impl->storage->start(); !r)
+    spdlog::warn("storage pools unavailable for now: {}", r.error().message());
   return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
 }
 

@@ -37,6 +37,7 @@ class DaemonProcess {
   ~DaemonProcess() {
     kill();
     stop_netd();
+    stop_storaged();
     std::filesystem::remove_all(dir_);
   }
 
@@ -53,6 +54,23 @@ class DaemonProcess {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     while (::kill(pid, 0) == 0 && std::chrono::steady_clock::now() < deadline) {
       ::waitpid(pid, nullptr, WNOHANG);  // our grandchild is reaped by init, or by us if adopted
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+
+  // vireo-storaged too (started by vireod for its state root, outlives it).
+  pid_t storaged_pid() const {
+    std::ifstream in(root_ / "storage" / "storaged.pid");
+    pid_t pid = -1;
+    in >> pid;
+    return pid;
+  }
+  void stop_storaged() {
+    pid_t pid = storaged_pid();
+    if (pid <= 0 || ::kill(pid, SIGTERM) != 0) return;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (::kill(pid, 0) == 0 && std::chrono::steady_clock::now() < deadline) {
+      ::waitpid(pid, nullptr, WNOHANG);
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }

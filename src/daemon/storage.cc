@@ -1,0 +1,285 @@
+#include "daemon/storage.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "api/event.h"
+#include "base/fd.h"
+#include "base/file.h"
+#include "base/log.h"
+#include "base/subprocess.h"
+
+namespace vireo::daemon {
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+constexpr auto kStartTimeout = 10s;
+
+// Next to vireod's own executable first (a build tree or an install prefix), then PATH.
+std::string storaged_binary() {
+  std::error_code ec;
+  auto self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto candidate = self.parent_path() / "vireo-storaged";
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return find_program("vireo-storaged");
+}
+
+// Own session, stdin on /dev/null, output into the log, no inherited descriptors: it must
+// outlive vireod and hold none of its sockets.
+Result<pid_t> spawn_detached(const std::vector<std::string>& argv, int log_fd) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, log_fd, 1);
+  posix_spawn_file_actions_adddup2(&actions, log_fd, 2);
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD, SIGALRM})
+    sigaddset(&defaults, sig);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return std::unexpected(Error::from_errno(rc, fmt::format("start {}", argv[0])));
+  return pid;
+}
+
+// vireo-storaged's codes map onto the API's statuses directly, except a full pool, which is a
+// state conflict (409) rather than an oversized request. Its "vol.create: " prefix names a
+// control op the API caller never sent, so it goes.
+Error api_error(const Error& e, const std::string& op) {
+  std::string message = e.message();
+  if (message.starts_with(op + ": ")) message.erase(0, op.size() + 2);
+  return Error(e.code() == ErrorCode::kTooLarge ? ErrorCode::kConflict : e.code(), message);
+}
+
+Result<std::string> path_name(const server::Request& req, const char* key) {
+  auto it = req.params.find(key);
+  if (it == req.params.end() || it->second.empty())
+    return make_error(ErrorCode::kInvalidArgument, "missing {} name", key);
+  return it->second;
+}
+
+// Copies the listed fields of an API body into a storaged request, checking their types.
+Result<void> copy_fields(const Json& body, Json& request, std::initializer_list<const char*> keys) {
+  if (!body.is_object()) return make_error(ErrorCode::kInvalidArgument, "body must be an object");
+  for (const char* key : keys) {
+    if (!body.contains(key)) continue;
+    const Json& v = body[key];
+    bool size_like = std::string_view(key) == "size";
+    if (!v.is_string() && !(size_like && v.is_number_unsigned()))
+      return make_error(ErrorCode::kInvalidArgument, "field '{}' must be a {}", key,
+                        size_like ? "size such as \"10G\" or a number of bytes" : "string");
+    request[key] = v;
+  }
+  return {};
+}
+
+Result<std::string> required_string(const Json& body, const char* key) {
+  if (!body.is_object() || !body.contains(key) || !body[key].is_string() ||
+      body[key].get<std::string>().empty())
+    return make_error(ErrorCode::kInvalidArgument, "field '{}' is required", key);
+  return body[key].get<std::string>();
+}
+
+}  // namespace
+
+StoragePaths storage_paths(const fs::path& root) {
+  auto state = root / "storage";
+  return {.state = state,
+          .control = state / "control.sock",
+          .nbd = state / "nbd.sock",
+          .pidfile = state / "storaged.pid",
+          .log = state / "storaged.log"};
+}
+
+StorageManager::StorageManager(fs::path root, server::EventHub& events)
+    : root_(std::move(root)), paths_(storage_paths(root_)), events_(events) {}
+
+Result<void> StorageManager::start() {
+  auto pools = TRY(call({{"op", "pool.ls"}}));
+  if (!pools.value("pools", Json::array()).empty()) return {};
+  auto path = paths_.state / "pools" / "default";
+  TRY_CTX(
+      call({{"op", "pool.create"}, {"name", "default"}, {"type", "dir"}, {"path", path.string()}}),
+      "create the default pool");
+  spdlog::info("created storage pool 'default' (dir) at {}", path.string());
+  lifecycle("storage-pool-created", "/1.0/storage-pools/default");
+  return {};
+}
+
+Result<storage::StoragedClient> StorageManager::client() {
+  if (auto c = storage::StoragedClient::connect(paths_.control)) return std::move(*c);
+  std::lock_guard lock(spawn_mutex_);
+  if (auto c = storage::StoragedClient::connect(paths_.control)) return std::move(*c);
+  TRY(spawn_storaged());
+  return storage::StoragedClient::connect(paths_.control);
+}
+
+Result<void> StorageManager::spawn_storaged() {
+  std::string binary = storaged_binary();
+  if (binary.empty())
+    return make_error(ErrorCode::kUnavailable,
+                      "vireo-storaged not found next to vireod or on PATH; storage is unavailable");
+  TRY(make_dirs(paths_.state, 0700));
+  // A stale socket from a storaged that died would make the new one fail to bind.
+  ::unlink(paths_.control.c_str());
+  Fd log(::open(paths_.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (!log) return errno_error("open " + paths_.log.string());
+  pid_t pid = TRY(spawn_detached({binary, "--state", paths_.state.string(), "--control",
+                                  paths_.control.string(), "--nbd-socket", paths_.nbd.string()},
+                                 log.get()));
+  const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
+  while (true) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid)
+      return make_error(ErrorCode::kUnavailable, "vireo-storaged exited at start; see {}",
+                        paths_.log.string());
+    if (storage::StoragedClient::connect(paths_.control)) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return make_error(ErrorCode::kTimeout, "vireo-storaged did not start in {} s; see {}",
+                        kStartTimeout.count(), paths_.log.string());
+    }
+    std::this_thread::sleep_for(10ms);  // its only readiness signal is the socket
+  }
+  std::ofstream(paths_.pidfile) << pid << "\n";
+  // Reaps it should it die while this vireod runs; it is not stopped with vireod.
+  std::thread([pid] {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    spdlog::warn("vireo-storaged (pid {}) exited", pid);
+  }).detach();
+  spdlog::info("started vireo-storaged (pid {}) on {}", pid, paths_.control.string());
+  return {};
+}
+
+Result<Json> StorageManager::call(Json request) {
+  auto c = TRY(client());
+  auto reply = c.call(request);
+  if (!reply) return std::unexpected(api_error(reply.error(), request.value("op", "")));
+  reply->erase("ok");
+  return reply;
+}
+
+void StorageManager::lifecycle(const std::string& action, const std::string& source) {
+  events_.publish("lifecycle", api::lifecycle_metadata(action, source));
+}
+
+void StorageManager::add_routes(server::Router& router) {
+  using server::Method;
+  using server::Request;
+  using server::Response;
+  const std::string pools = "/1.0/storage-pools";
+  const std::string pool = pools + "/{pool}";
+  const std::string vols = pool + "/volumes";
+  const std::string vol = vols + "/{vol}";
+
+  router.add_sync(Method::kGet, pools, [this](Request&) -> Result<Response> {
+    auto reply = TRY(call({{"op", "pool.ls"}}));
+    return Response::json(reply.value("pools", Json::array()));
+  });
+  router.add_sync(Method::kPost, pools, [this](Request& req) -> Result<Response> {
+    Json body = TRY(req.json_body());
+    std::string name = TRY(required_string(body, "name"));
+    Json request = {{"op", "pool.create"}};
+    TRY(copy_fields(body, request, {"name", "type", "path", "size"}));
+    if (!request.contains("type")) request["type"] = "dir";
+    auto reply = TRY(call(request));
+    lifecycle("storage-pool-created", "/1.0/storage-pools/" + name);
+    return Response::json(reply, 201);
+  });
+  router.add_sync(Method::kGet, pool, [this](Request& req) -> Result<Response> {
+    return Response::json(TRY(call({{"op", "pool.show"}, {"name", TRY(path_name(req, "pool"))}})));
+  });
+  router.add_sync(Method::kDelete, pool, [this](Request& req) -> Result<Response> {
+    std::string name = TRY(path_name(req, "pool"));
+    auto reply = TRY(call({{"op", "pool.rm"}, {"name", name}}));
+    lifecycle("storage-pool-deleted", "/1.0/storage-pools/" + name);
+    return Response::json(reply);
+  });
+  router.add_sync(Method::kPost, pool + "/check", [this](Request& req) -> Result<Response> {
+    return Response::json(TRY(call({{"op", "pool.check"}, {"name", TRY(path_name(req, "pool"))}})));
+  });
+
+  router.add_sync(Method::kGet, vols, [this](Request& req) -> Result<Response> {
+    auto reply = TRY(call({{"op", "vol.ls"}, {"pool", TRY(path_name(req, "pool"))}}));
+    return Response::json(reply.value("volumes", Json::array()));
+  });
+  router.add_sync(Method::kPost, vols, [this](Request& req) -> Result<Response> {
+    std::string p = TRY(path_name(req, "pool"));
+    Json body = TRY(req.json_body());
+    std::string name = TRY(required_string(body, "name"));
+    if (!body.contains("size"))
+      return make_error(ErrorCode::kInvalidArgument, "field 'size' is required");
+    Json request = {{"op", "vol.create"}, {"pool", p}};
+    TRY(copy_fields(body, request, {"name", "size", "format"}));
+    auto reply = TRY(call(request));
+    lifecycle("storage-volume-created", "/1.0/storage-pools/" + p + "/volumes/" + name);
+    return Response::json(reply, 201);
+  });
+  router.add_sync(Method::kGet, vol, [this](Request& req) -> Result<Response> {
+    return Response::json(TRY(call({{"op", "vol.show"},
+                                    {"pool", TRY(path_name(req, "pool"))},
+                                    {"name", TRY(path_name(req, "vol"))}})));
+  });
+  router.add_sync(Method::kDelete, vol, [this](Request& req) -> Result<Response> {
+    std::string p = TRY(path_name(req, "pool"));
+    std::string v = TRY(path_name(req, "vol"));
+    auto reply = TRY(call({{"op", "vol.rm"}, {"pool", p}, {"name", v}}));
+    lifecycle("storage-volume-deleted", "/1.0/storage-pools/" + p + "/volumes/" + v);
+    return Response::json(reply);
+  });
+  router.add_sync(Method::kPut, vol + "/resize", [this](Request& req) -> Result<Response> {
+    Json body = TRY(req.json_body());
+    if (!body.is_object() || !body.contains("size"))
+      return make_error(ErrorCode::kInvalidArgument, "field 'size' is required");
+    Json request = {{"op", "vol.resize"},
+                    {"pool", TRY(path_name(req, "pool"))},
+                    {"name", TRY(path_name(req, "vol"))}};
+    TRY(copy_fields(body, request, {"size"}));
+    return Response::json(TRY(call(request)));
+  });
+  // Snapshots and clones are new volumes: created events, 201.
+  for (auto [verb, field] : {std::pair{"snapshot", "snapshot"}, std::pair{"clone", "clone"}}) {
+    router.add_sync(
+        Method::kPost, vol + "/" + verb, [this, verb, field](Request& req) -> Result<Response> {
+          std::string p = TRY(path_name(req, "pool"));
+          Json body = TRY(req.json_body());
+          std::string name = TRY(required_string(body, "name"));
+          auto reply = TRY(call({{"op", std::string("vol.") + verb},
+                                 {"pool", p},
+                                 {"name", TRY(path_name(req, "vol"))},
+                                 {field, name}}));
+          lifecycle("storage-volume-created", "/1.0/storage-pools/" + p + "/volumes/" + name);
+          return Response::json(reply, 201);
+        });
+  }
+}
+
+}  // namespace vireo::daemon
