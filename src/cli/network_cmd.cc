@@ -119,11 +119,8 @@ void add_network_basics(CLI::App* noun, Context& ctx, NetFlags& f) {
   auto* conntrack = noun->add_subcommand("conntrack", "List tracked connections");
   conntrack->add_option("name", f.name)->required();
   run(conntrack, ctx, [&ctx, &f]() -> Result<void> {
-    Json items = TRY(get(ctx, base(f.name) + "/conntrack"));
-    std::vector<std::string> fields;
-    if (!items.empty() && items[0].is_object())
-      for (const auto& [key, value] : items[0].items()) fields.push_back(key);
-    print_list(ctx, items, fields);
+    print_list(ctx, TRY(get(ctx, base(f.name) + "/conntrack")),
+               {"protocol", "src", "sport", "dst", "dport", "state", "packets", "nat"});
     return {};
   });
 }

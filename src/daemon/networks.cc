@@ -179,7 +179,7 @@ Result<Json> NetworkManager::call(const std::string& op, Json fields) {
   if (netd_) {
     auto reply = netd_->call(op, fields);
     if (reply || reply.error().code() != ErrorCode::kUnavailable) return reply;
-    spdlog::warn("vireo-netd: {}; starting it again", reply.error().message());
+    spdlog::warn("{}; starting vireo-netd again", reply.error().message());
     netd_.reset();
   }
   if (auto r = adopt_or_spawn(); !r)
