@@ -1,6 +1,8 @@
 #pragma once
 // Runs a program and collects its exit status and output. Used for peers (qemu-img, openssl,
 // ip) and by tests; never through a shell, so arguments need no quoting.
+#include <sys/types.h>
+
 #include <chrono>
 #include <optional>
 #include <string>
@@ -30,5 +32,15 @@ struct RunOptions {
 
 // Finds an executable on PATH; empty when absent.
 std::string find_program(const std::string& name);
+
+// A helper binary shipped with Vireo: next to the running executable first (a build tree or an
+// install prefix), then on PATH; empty when absent.
+std::string find_sibling_program(const std::string& name);
+
+// Starts argv (searched on PATH unless it has a '/') as a long-lived child that must outlive
+// the caller: its own session (no signal of the caller's terminal or process group reaches it),
+// signal mask and handlers reset, stdin on /dev/null, stdout and stderr into log_fd, and no other
+// descriptor inherited. The caller reaps it or leaves it to init.
+[[nodiscard]] Result<pid_t> spawn_detached(const std::vector<std::string>& argv, int log_fd);
 
 }  // namespace vireo

@@ -1,5 +1,7 @@
 #include "compute/vm_process.h"
 
+#include "base/subprocess.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -41,39 +43,6 @@ int pidfd_open(pid_t pid) {
 
 int pidfd_send_signal(int pidfd, int sig) {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
-}
-
-// Starts argv in a new session with stdin on /dev/null and stdout/stderr into log.
-Result<pid_t> spawn_in_session(const std::vector<std::string>& argv, int log_fd) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, log_fd, 1);
-  posix_spawn_file_actions_adddup2(&actions, log_fd, 2);
-  // Nothing else the parent holds (listening sockets, other VMs' files) leaks into the child.
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  // Own session: no signal from the daemon's terminal or process group reaches QEMU. Signal
-  // mask and handlers are reset because the daemon may block or catch signals QEMU relies on.
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD, SIGALRM})
-    sigaddset(&defaults, sig);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = ::posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return std::unexpected(Error::from_errno(rc, fmt::format("start {}", argv[0])));
-  return pid;
 }
 
 bool pidfd_exited(int pidfd, int wait_ms) {
@@ -204,7 +173,7 @@ Result<std::unique_ptr<VmProcess>> VmProcess::start(const VmSpec& spec,
   for (const auto& stale : {rd.qmp_socket(), rd.console_socket(), rd.pidfile()})
     std::filesystem::remove(stale, ignored);
   auto log = TRY_CTX(open_fresh_log(rd, argv), "VM {}", spec.name);
-  pid_t pid = TRY_CTX(spawn_in_session(argv, log.get()), "VM {}", spec.name);
+  pid_t pid = TRY_CTX(spawn_detached(argv, log.get()), "VM {}", spec.name);
   Fd pidfd(pidfd_open(pid));
   if (!pidfd) {
     ::kill(pid, SIGKILL);

@@ -1,5 +1,7 @@
 #include "daemon/networks.h"
 
+#include "base/subprocess.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -23,48 +25,6 @@ namespace fs = std::filesystem;
 using server::Method;
 using server::Request;
 using server::Response;
-
-// vireo-netd next to vireod (a build tree, /usr/local/bin), else from PATH.
-std::string netd_binary() {
-  std::error_code ec;
-  fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    fs::path sibling = self.parent_path() / "vireo-netd";
-    if (::access(sibling.c_str(), X_OK) == 0) return sibling.string();
-  }
-  return "vireo-netd";
-}
-
-// Starts argv in a new session (netd must outlive vireod, and no signal of vireod's terminal
-// may reach it), stdin on /dev/null, output into log_fd, no other descriptor inherited.
-Result<pid_t> spawn_detached(const std::vector<std::string>& argv, int log_fd) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, log_fd, 1);
-  posix_spawn_file_actions_adddup2(&actions, log_fd, 2);
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD, SIGALRM})
-    sigaddset(&defaults, sig);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = ::posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return std::unexpected(Error::from_errno(rc, fmt::format("start {}", argv[0])));
-  return pid;
-}
 
 Result<Json> body_object(const Request& req) {
   Json body = TRY(req.json_body());
@@ -132,7 +92,10 @@ Result<void> NetworkManager::adopt_or_spawn() {
   }
   Fd log(::open((dir() / "netd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (!log) return errno_error("open " + (dir() / "netd.log").string());
-  const std::string binary = netd_binary();
+  const std::string binary = find_sibling_program("vireo-netd");
+  if (binary.empty())
+    return make_error(ErrorCode::kUnavailable,
+                      "vireo-netd not found next to vireod or on PATH; networks are unavailable");
   pid_t pid = TRY(spawn_detached(
       {binary, "--control", socket.string(), "--state", (dir() / "state").string()}, log.get()));
   TRY(write_file_atomic(dir() / "netd.pid", fmt::format("{}\n", pid), 0600));

@@ -25,48 +25,6 @@ using namespace std::chrono_literals;
 
 constexpr auto kStartTimeout = 10s;
 
-// Next to vireod's own executable first (a build tree or an install prefix), then PATH.
-std::string storaged_binary() {
-  std::error_code ec;
-  auto self = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    auto candidate = self.parent_path() / "vireo-storaged";
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
-  }
-  return find_program("vireo-storaged");
-}
-
-// Own session, stdin on /dev/null, output into the log, no inherited descriptors: it must
-// outlive vireod and hold none of its sockets.
-Result<pid_t> spawn_detached(const std::vector<std::string>& argv, int log_fd) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, log_fd, 1);
-  posix_spawn_file_actions_adddup2(&actions, log_fd, 2);
-  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD, SIGALRM})
-    sigaddset(&defaults, sig);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, args[0], &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return std::unexpected(Error::from_errno(rc, fmt::format("start {}", argv[0])));
-  return pid;
-}
-
 // vireo-storaged's codes map onto the API's statuses directly, except a full pool, which is a
 // state conflict (409) rather than an oversized request. Its "vol.create: " prefix names a
 // control op the API caller never sent, so it goes.
@@ -140,7 +98,7 @@ Result<storage::StoragedClient> StorageManager::client() {
 }
 
 Result<void> StorageManager::spawn_storaged() {
-  std::string binary = storaged_binary();
+  std::string binary = find_sibling_program("vireo-storaged");
   if (binary.empty())
     return make_error(ErrorCode::kUnavailable,
                       "vireo-storaged not found next to vireod or on PATH; storage is unavailable");
