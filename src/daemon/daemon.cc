@@ -219,9 +219,10 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonConfig config) {
   auto store = TRY(store::Store::open(database_path(config.root)));
   auto impl = std::make_unique<Impl>(std::move(config), std::move(lock), std::move(store));
   impl->host = gather_host_facts();
-  impl->vms = std::make_unique<VmManager>(impl->config.root, *impl->store, impl->events,
-                                          impl->operations, impl->host.accelerator);
   impl->networks = std::make_unique<NetworkManager>(impl->config.root, impl->events);
+  impl->vms =
+      std::make_unique<VmManager>(impl->config.root, *impl->store, impl->events, impl->operations,
+                                  impl->host.accelerator, impl->networks.get());
   impl->storage = std::make_unique<StorageManager>(impl->config.root, impl->events);
   impl->http = std::make_unique<server::HttpServer>(
       impl->io, impl->router, impl->events,
@@ -236,8 +237,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonConfig config) {
       server::ServerLimits{.body_limit = impl->config.body_limit});
   impl->add_routes();
   TRY(impl->objects.recover());
-  impl->vms->reconcile();
   impl->networks->start();
+  impl->vms->reconcile();
   if (auto r = impl->storage->start(); !r)
     spdlog::warn("storage pools unavailable for now: {}", r.error().message());
   return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));

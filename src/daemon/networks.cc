@@ -157,6 +157,21 @@ Result<Json> NetworkManager::find(const std::string& name) {
   return make_error(ErrorCode::kNotFound, "network {} not found", name);
 }
 
+Result<void> NetworkManager::require(const std::string& network) {
+  TRY(find(network));
+  return {};
+}
+
+Result<void> NetworkManager::attach_interface(const std::string& network,
+                                              const std::string& iface) {
+  TRY(call("port.attach", Json{{"network", network}, {"iface", iface}}));
+  return {};
+}
+
+void NetworkManager::detach_interface(const std::string& iface) {
+  (void)call("port.detach", Json{{"name", iface}});
+}
+
 void NetworkManager::lifecycle(const std::string& name, const std::string& verb) {
   events_.publish("lifecycle", api::lifecycle_metadata("network-" + verb, "/1.0/networks/" + name));
 }

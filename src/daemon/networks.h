@@ -30,6 +30,12 @@ class NetworkManager {
 
   std::filesystem::path dir() const { return root_ / "network"; }
 
+  // For VM NICs: whether a network exists (kNotFound otherwise), and a host interface (the
+  // VM's TAP) attached to it as a port or detached again (detaching a missing port is fine).
+  [[nodiscard]] Result<void> require(const std::string& network);
+  [[nodiscard]] Result<void> attach_interface(const std::string& network, const std::string& iface);
+  void detach_interface(const std::string& iface);
+
  private:
   void add_port_routes(server::Router& router);
   void add_service_routes(server::Router& router);

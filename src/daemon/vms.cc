@@ -6,7 +6,9 @@
 #include "base/file.h"
 #include "base/ids.h"
 #include "base/log.h"
+#include "base/rollback.h"
 #include "base/strings.h"
+#include "compute/tap_device.h"
 
 namespace vireo::daemon {
 
@@ -71,6 +73,20 @@ Result<Json> validate_disk(const Json& disk, size_t index) {
   return Json{{"path", path}, {"format", format}, {"readonly", disk.value("readonly", false)}};
 }
 
+// The TAP of a VM's NIC: at most 15 characters, stable for (VM name, index).
+std::string tap_name(const std::string& vm, size_t index) {
+  return fmt::format("vt{}n{}", sha256_hex("vm:" + vm).substr(0, 8), index);
+}
+
+Result<Json> validate_nic(const Json& nic, size_t index) {
+  const std::string where = fmt::format("nics[{}]", index);
+  if (!nic.is_object() || !nic.contains("network") || !nic["network"].is_string() ||
+      nic.size() != 1)
+    return make_error(ErrorCode::kInvalidArgument, "{} must be {{\"network\": NAME}}", where);
+  TRY_CTX(validate_name(nic["network"].get<std::string>(), "network"), "{}", where);
+  return Json{{"network", nic["network"]}};
+}
+
 // A stable UUID for one VM definition: the same name recreated later gets a new one.
 std::string vm_uuid(const store::ObjectRow& row) {
   std::string h = sha256_hex("vm:" + row.name + "@" + row.created_at);
@@ -131,10 +147,13 @@ Result<Json> validate_vm(const Json& spec) {
   if (out["kernel"] == "" && out["disks"].empty())
     return make_error(ErrorCode::kInvalidArgument,
                       "a VM needs something to boot: a kernel or at least one disk");
-  if (spec.contains("nics") && !(spec["nics"].is_array() && spec["nics"].empty()))
-    return make_error(ErrorCode::kUnavailable,
-                      "field 'nics': attaching VMs to Vireo networks is not available yet");
   out["nics"] = Json::array();
+  if (spec.contains("nics")) {
+    if (!spec["nics"].is_array())
+      return make_error(ErrorCode::kInvalidArgument, "field 'nics' must be an array");
+    for (size_t i = 0; i < spec["nics"].size(); ++i)
+      out["nics"].push_back(TRY(validate_nic(spec["nics"][i], i)));
+  }
   if (spec.contains("autostart") && !spec["autostart"].is_boolean())
     return make_error(ErrorCode::kInvalidArgument, "field 'autostart' must be true or false");
   out["autostart"] = spec.value("autostart", false);
@@ -142,12 +161,14 @@ Result<Json> validate_vm(const Json& spec) {
 }
 
 VmManager::VmManager(fs::path state_root, store::Store& store, server::EventHub& events,
-                     server::OperationManager& operations, std::string accelerator)
+                     server::OperationManager& operations, std::string accelerator,
+                     NetworkManager* networks)
     : root_(std::move(state_root)),
       store_(store),
       events_(events),
       operations_(operations),
-      accelerator_(std::move(accelerator)) {}
+      accelerator_(std::move(accelerator)),
+      networks_(networks) {}
 
 VmManager::~VmManager() = default;
 
@@ -184,6 +205,10 @@ Result<compute::VmSpec> VmManager::vm_spec(const store::ObjectRow& row) const {
         d.value("readonly", false) ? compute::Access::kReadOnly : compute::Access::kReadWrite;
     spec.disks.push_back(std::move(disk));
   }
+  const Json nics = s.value("nics", Json::array());
+  for (size_t i = 0; i < nics.size(); ++i)
+    spec.nics.push_back(
+        {tap_name(row.name, i), compute::stable_mac(spec.uuid, static_cast<int>(i))});
   TRY(compute::validate_spec(spec));
   return spec;
 }
@@ -221,8 +246,12 @@ Result<void> VmManager::start(const std::string& name) {
   if (running(name)) return make_error(ErrorCode::kConflict, "VM '{}' is already running", name);
   auto row = TRY(store_.get_object(kCollection, name));
   compute::VmSpec spec = TRY(vm_spec(row));
+  Rollback undo;
+  TRY(plug_nics(row));
+  undo.add([this, &row] { unplug_nics(row); });
   std::shared_ptr<compute::VmProcess> process =
       TRY(compute::VmProcess::start(spec, run_dir(name), process_options(name)));
+  undo.commit();
   {
     std::lock_guard lock(mutex_);
     processes_[name] = process;
@@ -237,8 +266,11 @@ Result<void> VmManager::stop(const std::string& name, bool force, int timeout_s)
   if (!process) return make_error(ErrorCode::kConflict, "VM '{}' is not running", name);
   TRY(process->stop(force ? compute::StopMode::kForce : compute::StopMode::kGraceful,
                     std::chrono::seconds(timeout_s)));
-  std::lock_guard lock(mutex_);
-  processes_.erase(name);
+  {
+    std::lock_guard lock(mutex_);
+    processes_.erase(name);
+  }
+  if (auto row = store_.get_object(kCollection, name)) unplug_nics(*row);
   return {};
 }
 
@@ -281,6 +313,7 @@ Json VmManager::state(const store::ObjectRow& row) {
 Result<void> VmManager::remove(const store::ObjectRow& row) {
   if (running(row.name))
     return make_error(ErrorCode::kConflict, "VM '{}' is running: stop it first", row.name);
+  unplug_nics(row);
   std::error_code ec;
   fs::remove_all(run_dir(row.name), ec);
   if (ec)
@@ -290,6 +323,32 @@ Result<void> VmManager::remove(const store::ObjectRow& row) {
   return {};
 }
 
+Result<void> VmManager::plug_nics(const store::ObjectRow& row) {
+  const Json nics = row.spec.value("nics", Json::array());
+  if (nics.empty()) return {};
+  if (!networks_) return make_error(ErrorCode::kUnavailable, "networks are not available");
+  unplug_nics(row);  // what a VM that stopped on its own left plugged
+  Rollback undo;
+  for (size_t i = 0; i < nics.size(); ++i) {
+    const std::string tap = tap_name(row.name, i);
+    TRY_CTX(compute::create_tap(tap), "NIC {}", i);
+    undo.add([tap] { compute::delete_tap(tap); });
+    TRY_CTX(networks_->attach_interface(nics[i]["network"], tap), "NIC {} on network {}", i,
+            nics[i]["network"].get<std::string>());
+    undo.add([this, tap] { networks_->detach_interface(tap); });
+  }
+  undo.commit();
+  return {};
+}
+
+void VmManager::unplug_nics(const store::ObjectRow& row) {
+  const Json nics = row.spec.value("nics", Json::array());
+  for (size_t i = 0; i < nics.size(); ++i) {
+    if (networks_) networks_->detach_interface(tap_name(row.name, i));
+    compute::delete_tap(tap_name(row.name, i));
+  }
+}
+
 server::ObjectKind VmManager::kind() {
   return server::ObjectKind{
       .collection = kCollection,
@@ -297,6 +356,10 @@ server::ObjectKind VmManager::kind() {
       .validate = validate_vm,
       .create = [this](const store::ObjectRow& row, server::OperationContext*) -> Result<void> {
         TRY(vm_spec(row));
+        for (const auto& nic : row.spec.value("nics", Json::array())) {
+          if (!networks_) return make_error(ErrorCode::kUnavailable, "networks are not available");
+          TRY(networks_->require(nic["network"]));
+        }
         return {};
       },
       .remove = [this](const store::ObjectRow& row) { return remove(row); },

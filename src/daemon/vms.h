@@ -15,6 +15,7 @@
 #include <string>
 
 #include "compute/vm_process.h"
+#include "daemon/networks.h"
 #include "server/events.h"
 #include "server/objects.h"
 #include "server/operations.h"
@@ -28,8 +29,10 @@ namespace vireo::daemon {
 
 class VmManager {
  public:
+  // networks may be null (no NICs then).
   VmManager(std::filesystem::path state_root, store::Store& store, server::EventHub& events,
-            server::OperationManager& operations, std::string accelerator);
+            server::OperationManager& operations, std::string accelerator,
+            NetworkManager* networks);
   ~VmManager();  // detaches: VMs keep running
 
   server::ObjectKind kind();
@@ -44,6 +47,10 @@ class VmManager {
   [[nodiscard]] Result<void> start(const std::string& name);
   [[nodiscard]] Result<void> stop(const std::string& name, bool force, int timeout_s);
   [[nodiscard]] Result<void> remove(const store::ObjectRow& row);
+  // A NIC is a persistent TAP attached to its network as a port; plugged before QEMU starts,
+  // unplugged when the VM stops or is deleted.
+  [[nodiscard]] Result<void> plug_nics(const store::ObjectRow& row);
+  void unplug_nics(const store::ObjectRow& row);
   Json state(const store::ObjectRow& row);
   compute::VmProcessOptions process_options(const std::string& name);
   // The live process, or null when the VM is not running (an exited one is dropped here).
@@ -56,6 +63,7 @@ class VmManager {
   server::EventHub& events_;
   server::OperationManager& operations_;
   std::string accelerator_;
+  NetworkManager* networks_;
   std::mutex mutex_;  // guards processes_ and last_exit_; held briefly, never across QEMU calls
   std::map<std::string, std::shared_ptr<compute::VmProcess>> processes_;
   std::map<std::string, std::string> last_exit_;

@@ -103,6 +103,52 @@ TEST(VmDaemonTest, LifecycleSurvivesADaemonKillAndEndsWithAcpiStop) {
   EXPECT_EQ(d.cli({"vm", "show", "g1"}).exit_code, 1);
 }
 
+// Runs a command, for the test's own namespace and veth set-up.
+bool sh(const std::vector<std::string>& argv) {
+  auto r = run_process(argv, {.timeout = 20s});
+  return r && r->ok();
+}
+
+// The VM's NIC is a TAP on the default network: the guest gets a DHCP lease from vireo-netd and
+// answers a ping from a namespace (standing in for a container) on the same network.
+TEST(VmDaemonTest, NicOnAVireoNetworkGetsDhcpAndAnswersANamespace) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start());
+  const std::string ns = fmt::format("vtvm{}", ::getpid()), veth = fmt::format("vtv{}", ::getpid());
+  struct Cleanup {
+    std::string ns, veth;
+    ~Cleanup() {
+      (void)run_process({"ip", "link", "del", veth});
+      (void)run_process({"ip", "netns", "del", ns});
+    }
+  } cleanup{ns, veth};
+  ASSERT_TRUE(sh({"ip", "netns", "add", ns}));
+  ASSERT_TRUE(sh({"ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "c"}));
+  ASSERT_TRUE(sh({"ip", "link", "set", veth + "c", "netns", ns}));
+  ASSERT_TRUE(sh({"ip", "link", "set", veth, "up"}));
+  ASSERT_TRUE(sh({"ip", "-n", ns, "addr", "add", "10.99.0.250/24", "dev", veth + "c"}));
+  ASSERT_TRUE(sh({"ip", "-n", ns, "link", "set", veth + "c", "up"}));
+  ASSERT_EQ(d.cli({"net", "port", "add", "vireo0", "--iface", veth}).exit_code, 0);
+
+  auto created =
+      d.cli({"vm", "create", "n1", "--kernel", guest().kernel, "--initrd", guest().initrd,
+             "--cmdline", "console=ttyS0 quiet", "--nic", "vireo0", "--start"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  ASSERT_TRUE(console_shows(d, "n1", "VIREO-GUEST-READY"));
+  std::string log = d.cli({"vm", "console", "n1", "--log"}).out;
+  auto at = log.find("vireo-guest: eth0 10.99.0.");
+  ASSERT_NE(at, std::string::npos) << log;
+  std::string ip = log.substr(at + 18, log.find('/', at) - at - 18);
+  EXPECT_TRUE(sh({"ip", "netns", "exec", ns, "ping", "-c", "2", "-W", "5", ip})) << ip;
+
+  // Stopping the VM unplugs its NIC: the network keeps only the namespace's port.
+  ASSERT_EQ(d.cli({"vm", "stop", "n1", "--force"}).exit_code, 0);
+  Json net = parse_json(d.cli({"--format", "json", "net", "show", "vireo0"}).out).value_or(Json());
+  EXPECT_EQ(net.value("ports", Json()), Json::array({veth})) << net.dump();
+  EXPECT_EQ(d.cli({"vm", "rm", "n1"}).exit_code, 0);
+  EXPECT_EQ(d.cli({"net", "port", "rm", "vireo0", "--iface", veth}).exit_code, 0);
+}
+
 TEST(VmDaemonTest, BadDefinitionsAreRefusedAndLeaveNothing) {
   DaemonProcess d;
   ASSERT_TRUE(d.start());
@@ -121,6 +167,8 @@ TEST(VmDaemonTest, BadDefinitionsAreRefusedAndLeaveNothing) {
       {{"vm", "create", "b6", "--disk", "/nonexistent.qcow2"}, "does not exist"},
       {{"vm", "create", "b7", "--kernel", guest().kernel, "--machine", "pc98"},
        "field 'machine' must be q35 or microvm"},
+      {{"vm", "create", "b8", "--kernel", guest().kernel, "--nic", "nowhere"},
+       "network nowhere not found"},
   };
   for (const auto& c : cases) {
     auto r = d.cli(c.args);
