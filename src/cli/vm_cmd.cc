@@ -1,4 +1,5 @@
 // vireo vm: define, run and manage virtual machines.
+#include <algorithm>
 #include <iostream>
 
 #include "base/strings.h"
@@ -19,7 +20,8 @@ struct VmFlags {
   int timeout = 30;
 };
 
-// "--disk FILE" or "--disk FILE:ro": an image file, format detected by the daemon.
+// "--disk FILE[:ro]": an image file (format detected by the daemon), or "--disk POOL/VOL[:ro]":
+// a storage volume, served to QEMU over NBD. An existing file wins over a volume name.
 Json disk_json(const std::string& arg) {
   std::string path = arg;
   bool readonly = false;
@@ -27,6 +29,9 @@ Json disk_json(const std::string& arg) {
     path.resize(path.size() - 3);
     readonly = true;
   }
+  bool volume = !std::filesystem::exists(path) && !path.starts_with('/') &&
+                !path.starts_with('.') && std::count(path.begin(), path.end(), '/') == 1;
+  if (volume) return Json{{"volume", path}, {"readonly", readonly}};
   return Json{{"path", std::filesystem::absolute(path).string()}, {"readonly", readonly}};
 }
 
@@ -59,8 +64,10 @@ void print_vm(Context& ctx, const Json& vm) {
       {"uuid:", plain(state.value("uuid", Json()))}};
   if (state.contains("pid")) rows.push_back({"pid:", plain(state["pid"])});
   for (const auto& d : vm.value("disks", Json::array()))
-    rows.push_back({"disk:", fmt::format("{} ({}{})", plain(d["path"]), plain(d["format"]),
-                                         d.value("readonly", false) ? ", read-only" : "")});
+    rows.push_back(
+        {"disk:",
+         fmt::format("{} ({}{})", plain(d.value("path", d.value("volume", Json()))),
+                     plain(d["format"]), d.value("readonly", false) ? ", read-only" : "")});
   if (state.contains("last_exit")) rows.push_back({"last exit:", plain(state["last_exit"])});
   rows.push_back({"console log:", plain(state.value("console_log", Json()))});
   print(ctx.format(), vm, rows);
@@ -90,7 +97,8 @@ void add_vm_commands(CLI::App& app, Context& ctx) {
   create->add_option("--kernel", f.kernel, "Kernel image for direct boot");
   create->add_option("--initrd", f.initrd, "Initramfs for direct boot");
   create->add_option("--cmdline", f.cmdline, "Kernel command line");
-  create->add_option("--disk", f.disks, "Disk image file (raw or qcow2), FILE[:ro]; repeatable");
+  create->add_option("--disk", f.disks,
+                     "Disk: an image file (raw or qcow2) or a volume POOL/VOL, [:ro]; repeatable");
   create->add_option("--nic", f.nics, "Vireo network to attach to (repeatable)");
   create->add_option("--memory,-m", f.memory, "Memory, e.g. 512M")->capture_default_str();
   create->add_option("--cpus,-c", f.cpus, "Virtual CPUs")->capture_default_str();

@@ -220,10 +220,10 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonConfig config) {
   auto impl = std::make_unique<Impl>(std::move(config), std::move(lock), std::move(store));
   impl->host = gather_host_facts();
   impl->networks = std::make_unique<NetworkManager>(impl->config.root, impl->events);
-  impl->vms =
-      std::make_unique<VmManager>(impl->config.root, *impl->store, impl->events, impl->operations,
-                                  impl->host.accelerator, impl->networks.get());
   impl->storage = std::make_unique<StorageManager>(impl->config.root, impl->events);
+  impl->vms = std::make_unique<VmManager>(impl->config.root, *impl->store, impl->events,
+                                          impl->operations, impl->host.accelerator,
+                                          impl->networks.get(), impl->storage.get());
   impl->http = std::make_unique<server::HttpServer>(
       impl->io, impl->router, impl->events,
       server::Credentials{.token_valid =
@@ -238,9 +238,9 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonConfig config) {
   impl->add_routes();
   TRY(impl->objects.recover());
   impl->networks->start();
-  impl->vms->reconcile();
   if (auto r = impl->storage->start(); !r)
     spdlog::warn("storage pools unavailable for now: {}", r.error().message());
+  impl->vms->reconcile();
   return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
 }
 

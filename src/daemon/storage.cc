@@ -149,6 +149,14 @@ void StorageManager::lifecycle(const std::string& action, const std::string& sou
   events_.publish("lifecycle", api::lifecycle_metadata(action, source));
 }
 
+Result<std::string> StorageManager::volume_uri(const std::string& pool, const std::string& volume) {
+  Json reply = TRY(call({{"op", "vol.show"}, {"pool", pool}, {"name", volume}}));
+  if (!reply.contains("uri") || !reply["uri"].is_string())
+    return make_error(ErrorCode::kInternal, "vireo-storaged: no uri for volume {}/{}", pool,
+                      volume);
+  return reply["uri"].get<std::string>();
+}
+
 void StorageManager::add_routes(server::Router& router) {
   using server::Method;
   using server::Request;

@@ -38,6 +38,8 @@ class StorageManager {
   // A failure is logged by the caller: the daemon serves everything else without storage.
   [[nodiscard]] Result<void> start();
   void add_routes(server::Router& router);
+  // The nbd+unix URI of POOL/VOL, for VM disks; kNotFound when there is no such volume.
+  [[nodiscard]] Result<std::string> volume_uri(const std::string& pool, const std::string& volume);
 
  private:
   // A control connection; (re)starts vireo-storaged when nothing answers.

@@ -54,14 +54,40 @@ std::string detect_format(const std::string& path) {
   return std::string_view(magic, 4) == "QFI\xfb" ? "qcow2" : "raw";
 }
 
+// "POOL/VOL" → {pool, vol}, both valid names.
+Result<std::pair<std::string, std::string>> split_volume(const std::string& text) {
+  auto slash = text.find('/');
+  if (slash == std::string::npos || text.find('/', slash + 1) != std::string::npos)
+    return make_error(ErrorCode::kInvalidArgument, "volume '{}' must be POOL/VOLUME", text);
+  std::string pool = text.substr(0, slash), vol = text.substr(slash + 1);
+  TRY(validate_name(pool, "pool"));
+  TRY(validate_name(vol, "volume"));
+  return std::pair{pool, vol};
+}
+
+Result<Json> validate_volume_disk(const Json& disk, const std::string& where) {
+  if (!disk["volume"].is_string())
+    return make_error(ErrorCode::kInvalidArgument, "{}.volume must be \"POOL/VOLUME\"", where);
+  TRY_CTX(split_volume(disk["volume"].get<std::string>()), "{}", where);
+  if (disk.contains("path"))
+    return make_error(ErrorCode::kInvalidArgument, "{}: set either path or volume", where);
+  if (disk.contains("readonly") && !disk["readonly"].is_boolean())
+    return make_error(ErrorCode::kInvalidArgument, "{}.readonly must be true or false", where);
+  // The NBD export presents the volume's contents, whatever its format in the pool.
+  return Json{
+      {"volume", disk["volume"]}, {"format", "raw"}, {"readonly", disk.value("readonly", false)}};
+}
+
 Result<Json> validate_disk(const Json& disk, size_t index) {
   const std::string where = fmt::format("disks[{}]", index);
   if (!disk.is_object())
     return make_error(ErrorCode::kInvalidArgument, "{} must be an object with a 'path'", where);
   for (const auto& [key, value] : disk.items())
-    if (key != "path" && key != "format" && key != "readonly")
+    if (key != "path" && key != "volume" && key != "format" && key != "readonly")
       return make_error(ErrorCode::kInvalidArgument,
-                        "{}: unknown field '{}' (a disk has path, format, readonly)", where, key);
+                        "{}: unknown field '{}' (a disk has path or volume, format, readonly)",
+                        where, key);
+  if (disk.contains("volume")) return validate_volume_disk(disk, where);
   std::string path = TRY_CTX(absolute_file(disk, "path"), "{}", where);
   if (path.empty()) return make_error(ErrorCode::kInvalidArgument, "{} needs a 'path'", where);
   std::string format = TRY(string_field(disk, "format"));
@@ -162,13 +188,14 @@ Result<Json> validate_vm(const Json& spec) {
 
 VmManager::VmManager(fs::path state_root, store::Store& store, server::EventHub& events,
                      server::OperationManager& operations, std::string accelerator,
-                     NetworkManager* networks)
+                     NetworkManager* networks, StorageManager* storage)
     : root_(std::move(state_root)),
       store_(store),
       events_(events),
       operations_(operations),
       accelerator_(std::move(accelerator)),
-      networks_(networks) {}
+      networks_(networks),
+      storage_(storage) {}
 
 VmManager::~VmManager() = default;
 
@@ -182,7 +209,7 @@ void VmManager::lifecycle(const std::string& name, const std::string& verb, Json
   events_.publish("lifecycle", std::move(meta));
 }
 
-Result<compute::VmSpec> VmManager::vm_spec(const store::ObjectRow& row) const {
+Result<compute::VmSpec> VmManager::vm_spec(const store::ObjectRow& row) {
   const Json& s = row.spec;
   compute::VmSpec spec;
   spec.name = row.name;
@@ -199,6 +226,11 @@ Result<compute::VmSpec> VmManager::vm_spec(const store::ObjectRow& row) const {
   for (const auto& d : s.value("disks", Json::array())) {
     compute::DiskSpec disk;
     disk.path = d.value("path", "");
+    if (d.contains("volume")) {
+      if (!storage_) return make_error(ErrorCode::kUnavailable, "storage is not available");
+      auto [pool, vol] = TRY(split_volume(d["volume"].get<std::string>()));
+      disk.nbd_uri = TRY(storage_->volume_uri(pool, vol));
+    }
     disk.format = d.value("format", "raw") == "qcow2" ? compute::DiskFormat::kQcow2
                                                       : compute::DiskFormat::kRaw;
     disk.access =

@@ -16,6 +16,7 @@
 
 #include "compute/vm_process.h"
 #include "daemon/networks.h"
+#include "daemon/storage.h"
 #include "server/events.h"
 #include "server/objects.h"
 #include "server/operations.h"
@@ -29,10 +30,10 @@ namespace vireo::daemon {
 
 class VmManager {
  public:
-  // networks may be null (no NICs then).
+  // networks and storage may be null (no NICs, no volume disks then).
   VmManager(std::filesystem::path state_root, store::Store& store, server::EventHub& events,
-            server::OperationManager& operations, std::string accelerator,
-            NetworkManager* networks);
+            server::OperationManager& operations, std::string accelerator, NetworkManager* networks,
+            StorageManager* storage);
   ~VmManager();  // detaches: VMs keep running
 
   server::ObjectKind kind();
@@ -41,7 +42,8 @@ class VmManager {
   void reconcile();
 
  private:
-  [[nodiscard]] Result<compute::VmSpec> vm_spec(const store::ObjectRow& row) const;
+  // Resolves volumes to their NBD URIs (so it asks vireo-storaged).
+  [[nodiscard]] Result<compute::VmSpec> vm_spec(const store::ObjectRow& row);
   [[nodiscard]] Result<Json> act(const std::string& name, const std::string& action, bool force,
                                  int timeout_s);
   [[nodiscard]] Result<void> start(const std::string& name);
@@ -64,6 +66,7 @@ class VmManager {
   server::OperationManager& operations_;
   std::string accelerator_;
   NetworkManager* networks_;
+  StorageManager* storage_;
   std::mutex mutex_;  // guards processes_ and last_exit_; held briefly, never across QEMU calls
   std::map<std::string, std::shared_ptr<compute::VmProcess>> processes_;
   std::map<std::string, std::string> last_exit_;

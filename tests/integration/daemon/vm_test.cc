@@ -149,6 +149,28 @@ TEST(VmDaemonTest, NicOnAVireoNetworkGetsDhcpAndAnswersANamespace) {
   EXPECT_EQ(d.cli({"net", "port", "rm", "vireo0", "--iface", veth}).exit_code, 0);
 }
 
+// A disk from a storage pool reaches the guest through vireo-storaged's NBD export.
+TEST(VmDaemonTest, VolumeFromAPoolIsTheGuestsDisk) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start());
+  auto vol = d.cli({"vol", "create", "default/d1", "--size", "64M"});
+  ASSERT_EQ(vol.exit_code, 0) << vol.err;
+  auto created =
+      d.cli({"vm", "create", "v1", "--kernel", guest().kernel, "--initrd", guest().initrd,
+             "--cmdline", "console=ttyS0 quiet", "--disk", "default/d1", "--start"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  ASSERT_TRUE(console_shows(d, "v1", "VIREO-GUEST-READY"));
+  EXPECT_NE(d.cli({"vm", "console", "v1", "--log"}).out.find("vireo-guest: disk vda"),
+            std::string::npos);
+  EXPECT_EQ(d.cli({"vm", "stop", "v1", "--force"}).exit_code, 0);
+  EXPECT_EQ(d.cli({"vm", "rm", "v1"}).exit_code, 0);
+  EXPECT_EQ(d.cli({"vol", "rm", "default/d1"}).exit_code, 0);
+  auto missing =
+      d.cli({"vm", "create", "v2", "--kernel", guest().kernel, "--disk", "default/nope"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("nope"), std::string::npos) << missing.err;
+}
+
 TEST(VmDaemonTest, BadDefinitionsAreRefusedAndLeaveNothing) {
   DaemonProcess d;
   ASSERT_TRUE(d.start());
