@@ -37,6 +37,10 @@ void add_storage_commands(CLI::App& app, Context& ctx);
 void add_debug_commands(CLI::App& app, Context& ctx);
 void add_completion_command(CLI::App& app, Context& ctx);
 
+// Opens the object in $EDITOR as JSON and saves it with If-Match, so a concurrent change is
+// refused instead of overwritten.
+Result<void> edit_in_editor(Context& ctx, const std::string& collection, const std::string& name);
+
 // Follows an operation to its end with a progress bar on a terminal; failure and
 // cancellation are errors carrying the operation's message.
 Result<api::Operation> follow_with_progress(Context& ctx, const std::string& id);

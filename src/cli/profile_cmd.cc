@@ -38,25 +38,6 @@ void print_profile(Context& ctx, const Json& p) {
   print(ctx.format(), p, rows);
 }
 
-// Opens the profile in $EDITOR as JSON and saves it with If-Match, so a concurrent change is
-// refused instead of overwritten.
-Result<void> edit_in_editor(Context& ctx, const std::string& name) {
-  auto* c = TRY(ctx.client());
-  auto obj = TRY(c->get(kCollection, name));
-  auto path = std::filesystem::temp_directory_path() / ("vireo-profile-" + random_hex(6) + ".json");
-  TRY(write_file_atomic(path, dump_json(obj.data, 2) + "\n", 0600));
-  const char* editor = std::getenv("VISUAL") ? std::getenv("VISUAL") : std::getenv("EDITOR");
-  std::string cmd = std::string(editor ? editor : "vi") + " " + path.string();
-  int rc = std::system(cmd.c_str());
-  auto text = read_file(path);
-  std::filesystem::remove(path);
-  if (rc != 0)
-    return make_error(ErrorCode::kCancelled, "editor exited with status {}; nothing changed", rc);
-  Json spec = TRY(parse_json(TRY(std::move(text))));
-  TRY(c->replace(kCollection, name, spec, obj.etag));
-  return {};
-}
-
 }  // namespace
 
 void add_profile_commands(CLI::App& app, Context& ctx) {
@@ -118,7 +99,7 @@ void add_profile_commands(CLI::App& app, Context& ctx) {
 
   auto* edit = noun->add_subcommand("edit", "Edit a profile as JSON in $EDITOR");
   edit->add_option("name", name)->required();
-  edit->callback([&ctx] { ctx.outcome = edit_in_editor(ctx, name); });
+  edit->callback([&ctx] { ctx.outcome = edit_in_editor(ctx, kCollection, name); });
 
   auto* rm = noun->add_subcommand("rm", "Delete a profile");
   rm->add_option("name", name)->required();

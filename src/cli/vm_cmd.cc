@@ -173,6 +173,11 @@ void add_vm_commands(CLI::App& app, Context& ctx) {
     }();
   });
 
+  auto* edit = noun->add_subcommand(
+      "edit", "Edit a VM's definition as JSON in $EDITOR (takes effect at the next start)");
+  edit->add_option("name", f.name)->required();
+  edit->callback([&ctx] { ctx.outcome = edit_in_editor(ctx, kCollection, f.name); });
+
   auto* console = noun->add_subcommand("console", "Show a VM's serial console output");
   console->add_option("name", f.name)->required();
   console->add_flag("--log", f.log, "Print the console's ring log (the default for now)");

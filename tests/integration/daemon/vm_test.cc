@@ -171,6 +171,29 @@ TEST(VmDaemonTest, VolumeFromAPoolIsTheGuestsDisk) {
   EXPECT_NE(missing.err.find("nope"), std::string::npos) << missing.err;
 }
 
+// `vm edit` through $EDITOR (here a sed script): a valid change is saved, an invalid one is
+// refused and changes nothing.
+TEST(VmDaemonTest, EditSavesValidChangesOnly) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start());
+  ASSERT_EQ(d.cli({"vm", "create", "e1", "--kernel", guest().kernel}).exit_code, 0);
+  // The "editor": a script that rewrites the vcpus line of the file it is given.
+  auto edit = [&](int from, int to) {
+    fs::path script = d.dir() / "editor.sh";
+    write_file_atomic(
+        script,
+        fmt::format("#!/bin/sh\nsed -i 's/\"vcpus\": {}/\"vcpus\": {}/' \"$1\"\n", from, to), 0755)
+        .value();
+    auto r = run_process({bin_dir() + "/vireo", "--socket", d.socket(), "vm", "edit", "e1"},
+                         {.timeout = 30s, .extra_env = {"EDITOR=" + script.string()}});
+    return r ? r->exit_code : -1;
+  };
+  EXPECT_EQ(edit(1, 2), 0);
+  EXPECT_EQ(vm_json(d, "e1").value("vcpus", 0), 2);
+  EXPECT_EQ(edit(2, 0), 1);
+  EXPECT_EQ(vm_json(d, "e1").value("vcpus", 0), 2);
+}
+
 TEST(VmDaemonTest, BadDefinitionsAreRefusedAndLeaveNothing) {
   DaemonProcess d;
   ASSERT_TRUE(d.start());
