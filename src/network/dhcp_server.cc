@@ -12,7 +12,6 @@ constexpr uint8_t kDiscover = 1, kOffer = 2, kRequest = 3, kAck = 5, kNak = 6, k
 constexpr uint32_t kBootpFixed = 236;
 constexpr uint64_t kSec = 1'000'000'000ull;
 
-// The value of option code in msg (after the magic cookie), or null.
 // The value of option code in msg (after the magic cookie) and its length, or null.
 const uint8_t* find_option_any(const uint8_t* msg, uint32_t len, uint8_t code, uint8_t& out_len) {
   for (uint32_t pos = kBootpFixed + 4; pos + 1 < len;) {
@@ -45,20 +44,11 @@ std::string client_hostname(const uint8_t* msg, uint32_t len) {
   return name;
 }
 
+// The value of option code when it is want_len bytes long, or null.
 const uint8_t* find_option(const uint8_t* msg, uint32_t len, uint8_t code, uint8_t want_len) {
-  for (uint32_t pos = kBootpFixed + 4; pos + 1 < len;) {
-    uint8_t c = msg[pos];
-    if (c == 255) break;
-    if (c == 0) {
-      ++pos;
-      continue;
-    }
-    uint8_t l = msg[pos + 1];
-    if (pos + 2u + l > len) break;
-    if (c == code && l == want_len) return msg + pos + 2;
-    pos += 2u + l;
-  }
-  return nullptr;
+  uint8_t l = 0;
+  const uint8_t* v = find_option_any(msg, len, code, l);
+  return v && l == want_len ? v : nullptr;
 }
 
 uint8_t* put_option(uint8_t* p, uint8_t code, uint32_t value, uint8_t len = 4) {
