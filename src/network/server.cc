@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "base/file.h"
+#include "base/line_server.h"
 
 namespace vireo::net {
 namespace {
@@ -28,24 +29,7 @@ uint64_t monotonic_ns() {
   return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
 }
 
-constexpr size_t kMaxRequestLine = 1 << 20;
 constexpr uint64_t kTickNs = 1'000'000'000ull;
-
-Result<Fd> listen_unix(const std::filesystem::path& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.native().size() >= sizeof(addr.sun_path))
-    return make_error(ErrorCode::kInvalidArgument, "socket path {} is too long", path.string());
-  std::memcpy(addr.sun_path, path.c_str(), path.native().size());
-  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd) return errno_error("socket(AF_UNIX)");
-  ::unlink(path.c_str());  // a stale socket of a previous run
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0)
-    return errno_error("bind " + path.string());
-  ::chmod(path.c_str(), 0600);
-  if (::listen(fd.get(), 16) < 0) return errno_error("listen " + path.string());
-  return fd;
-}
 
 }  // namespace
 
@@ -69,8 +53,12 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
       s->datapath_, options.state_dir,
       [raw](PortId id, int fd, bool add) { raw->on_port(id, fd, add); });
   TRY_CTX(s->controller_->restore(), "restore configuration");
-  s->listener_ = TRY_CTX(listen_unix(options.control_socket), "control socket");
+  s->listener_ = TRY_CTX(listen_unix_socket(options.control_socket), "control socket");
   TRY(s->watch(s->listener_.get(), make_tag(Tag::kListener, 0), EPOLLIN));
+  Server* self = s.get();
+  s->clients_ = std::make_unique<LineClients>(
+      s->epoll_.get(), [](int fd) { return make_tag(Tag::kClient, static_cast<uint32_t>(fd)); },
+      [self](const std::string& line) { return self->controller_->handle_line(line); });
   return s;
 }
 
@@ -111,9 +99,9 @@ Result<void> Server::run() {
       if (kind == Tag::kPort) {
         datapath_.poll_port(static_cast<PortId>(id), now);
       } else if (kind == Tag::kListener) {
-        accept_clients();
+        clients_->accept_from(listener_.get());
       } else if (kind == Tag::kClient) {
-        on_client(static_cast<int>(id), events[i].events);
+        clients_->on_event(static_cast<int>(id), events[i].events);
       } else if (kind == Tag::kSignal) {
         spdlog::info("vireo-netd: signal received, stopping");
         stop_ = true;
@@ -125,53 +113,6 @@ Result<void> Server::run() {
     }
   }
   return {};
-}
-
-void Server::accept_clients() {
-  for (;;) {
-    Fd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (!fd) return;
-    int raw = fd.get();
-    if (!watch(raw, make_tag(Tag::kClient, static_cast<uint32_t>(raw)), EPOLLIN)) continue;
-    clients_[raw].fd = std::move(fd);
-  }
-}
-
-void Server::close_client(int fd) {
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
-  clients_.erase(fd);
-}
-
-void Server::on_client(int fd, uint32_t events) {
-  auto it = clients_.find(fd);
-  if (it == clients_.end()) return;
-  Client& c = it->second;
-  if (events & EPOLLIN) {
-    char buf[65536];
-    ssize_t got = ::read(fd, buf, sizeof(buf));
-    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) return close_client(fd);
-    if (got > 0) c.in.append(buf, static_cast<size_t>(got));
-    size_t pos;
-    while ((pos = c.in.find('\n')) != std::string::npos) {
-      std::string line = c.in.substr(0, pos);
-      c.in.erase(0, pos + 1);
-      if (!line.empty()) c.out += controller_->handle_line(line) + "\n";
-    }
-    if (c.in.size() > kMaxRequestLine) return close_client(fd);
-  }
-  while (!c.out.empty()) {
-    ssize_t put = ::send(fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
-    if (put < 0) {
-      if (errno != EAGAIN) return close_client(fd);
-      break;
-    }
-    c.out.erase(0, static_cast<size_t>(put));
-  }
-  // Wait for room only while a reply is pending, so a slow reader never blocks forwarding.
-  epoll_event ev{};
-  ev.events = EPOLLIN | (c.out.empty() ? 0u : uint32_t{EPOLLOUT});
-  ev.data.u64 = make_tag(Tag::kClient, static_cast<uint32_t>(fd));
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev);
 }
 
 }  // namespace vireo::net

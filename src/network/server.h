@@ -11,6 +11,7 @@
 #include <string>
 
 #include "base/fd.h"
+#include "base/line_server.h"
 #include "base/result.h"
 #include "network/controller.h"
 #include "network/datapath.h"
@@ -31,17 +32,9 @@ class Server {
   [[nodiscard]] Result<void> run();
 
  private:
-  struct Client {
-    Fd fd;
-    std::string in;
-    std::string out;
-  };
   Server() = default;
   Result<void> watch(int fd, uint64_t tag, uint32_t events);
   void on_port(PortId id, int fd, bool add);
-  void accept_clients();
-  void on_client(int fd, uint32_t events);
-  void close_client(int fd);
 
   ServerOptions options_;
   Fd epoll_;
@@ -49,7 +42,7 @@ class Server {
   Fd signals_;
   Datapath datapath_;
   std::unique_ptr<Controller> controller_;
-  std::map<int, Client> clients_;
+  std::unique_ptr<LineClients> clients_;  // the control socket's clients
   bool stop_ = false;
 };
 

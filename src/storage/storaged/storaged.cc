@@ -13,39 +13,18 @@
 #include <cstring>
 
 #include "base/file.h"
+#include "base/line_server.h"
 #include "base/log.h"
 
 namespace vireo::storage {
 namespace {
 
-constexpr size_t kMaxRequestLine = 1 << 20;
 enum Tag : uint64_t {
   kListener = 1ull << 32,
   kSignal = 2ull << 32,
   kStop = 3ull << 32,
   kClient = 4ull << 32
 };
-
-Result<Fd> listen_unix(const std::filesystem::path& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.native().size() >= sizeof(addr.sun_path))
-    return make_error(ErrorCode::kInvalidArgument, "socket path {} is too long", path.string());
-  std::memcpy(addr.sun_path, path.c_str(), path.native().size());
-  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd) return errno_error("socket(AF_UNIX)");
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode))
-      return make_error(ErrorCode::kAlreadyExists, "{} exists and is not a socket", path.string());
-    ::unlink(path.c_str());  // a stale socket of a previous run
-  }
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0)
-    return errno_error("bind " + path.string());
-  ::chmod(path.c_str(), 0600);
-  if (::listen(fd.get(), 16) < 0) return errno_error("listen " + path.string());
-  return fd;
-}
 
 Result<void> watch(int epoll, int fd, uint64_t tag, uint32_t events) {
   epoll_event ev{};
@@ -89,8 +68,12 @@ Result<std::unique_ptr<Storaged>> Storaged::create(const StoragedOptions& option
   s->nbd_ = TRY(nbd::NbdServer::create({}));
   s->load_pools();
   TRY_CTX(s->nbd_->listen_unix(options.nbd_socket), "NBD socket");
-  s->listener_ = TRY_CTX(listen_unix(options.control_socket), "control socket");
+  s->listener_ = TRY_CTX(listen_unix_socket(options.control_socket), "control socket");
   TRY(watch(s->epoll_.get(), s->listener_.get(), kListener, EPOLLIN));
+  Storaged* self = s.get();
+  s->clients_ = std::make_unique<LineClients>(
+      s->epoll_.get(), [](int fd) { return kClient | uint32_t(fd); },
+      [self](const std::string& line) { return self->handle_line(line); });
   nbd::NbdServer* server = s->nbd_.get();
   s->nbd_thread_ = std::thread([server] {
     if (Result<void> r = server->run(); !r)
@@ -230,62 +213,16 @@ Result<void> Storaged::run() {
     for (int i = 0; i < n; ++i) {
       uint64_t tag = events[i].data.u64;
       if (tag == kListener) {
-        accept_clients();
+        clients_->accept_from(listener_.get());
       } else if (tag == kSignal || tag == kStop) {
         spdlog::info("vireo-storaged: stopping");
         stop_ = true;
       } else {
-        on_client(int(uint32_t(tag)), events[i].events);
+        clients_->on_event(int(uint32_t(tag)), events[i].events);
       }
     }
   }
   return {};
-}
-
-void Storaged::accept_clients() {
-  for (;;) {
-    Fd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (!fd) return;
-    int raw = fd.get();
-    if (!watch(epoll_.get(), raw, kClient | uint32_t(raw), EPOLLIN)) continue;
-    clients_[raw].fd = std::move(fd);
-  }
-}
-
-void Storaged::close_client(int fd) {
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
-  clients_.erase(fd);
-}
-
-void Storaged::on_client(int fd, uint32_t events) {
-  auto it = clients_.find(fd);
-  if (it == clients_.end()) return;
-  Client& c = it->second;
-  if (events & EPOLLIN) {
-    char buf[65536];
-    ssize_t got = ::read(fd, buf, sizeof(buf));
-    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) return close_client(fd);
-    if (got > 0) c.in.append(buf, size_t(got));
-    size_t pos;
-    while ((pos = c.in.find('\n')) != std::string::npos) {
-      std::string line = c.in.substr(0, pos);
-      c.in.erase(0, pos + 1);
-      if (!line.empty()) c.out += handle_line(line) + "\n";
-    }
-    if (c.in.size() > kMaxRequestLine) return close_client(fd);
-  }
-  while (!c.out.empty()) {
-    ssize_t put = ::send(fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
-    if (put < 0) {
-      if (errno != EAGAIN) return close_client(fd);
-      break;
-    }
-    c.out.erase(0, size_t(put));
-  }
-  epoll_event ev{};
-  ev.events = EPOLLIN | (c.out.empty() ? 0u : uint32_t{EPOLLOUT});
-  ev.data.u64 = kClient | uint32_t(fd);
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev);
 }
 
 }  // namespace vireo::storage

@@ -19,6 +19,7 @@
 
 #include "base/fd.h"
 #include "base/json.h"
+#include "base/line_server.h"
 #include "storage/nbd/server.h"
 #include "storage/pool/pool.h"
 
@@ -49,11 +50,6 @@ class Storaged {
     std::string error;
     std::map<std::string, std::shared_ptr<BlockDevice>> devices;  // exported volumes
   };
-  struct Client {
-    Fd fd;
-    std::string in;
-    std::string out;
-  };
   Storaged() = default;
   Result<Json> dispatch(const std::string& op, const Json& r);
   void load_pools();
@@ -79,10 +75,6 @@ class Storaged {
   Result<Json> vol_import(const Json& r);
   Result<Json> vol_export(const Json& r);
 
-  void accept_clients();
-  void on_client(int fd, uint32_t events);
-  void close_client(int fd);
-
   StoragedOptions options_;
   Fd lock_;  // flock on STATE/lock
   std::map<std::string, PoolEntry> pools_;
@@ -92,7 +84,7 @@ class Storaged {
   Fd listener_;
   Fd signals_;
   Fd stop_event_;
-  std::map<int, Client> clients_;
+  std::unique_ptr<LineClients> clients_;  // the control socket's clients
   bool stop_ = false;
 };
 
