@@ -17,6 +17,17 @@ void merge_patch(Json& target, const Json& patch) {
   target.merge_patch(patch);
 }
 
+Result<std::string> get_string(const Json& j, const char* key, bool required) {
+  auto it = j.find(key);
+  if (it == j.end()) {
+    if (required) return make_error(ErrorCode::kInvalidArgument, "missing field '{}'", key);
+    return std::string();
+  }
+  if (!it->is_string())
+    return make_error(ErrorCode::kInvalidArgument, "'{}' must be a string", key);
+  return it->get<std::string>();
+}
+
 std::string dump_json(const Json& j, int indent) {
   return j.dump(indent, ' ', false, Json::error_handler_t::replace);
 }

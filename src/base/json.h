@@ -18,6 +18,10 @@ using Json = nlohmann::json;
 // RFC 7386 JSON merge patch applied to target.
 void merge_patch(Json& target, const Json& patch);
 
+// The string member key of j: kInvalidArgument "missing field 'key'" when required and absent
+// ("" when optional and absent), "'key' must be a string" when of another type.
+[[nodiscard]] Result<std::string> get_string(const Json& j, const char* key, bool required = true);
+
 // Serializes without throwing on invalid UTF-8 (replaced), for text that came from outside.
 std::string dump_json(const Json& j, int indent = -1);
 

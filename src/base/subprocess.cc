@@ -92,12 +92,8 @@ Result<ProcessResult> run_process(const std::vector<std::string>& argv, const Ru
   std::vector<std::string> env_store;
   for (char** e = environ; *e; ++e) env_store.emplace_back(*e);
   for (const auto& kv : options.extra_env) env_store.push_back(kv);
-  std::vector<char*> envp;
-  for (auto& e : env_store) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
+  std::vector<char*> envp = c_strings(env_store);
+  std::vector<char*> args = c_strings(argv);
 
   pid_t pid = 0;
   int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), envp.data());
@@ -130,6 +126,13 @@ std::string find_program(const std::string& name) {
   return {};
 }
 
+std::vector<char*> c_strings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
 std::string find_sibling_program(const std::string& name) {
   std::error_code ec;
   auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -158,9 +161,7 @@ Result<pid_t> spawn_detached(const std::vector<std::string>& argv, int log_fd) {
   posix_spawnattr_setsigdefault(&attr, &defaults);
   posix_spawnattr_setflags(&attr,
                            POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
+  std::vector<char*> args = c_strings(argv);
   pid_t pid = 0;
   int rc = ::posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);

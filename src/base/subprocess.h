@@ -30,6 +30,9 @@ struct RunOptions {
 [[nodiscard]] Result<ProcessResult> run_process(const std::vector<std::string>& argv,
                                                 const RunOptions& options = {});
 
+// argv/envp for exec*: pointers into v (which must outlive them), null-terminated.
+std::vector<char*> c_strings(const std::vector<std::string>& v);
+
 // Finds an executable on PATH; empty when absent.
 std::string find_program(const std::string& name);
 

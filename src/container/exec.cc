@@ -1,4 +1,5 @@
 #include "container/exec.h"
+#include "base/subprocess.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -63,13 +64,6 @@ Result<void> enter_for_children(pid_t pid) {
       return errno_error(fmt::format("join {} namespace of the container", file));
   }
   return {};
-}
-
-std::vector<char*> c_strings(const std::vector<std::string>& v) {
-  std::vector<char*> out;
-  for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));
-  out.push_back(nullptr);
-  return out;
 }
 
 struct ExecChild {

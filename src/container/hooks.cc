@@ -1,4 +1,5 @@
 #include "container/hooks.h"
+#include "base/subprocess.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -11,13 +12,6 @@
 namespace vireo::container {
 
 namespace {
-
-std::vector<char*> c_strings(const std::vector<std::string>& v) {
-  std::vector<char*> out;
-  for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));
-  out.push_back(nullptr);
-  return out;
-}
 
 Result<void> run_hook(const Hook& h, const std::string& input, std::string_view phase) {
   int fds[2];

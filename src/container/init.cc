@@ -1,4 +1,5 @@
 #include "container/init.h"
+#include "base/subprocess.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -72,13 +73,6 @@ Result<void> forward_listener(int sync_fd, const Seccomp& seccomp, Fd listener, 
 }
 
 namespace {
-
-std::vector<char*> c_strings(const std::vector<std::string>& v) {
-  std::vector<char*> out;
-  for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));
-  out.push_back(nullptr);
-  return out;
-}
 
 Result<void> join_and_unshare(const InitContext& ctx) {
   const Config& c = *ctx.config;

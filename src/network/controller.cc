@@ -20,17 +20,6 @@ namespace {
 constexpr uint16_t kFirstUntaggedId = 4096;
 constexpr const char* kStateFile = "netd.json";
 
-Result<std::string> get_string(const Json& j, const char* key, bool required = true) {
-  auto it = j.find(key);
-  if (it == j.end()) {
-    if (required) return make_error(ErrorCode::kInvalidArgument, "missing field '{}'", key);
-    return std::string();
-  }
-  if (!it->is_string())
-    return make_error(ErrorCode::kInvalidArgument, "'{}' must be a string", key);
-  return it->get<std::string>();
-}
-
 Result<uint32_t> get_uint(const Json& j, const char* key, uint32_t fallback, uint32_t max) {
   auto it = j.find(key);
   if (it == j.end()) return fallback;

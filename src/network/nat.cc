@@ -204,18 +204,8 @@ Json to_json(const PortForward& f) {
 
 Result<PortForward> port_forward_from_json(const Json& j) {
   PortForward f;
-  auto str = [&](const char* key, bool required) -> Result<std::string> {
-    auto it = j.find(key);
-    if (it == j.end()) {
-      if (required) return make_error(ErrorCode::kInvalidArgument, "missing field '{}'", key);
-      return std::string();
-    }
-    if (!it->is_string())
-      return make_error(ErrorCode::kInvalidArgument, "'{}' must be a string", key);
-    return it->get<std::string>();
-  };
-  f.network = TRY(str("network", true));
-  std::string proto = TRY(str("protocol", false));
+  f.network = TRY(get_string(j, "network"));
+  std::string proto = TRY(get_string(j, "protocol", false));
   if (proto.empty() || proto == "tcp")
     f.proto = kIpProtoTcp;
   else if (proto == "udp")
@@ -230,7 +220,7 @@ Result<PortForward> port_forward_from_json(const Json& j) {
     f.host_port = TRY(parse_port(hp->get<std::string>()));
   else
     return make_error(ErrorCode::kInvalidArgument, "'host_port' must be a port from 1 to 65535");
-  std::string to = TRY(str("to", true));
+  std::string to = TRY(get_string(j, "to"));
   size_t colon = to.rfind(':');
   if (colon == std::string::npos)
     return make_error(ErrorCode::kInvalidArgument, "'to' must be IP:PORT, not '{}'", to);
