@@ -1,0 +1,135 @@
+// vireo-registry: a standalone OCI distribution-spec 1.1 registry (docs/registry.md).
+//   vireo-registry --root DIR --listen HOST:PORT [--tls-cert F --tls-key F] [--htpasswd F]
+//   vireo-registry gc --root DIR
+// Prints "ready http://HOST:PORT" (or https) on stdout once it accepts connections.
+#include <signal.h>
+
+#include <cstdio>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "base/file.h"
+#include "base/log.h"
+#include "registry/server.h"
+
+using namespace vireo;
+using namespace vireo::registry;
+
+namespace {
+
+Result<std::pair<std::string, uint16_t>> parse_listen(const std::string& s) {
+  auto colon = s.rfind(':');
+  if (colon == std::string::npos)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--listen "
+                      "must be HOST:PORT, not '{}'",
+                      s);
+  std::string host = s.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  try {
+    int port = std::stoi(s.substr(colon + 1));
+    if (port < 0 || port > 65535) throw std::out_of_range("port");
+    return std::pair{host, uint16_t(port)};
+  } catch (const std::exception&) {
+    return make_error(ErrorCode::kInvalidArgument, "--listen: bad port in '{}'", s);
+  }
+}
+
+int fail(const Error& e) {
+  std::fprintf(stderr, "vireo-registry: %s\n", e.message().c_str());
+  return 1;
+}
+
+// Stops the server on SIGTERM or SIGINT (blocked in every thread, taken here with sigwait).
+void stop_on_signal(Server& server) {
+  std::thread([&server] {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig = 0;
+    sigwait(&set, &sig);
+    server.stop();
+  }).detach();
+}
+
+// Collects garbage every interval seconds while the server runs.
+void periodic_gc(Store& store, int interval) {
+  if (interval <= 0) return;
+  std::thread([&store, interval] {
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::seconds(interval));
+      if (auto r = store.collect_garbage(); !r) spdlog::warn("gc: {}", r.error().message());
+    }
+  }).detach();
+}
+
+int serve(const std::string& root, const std::string& listen, ServerOptions options,
+          const std::string& htpasswd_file, int gc_interval) {
+  auto hp = parse_listen(listen);
+  if (!hp) return fail(hp.error());
+  options.host = hp->first, options.port = hp->second;
+  if (!htpasswd_file.empty()) {
+    auto text = read_file(htpasswd_file);
+    if (!text) return fail(text.error());
+    options.htpasswd = *text;
+  }
+  auto store = Store::create(root);
+  if (!store) return fail(store.error());
+  Registry registry(**store);
+  auto server = Server::create(registry, options);
+  if (!server) return fail(server.error());
+  stop_on_signal(**server);
+  periodic_gc(**store, gc_interval);
+  std::printf("ready %s://%s:%u\n", (*server)->tls() ? "https" : "http", options.host.c_str(),
+              unsigned((*server)->port()));
+  std::fflush(stdout);
+  (*server)->run();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  CLI::App app{"vireo-registry: OCI distribution registry"};
+  std::string root, listen = "127.0.0.1:5000", htpasswd, log_level = "info";
+  ServerOptions options;
+  int gc_interval = 0;
+  app.add_option("--root", root, "storage directory")->required();
+  app.add_option("--listen", listen, "HOST:PORT to listen on (port 0 picks one)");
+  app.add_option("--tls-cert", options.tls_cert, "TLS certificate chain (PEM)");
+  app.add_option("--tls-key", options.tls_key, "TLS private key (PEM)");
+  app.add_option("--htpasswd", htpasswd, "htpasswd file (bcrypt) for basic authentication");
+  app.add_option("--gc-interval", gc_interval, "seconds between garbage collections (0: off)");
+  app.add_option("--log-level", log_level, "debug, info, warn or error");
+  auto* gc = app.add_subcommand("gc",
+                                "remove blobs no repository references, then exit (run it "
+                                "while no server writes the root; --gc-interval is the online GC)");
+  gc->fallthrough();
+  CLI11_PARSE(app, argc, argv);
+  init_logging(log_level == "debug"   ? LogLevel::kDebug
+               : log_level == "warn"  ? LogLevel::kWarn
+               : log_level == "error" ? LogLevel::kError
+                                      : LogLevel::kInfo);
+  if (options.tls_cert.empty() != options.tls_key.empty())
+    return fail(Error(ErrorCode::kInvalidArgument, "--tls-cert and --tls-key go together"));
+  if (gc->parsed()) {
+    auto store = Store::create(root, StaleUploads::kKeep);
+    if (!store) return fail(store.error());
+    auto stats = (*store)->collect_garbage();
+    if (!stats) return fail(stats.error());
+    std::printf("removed %zu blobs (%llu bytes)\n", stats->blobs_removed,
+                (unsigned long long)stats->bytes_removed);
+    return 0;
+  }
+  return serve(root, listen, options, htpasswd, gc_interval);
+}

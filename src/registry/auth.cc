@@ -1,0 +1,69 @@
+#include "registry/auth.h"
+
+#include <crypt.h>
+#include <openssl/evp.h>
+
+#include <mutex>
+#include <set>
+#include <vector>
+
+#include "base/ids.h"
+#include "base/strings.h"
+
+namespace vireo::registry {
+
+namespace {
+
+std::string base64_decode(std::string_view in) {
+  if (in.empty() || in.size() % 4 != 0 || in.size() > 4096) return {};
+  std::vector<unsigned char> out(in.size() / 4 * 3 + 1);
+  int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(in.data()),
+                          int(in.size()));
+  if (n < 0) return {};
+  size_t len = size_t(n);
+  for (size_t i = in.size(); i > 0 && in[i - 1] == '='; --i) --len;
+  return std::string(reinterpret_cast<char*>(out.data()), len);
+}
+
+bool check_password(const std::string& htpasswd, const std::string& user,
+                    const std::string& password) {
+  for (const auto& line : split(htpasswd, '\n')) {
+    auto colon = line.find(':');
+    if (colon == std::string::npos || line.substr(0, colon) != user) continue;
+    std::string hash(trim(std::string_view(line).substr(colon + 1)));
+    crypt_data data{};
+    const char* out = ::crypt_r(password.c_str(), hash.c_str(), &data);
+    return out && out[0] != '*' && hash == out;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool authorized(const std::string& htpasswd, const std::string& authorization) {
+  if (htpasswd.empty()) return true;
+  if (!authorization.starts_with("Basic ")) return false;
+  static std::mutex mu;
+  static std::set<std::string> verified;
+  std::string key = sha256_hex(htpasswd + '\n' + authorization);
+  {
+    std::lock_guard lock(mu);
+    if (verified.contains(key)) return true;
+  }
+  std::string plain = base64_decode(std::string(trim(authorization.substr(6))));
+  auto colon = plain.find(':');
+  if (colon == std::string::npos) return false;
+  if (!check_password(htpasswd, plain.substr(0, colon), plain.substr(colon + 1))) return false;
+  std::lock_guard lock(mu);
+  if (verified.size() > 10000) verified.clear();
+  verified.insert(key);
+  return true;
+}
+
+Response unauthorized_response() {
+  Response r = Response::error(RegistryError(Code::kUnauthorized, "authentication required"));
+  r.header("WWW-Authenticate", "Basic realm=\"vireo-registry\"");
+  return r;
+}
+
+}  // namespace vireo::registry

@@ -1,0 +1,149 @@
+#include "registry/connection.h"
+
+#include <limits>
+#include <sstream>
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include "base/log.h"
+#include "registry/auth.h"
+#include "registry/routes.h"
+
+namespace vireo::registry {
+
+namespace http = boost::beast::http;
+
+namespace {
+
+constexpr size_t kDrainLimit = 1 << 20;
+
+void split_target(std::string_view target, Request& req) {
+  auto q = target.find('?');
+  req.path = std::string(target.substr(0, q));
+  if (q == std::string_view::npos) return;
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    auto amp = rest.find('&');
+    std::string_view kv = rest.substr(0, amp);
+    auto eq = kv.find('=');
+    std::string key = percent_decode_query(kv.substr(0, eq));
+    req.query[key] = eq == std::string_view::npos ? "" : percent_decode_query(kv.substr(eq + 1));
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// The response header as Beast formats it.
+std::string header_text(const Response& r, bool keep_alive, uint64_t length) {
+  http::response_header<> h;
+  h.version(11);
+  h.result(unsigned(r.status));
+  h.set("Docker-Distribution-API-Version", "registry/2.0");
+  for (const auto& [k, v] : r.headers) h.insert(k, v);
+  h.set(http::field::content_length, std::to_string(length));
+  if (!keep_alive) h.set(http::field::connection, "close");
+  std::ostringstream os;
+  os << h;
+  return os.str();
+}
+
+}  // namespace
+
+void Connection::run() {
+  boost::beast::flat_buffer buffer;
+  for (;;) {
+    boost::system::error_code ec;
+    http::request_parser<http::empty_body> head;
+    head.header_limit(64 * 1024);
+    head.body_limit(std::numeric_limits<std::uint64_t>::max());  // boost::none misbehaves in 1.74
+    http::read_header(stream_, buffer, head, ec);
+    if (ec) {
+      if (ec != http::error::end_of_stream && ec != boost::asio::error::eof &&
+          ec != boost::asio::error::timed_out && ec != boost::asio::error::connection_reset) {
+        RegistryError e(Code::kUnsupported, "malformed HTTP request", ec.message());
+        Response r = Response::error(e);
+        r.status = ec == http::error::header_limit ? 431 : 400;
+        std::string text = header_text(r, false, r.body.size()) + r.body;
+        (void)stream_.write_all(text.data(), text.size());
+      }
+      return;
+    }
+    http::request_parser<http::buffer_body> parser(std::move(head));
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // boost::none misbehaves in 1.74
+    const auto& msg = parser.get();
+    Request req;
+    req.method = std::string(msg.method_string());
+    split_target(msg.target(), req);
+    for (const auto& f : msg) req.headers[lower(f.name_string())] = std::string(f.value());
+    if (auto cl = parser.content_length()) req.content_length = *cl;
+    req.has_body = !parser.is_done();
+    bool continue_sent = false;
+    bool expect_continue = lower(req.header("expect")) == "100-continue";
+    bool body_failed = false;
+    req.read_body = [&](char* buf, size_t cap) -> RegResult<size_t> {
+      if (expect_continue && !continue_sent) {
+        continue_sent = true;
+        static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        TRY(stream_.write_all(kContinue, sizeof kContinue - 1));
+      }
+      while (!parser.is_done()) {
+        parser.get().body().data = buf;
+        parser.get().body().size = cap;
+        boost::system::error_code rec;
+        http::read(stream_, buffer, parser, rec);
+        if (rec == http::error::need_buffer) rec = {};
+        if (rec) {
+          body_failed = true;
+          return reg_error(Code::kBlobUploadInvalid, "request body incomplete", rec.message());
+        }
+        size_t n = cap - parser.get().body().size;
+        if (n > 0) return n;
+      }
+      return size_t(0);
+    };
+    Response res = authorized(htpasswd_, req.header("authorization")) ? registry_.handle(req)
+                                                                      : unauthorized_response();
+    bool keep_alive = msg.keep_alive() && !body_failed;
+    if (keep_alive && !parser.is_done()) {
+      // Drain a small unread body (an error answered before the body was needed).
+      if (expect_continue && !continue_sent) {
+        keep_alive = false;
+      } else {
+        char sink[65536];
+        size_t drained = 0;
+        while (!parser.is_done() && drained < kDrainLimit) {
+          auto n = req.read_body(sink, sizeof sink);
+          if (!n || *n == 0) break;
+          drained += *n;
+        }
+        keep_alive = parser.is_done();
+      }
+    }
+    bool head_req = req.method == "HEAD";
+    uint64_t length = res.head_length ? *res.head_length
+                      : res.file      ? res.file_length
+                                      : res.body.size();
+    std::string text = header_text(res, keep_alive, length);
+    if (!head_req && !res.file) text += res.body;
+    if (!stream_.write_all(text.data(), text.size())) return;
+    if (!head_req && res.file && res.file_length > 0) {
+      if (auto r = stream_.send_file(res.file.get(), res.file_offset, res.file_length); !r) {
+        spdlog::debug("send {}: {}", req.path, r.error().message());
+        return;
+      }
+    }
+    if (!keep_alive) {
+      if (!parser.is_done() && !body_failed) stream_.linger_close();
+      return;
+    }
+  }
+}
+
+}  // namespace vireo::registry
