@@ -9,6 +9,9 @@ namespace vireo::registry {
 
 namespace {
 
+// How long a request waits for another request writing the same upload.
+constexpr std::chrono::seconds kBusyWait{30};
+
 std::string upload_location(const Route& route, const std::string& id) {
   return "/v2/" + route.name + "/blobs/uploads/" + id;
 }
@@ -124,7 +127,7 @@ RegResult<Response> Registry::start_upload(Request& req, const Route& route) {
 
 RegResult<Response> Registry::upload_status(const Route& route) {
   auto up = TRY(uploads_.find(route.name, route.ref));
-  std::unique_lock lock(up->mu, std::try_to_lock);
+  std::unique_lock lock(up->mu, kBusyWait);
   return upload_accepted(route, *up, 204);
 }
 
@@ -147,7 +150,7 @@ RegResult<void> Registry::write_chunk(Request& req, Upload& up) {
 
 RegResult<Response> Registry::patch_upload(Request& req, const Route& route) {
   auto up = TRY(uploads_.find(route.name, route.ref));
-  std::unique_lock lock(up->mu, std::try_to_lock);
+  std::unique_lock lock(up->mu, kBusyWait);
   if (!lock)
     return reg_error(Code::kBlobUploadInvalid, "another request is writing this upload", up->id);
   if (auto w = write_chunk(req, *up); !w) {
@@ -161,7 +164,7 @@ RegResult<Response> Registry::patch_upload(Request& req, const Route& route) {
 
 RegResult<Response> Registry::put_upload(Request& req, const Route& route) {
   auto up = TRY(uploads_.find(route.name, route.ref));
-  std::unique_lock lock(up->mu, std::try_to_lock);
+  std::unique_lock lock(up->mu, kBusyWait);
   if (!lock)
     return reg_error(Code::kBlobUploadInvalid, "another request is writing this upload", up->id);
   std::string digest_param = req.param("digest");

@@ -21,7 +21,7 @@ struct Upload {
   Fd fd;
   uint64_t size = 0;
   Hasher hasher{Algorithm::kSha256};
-  std::mutex mu;  // held by the request writing the upload
+  std::timed_mutex mu;  // held by the request writing the upload
 };
 
 class UploadManager {
