@@ -90,6 +90,7 @@ class Extractor {
   TarStream tar_;
   UnpackSummary summary_;
   std::vector<DeferredDir> dirs_;
+  bool truncated_end_ = false;
 };
 
 Result<UnpackSummary> Extractor::run(const ReadFn& source) {
@@ -100,6 +101,7 @@ Result<UnpackSummary> Extractor::run(const ReadFn& source) {
     const char* name = archive_entry_pathname(e);
     TRY_CTX(entry(e), "entry '{}'", shown(name ? name : ""));
     ++summary_.entries;
+    if (truncated_end_) break;
   }
   TRY(finish_dirs());
   summary_.diff_id = TRY(tar_.finish());
@@ -181,10 +183,19 @@ Result<void> Extractor::regular(int parent, const std::string& leaf, archive_ent
   const void* buf;
   size_t size;
   la_int64_t offset;
+  la_int64_t end = 0;
   for (;;) {
     int r = archive_read_data_block(tar_.reader(), &buf, &size, &offset);
     if (r == ARCHIVE_EOF) break;
+    // Some writers (umoci insert) end the stream right after the last file's data, without
+    // block padding or end marker; like Go's tar reader, take that as the end of the archive.
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN && tar_.stream_ended() &&
+        end == archive_entry_size(e)) {
+      truncated_end_ = true;
+      break;
+    }
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return std::unexpected(tar_.error("read data"));
+    end = std::max<la_int64_t>(end, offset + static_cast<la_int64_t>(size));
     for (size_t done = 0; done < size;) {
       ssize_t n = ::pwrite(fd.get(), static_cast<const char*>(buf) + done, size - done,
                            offset + static_cast<off_t>(done));

@@ -139,6 +139,17 @@ TEST_F(UnpackTest, GarbageAndTruncatedInputFailCleanly) {
   EXPECT_FALSE(unpack(gz.substr(0, gz.size() / 2)));
 }
 
+TEST_F(UnpackTest, StreamEndingRightAfterLastFileDataIsAccepted) {
+  // As umoci insert writes them: no padding after the data, no end-of-archive blocks.
+  std::string tar = TarBuilder().file("a", "first").file("b", "hi\n").build();
+  std::string cut = tar.substr(0, 512 + 512 + 512 + 3);
+  auto r = unpack(cut);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(*read_file(dest_ / "b"), "hi\n");
+  EXPECT_EQ(r->diff_id, digest_of(cut));
+  EXPECT_FALSE(unpack(tar.substr(0, 512 + 512 + 512 + 2)));
+}
+
 TarBuilder normal_layer() {
   return TarBuilder()
       .dir("etc", 0755)

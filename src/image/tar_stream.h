@@ -30,6 +30,8 @@ class TarStream {
   Error error(std::string_view what);
   [[nodiscard]] Result<Digest> finish();
   uint64_t size() const { return size_; }
+  // Whether the decompressed stream has ended (the tar reader may still hold buffered data).
+  bool stream_ended() const { return raw_eof_; }
 
  private:
   static la_ssize_t read_source(archive*, void* self, const void** buf);
