@@ -17,6 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::Compression;
 using testing::TarBuilder;
+using testing::write_layout;
 
 void write(const fs::path& p, const std::string& content) {
   fs::create_directories(p.parent_path());
@@ -31,54 +32,6 @@ std::string base_layer() {
       .file("etc/passwd", "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n")
       .file("etc/group", "root:x:0:\nstaff:x:50:\n")
       .build(Compression::kGzip);
-}
-
-// Writes an OCI layout with one image of these layers; returns the manifest's digest.
-Digest write_layout(const fs::path& dir, const std::vector<std::string>& layers,
-                    Json image_config = {}, const std::string& tag = "latest") {
-  auto blob = [&](const std::string& data) {
-    Digest d = digest_of(data);
-    write(dir / "blobs/sha256" / d.hex, data);
-    return d;
-  };
-  Json diff_ids = Json::array(), layer_descs = Json::array();
-  for (const auto& l : layers) {
-    Fd dummy;
-    std::string plain = l;
-    auto pos = std::make_shared<size_t>(0);
-    auto id = tar_diff_id([&](void* b, size_t n) -> Result<size_t> {
-      size_t k = std::min(n, l.size() - *pos);
-      std::memcpy(b, l.data() + *pos, k);
-      *pos += k;
-      return k;
-    });
-    diff_ids.push_back(id->str());
-    layer_descs.push_back(
-        {{"mediaType", media::kOciLayerGzip}, {"digest", blob(l).str()}, {"size", l.size()}});
-  }
-  Json config = {{"architecture", "amd64"},
-                 {"os", "linux"},
-                 {"config", image_config},
-                 {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}};
-  std::string config_text = config.dump();
-  Json manifest = {{"schemaVersion", 2},
-                   {"mediaType", media::kOciManifest},
-                   {"config",
-                    {{"mediaType", media::kOciConfig},
-                     {"digest", blob(config_text).str()},
-                     {"size", config_text.size()}}},
-                   {"layers", layer_descs}};
-  std::string manifest_text = manifest.dump();
-  Digest md = blob(manifest_text);
-  Json index = {{"schemaVersion", 2},
-                {"manifests",
-                 {{{"mediaType", media::kOciManifest},
-                   {"digest", md.str()},
-                   {"size", manifest_text.size()},
-                   {"annotations", {{"org.opencontainers.image.ref.name", tag}}}}}}};
-  write(dir / "index.json", index.dump());
-  write(dir / "oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}");
-  return md;
 }
 
 class ImageStoreTest : public ::testing::Test {

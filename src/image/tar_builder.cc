@@ -5,6 +5,11 @@
 #include <sys/sysmacros.h>
 
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+
+#include "image/layer_unpack.h"
+#include "image/media_types.h"
 
 namespace vireo::image::testing {
 
@@ -96,6 +101,56 @@ std::string TarBuilder::build(Compression c) const {
   archive_write_close(a);
   archive_write_free(a);
   return out;
+}
+
+void write_test_file(const std::filesystem::path& p, const std::string& content) {
+  std::filesystem::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << content;
+}
+
+Digest write_layout(const std::filesystem::path& dir, const std::vector<std::string>& layers,
+                    Json image_config, const std::string& tag) {
+  auto blob = [&](const std::string& data) {
+    Digest d = digest_of(data);
+    write_test_file(dir / "blobs/sha256" / d.hex, data);
+    return d;
+  };
+  Json diff_ids = Json::array(), layer_descs = Json::array();
+  for (const auto& l : layers) {
+    auto pos = std::make_shared<size_t>(0);
+    auto id = tar_diff_id([&](void* b, size_t n) -> Result<size_t> {
+      size_t k = std::min(n, l.size() - *pos);
+      std::memcpy(b, l.data() + *pos, k);
+      *pos += k;
+      return k;
+    });
+    diff_ids.push_back(id->str());
+    layer_descs.push_back(
+        {{"mediaType", media::kOciLayerGzip}, {"digest", blob(l).str()}, {"size", l.size()}});
+  }
+  Json config = {{"architecture", "amd64"},
+                 {"os", "linux"},
+                 {"config", image_config},
+                 {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}};
+  std::string config_text = config.dump();
+  Json manifest = {{"schemaVersion", 2},
+                   {"mediaType", media::kOciManifest},
+                   {"config",
+                    {{"mediaType", media::kOciConfig},
+                     {"digest", blob(config_text).str()},
+                     {"size", config_text.size()}}},
+                   {"layers", layer_descs}};
+  std::string manifest_text = manifest.dump();
+  Digest md = blob(manifest_text);
+  Json index = {{"schemaVersion", 2},
+                {"manifests",
+                 {{{"mediaType", media::kOciManifest},
+                   {"digest", md.str()},
+                   {"size", manifest_text.size()},
+                   {"annotations", {{"org.opencontainers.image.ref.name", tag}}}}}}};
+  write_test_file(dir / "index.json", index.dump());
+  write_test_file(dir / "oci-layout", "{\"imageLayoutVersion\":\"1.0.0\"}");
+  return md;
 }
 
 }  // namespace vireo::image::testing

@@ -3,9 +3,13 @@
 // the hostile ones real tools refuse to make (absolute names, "..", links out of the tree).
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "base/json.h"
+#include "image/digest.h"
 
 namespace vireo::image::testing {
 
@@ -41,5 +45,14 @@ class TarBuilder {
   std::vector<std::pair<std::string, std::string>> pending_xattrs_;
   long mtime_ = 1700000000;
 };
+
+// Writes content to p, making its parent directories.
+void write_test_file(const std::filesystem::path& p, const std::string& content);
+
+// Writes an OCI image layout in dir with one image of these layer blobs (gzip media type; the
+// content is whatever the strings hold) and this image config "config" object, its index entry
+// annotated with tag. Returns the manifest's digest.
+Digest write_layout(const std::filesystem::path& dir, const std::vector<std::string>& layers,
+                    Json image_config = {}, const std::string& tag = "latest");
 
 }  // namespace vireo::image::testing
