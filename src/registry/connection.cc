@@ -1,5 +1,6 @@
 #include "registry/connection.h"
 
+#include <cstring>
 #include <limits>
 #include <sstream>
 
@@ -8,6 +9,7 @@
 
 #include "base/log.h"
 #include "registry/auth.h"
+#include "registry/body_decoder.h"
 #include "registry/routes.h"
 
 namespace vireo::registry {
@@ -75,57 +77,47 @@ void Connection::run() {
       }
       return;
     }
-    http::request_parser<http::buffer_body> parser(std::move(head));
-    parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // boost::none misbehaves in 1.74
-    const auto& msg = parser.get();
+    const auto& msg = head.get();
     Request req;
     req.method = std::string(msg.method_string());
     split_target(msg.target(), req);
     for (const auto& f : msg) req.headers[lower(f.name_string())] = std::string(f.value());
-    if (auto cl = parser.content_length()) req.content_length = *cl;
-    req.has_body = !parser.is_done();
+    if (auto cl = head.content_length()) req.content_length = *cl;
+    req.has_body = !head.is_done();
+    auto leftover = buffer.data();
+    BodyDecoder body(stream_,
+                     std::string(static_cast<const char*>(leftover.data()), leftover.size()),
+                     req.content_length, head.chunked());
+    buffer.consume(buffer.size());
     bool continue_sent = false;
     bool expect_continue = lower(req.header("expect")) == "100-continue";
-    bool body_failed = false;
     req.read_body = [&](char* buf, size_t cap) -> RegResult<size_t> {
       if (expect_continue && !continue_sent) {
         continue_sent = true;
         static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
         TRY(stream_.write_all(kContinue, sizeof kContinue - 1));
       }
-      while (!parser.is_done()) {
-        parser.get().body().data = buf;
-        parser.get().body().size = cap;
-        boost::system::error_code rec;
-        http::read(stream_, buffer, parser, rec);
-        if (rec == http::error::need_buffer) rec = {};
-        if (rec) {
-          body_failed = true;
-          return reg_error(Code::kBlobUploadInvalid, "request body incomplete", rec.message());
-        }
-        size_t n = cap - parser.get().body().size;
-        if (n > 0) return n;
-      }
-      return size_t(0);
+      return body.read(buf, cap);
     };
     Response res = authorized(htpasswd_, req.header("authorization")) ? registry_.handle(req)
                                                                       : unauthorized_response();
-    bool keep_alive = msg.keep_alive() && !body_failed;
-    if (keep_alive && !parser.is_done()) {
+    bool keep_alive = msg.keep_alive() && !body.failed();
+    if (keep_alive && !body.done()) {
       // Drain a small unread body (an error answered before the body was needed).
       if (expect_continue && !continue_sent) {
         keep_alive = false;
       } else {
         char sink[65536];
         size_t drained = 0;
-        while (!parser.is_done() && drained < kDrainLimit) {
+        while (!body.done() && drained < kDrainLimit) {
           auto n = req.read_body(sink, sizeof sink);
           if (!n || *n == 0) break;
           drained += *n;
         }
-        keep_alive = parser.is_done();
+        keep_alive = body.done() && !body.failed();
       }
     }
+    spdlog::debug("{} {} -> {}", req.method, msg.target(), res.status);
     bool head_req = req.method == "HEAD";
     uint64_t length = res.head_length ? *res.head_length
                       : res.file      ? res.file_length
@@ -140,8 +132,14 @@ void Connection::run() {
       }
     }
     if (!keep_alive) {
-      if (!parser.is_done() && !body_failed) stream_.linger_close();
+      if (!body.done()) stream_.linger_close();
       return;
+    }
+    std::string rest = body.take_leftover();
+    if (!rest.empty()) {
+      auto mb = buffer.prepare(rest.size());
+      std::memcpy(mb.data(), rest.data(), rest.size());
+      buffer.commit(rest.size());
     }
   }
 }

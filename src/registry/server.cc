@@ -87,7 +87,7 @@ void Server::run() {
     if (::poll(p, 2, -1) < 0 && errno != EINTR) break;
     if (p[1].revents) break;
     if (!(p[0].revents & POLLIN)) continue;
-    int c = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    int c = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
     if (c < 0) continue;
     std::lock_guard lock(mu_);
     if (connections_.size() >= options_.max_connections || stopping_) {

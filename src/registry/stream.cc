@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <boost/asio/error.hpp>
 #include <vector>
@@ -13,6 +14,9 @@ namespace asio_error = boost::asio::error;
 
 Stream::Stream(Fd fd, SSL* ssl, std::chrono::milliseconds timeout)
     : fd_(std::move(fd)), ssl_(ssl), timeout_(timeout) {
+  timeval tv{time_t(timeout.count() / 1000), suseconds_t(timeout.count() % 1000 * 1000)};
+  ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd_.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (ssl_) SSL_set_fd(ssl_, fd_.get());
 }
 
@@ -51,7 +55,7 @@ Result<void> Stream::handshake() {
   }
 }
 
-size_t Stream::read(void* p, size_t n, boost::system::error_code& ec) {
+size_t Stream::read(void* p, size_t n, boost::system::error_code& ec, bool wait_all) {
   ec = {};
   for (;;) {
     if (ssl_) {
@@ -60,7 +64,7 @@ size_t Stream::read(void* p, size_t n, boost::system::error_code& ec) {
       if (!ssl_retry(rc, ec)) return 0;
       continue;
     }
-    ssize_t rc = ::recv(fd_.get(), p, n, 0);
+    ssize_t rc = ::recv(fd_.get(), p, n, wait_all ? MSG_WAITALL : 0);
     if (rc > 0) return size_t(rc);
     if (rc == 0) {
       ec = asio_error::eof;

@@ -1,7 +1,8 @@
 #pragma once
 // Stream: one accepted connection (plain TCP or TLS over OpenSSL) as a Beast SyncReadStream and
-// SyncWriteStream, on a non-blocking socket with poll() so that every read and write is bounded
-// by an idle timeout. Owned and used by one connection thread.
+// SyncWriteStream, on a blocking socket whose SO_RCVTIMEO/SO_SNDTIMEO bound every read and
+// write (one system call per transfer: on a virtualized host a poll() before each costs more
+// than the copy). Owned and used by one connection thread.
 #include <openssl/ssl.h>
 
 #include <chrono>
@@ -26,7 +27,8 @@ class Stream {
 
   // The TLS server handshake (nothing for plain TCP).
   Result<void> handshake();
-  size_t read(void* p, size_t n, boost::system::error_code& ec);
+  // wait_all: wait for all n bytes (plain TCP; the caller knows that many are coming).
+  size_t read(void* p, size_t n, boost::system::error_code& ec, bool wait_all = false);
   size_t write(const void* p, size_t n, boost::system::error_code& ec);
   Result<void> write_all(const void* p, size_t n);
   // len bytes of file from offset: sendfile(2) for plain TCP, copies for TLS.
