@@ -74,7 +74,10 @@ class Flattener {
     if (!src) return errno_error(fmt::format("open {}", l.dir.string()));
     Fd dst(::fcntl(dest_, F_DUPFD_CLOEXEC, 0));
     std::vector<std::string> path;
-    return with_context(copy_dir(src.get(), dst.get(), path), l.diff_id.str());
+    struct stat st;
+    if (!dst || ::fstat(src.get(), &st) != 0) return errno_error("stat layer root");
+    TRY_CTX(copy_dir(src.get(), dst.get(), path), "{}", l.diff_id.str());
+    return meta(dst.get(), st);
   }
 
  private:

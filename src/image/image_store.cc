@@ -74,9 +74,8 @@ Result<ImageInfo> ImageStore::commit_image(const std::string& manifest_json, con
     return make_error(ErrorCode::kInvalidArgument,
                       "import needs a NAME[:TAG] reference without a digest, not '{}'", ref.str());
   Manifest m = TRY(parse_manifest(manifest_json));
-  for (const auto* d : {&m.config})
-    if (!blobs_->has(d->digest))
-      return make_error(ErrorCode::kNotFound, "config blob {} is missing", d->digest.str());
+  if (!blobs_->has(m.config.digest))
+    return make_error(ErrorCode::kNotFound, "config blob {} is missing", m.config.digest.str());
   std::string config_json = TRY_CTX(blobs_->read(m.config.digest), "config");
   ImageConfig config = TRY(parse_config(config_json));
   if (config.diff_ids.size() != m.layers.size())
@@ -152,12 +151,14 @@ Result<std::vector<Layer>> ImageStore::unpack(std::string_view ref) {
   return unpack_layers(image);
 }
 
-Result<PruneReport> ImageStore::prune() {
+Result<PruneReport> ImageStore::prune(const std::vector<Digest>& in_use) {
   std::lock_guard lock(mu_);
   std::set<Digest> blobs, layers;
-  for (const auto& [tag, digest] : tags_.all()) {
+  std::vector<std::pair<std::string, Digest>> roots(tags_.all().begin(), tags_.all().end());
+  for (const auto& d : in_use) roots.emplace_back(d.str(), d);
+  for (const auto& [name, digest] : roots) {
     // An unreadable image stops the prune: deleting what it may reach would lose data.
-    ImageInfo image = TRY_CTX(load_image(digest), "prune: image {}", tag);
+    ImageInfo image = TRY_CTX(load_image(digest), "prune: image {}", name);
     blobs.insert(digest);
     blobs.insert(image.manifest.config.digest);
     for (const auto& l : image.manifest.layers) blobs.insert(l.digest);

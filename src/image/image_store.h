@@ -93,7 +93,9 @@ class ImageStore {
   [[nodiscard]] Result<void> tag(std::string_view source_ref, std::string_view new_ref);
   // Removes the tag; the data stays until prune().
   [[nodiscard]] Result<void> remove(std::string_view ref);
-  [[nodiscard]] Result<PruneReport> prune();
+  // Removes what neither a tag nor a manifest of in_use (images of existing containers, which
+  // the caller knows) reaches.
+  [[nodiscard]] Result<PruneReport> prune(const std::vector<Digest>& in_use = {});
 
   // The image's unpacked layers, bottom first (unpacking again any that is missing).
   [[nodiscard]] Result<std::vector<Layer>> unpack(std::string_view ref);

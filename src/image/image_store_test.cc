@@ -87,8 +87,12 @@ TEST_F(ImageStoreTest, TagRemoveAndPruneFreeUnreachableData) {
   auto keep = store->prune();
   ASSERT_TRUE(keep) << keep.error().message();
   EXPECT_EQ(keep->blobs_removed + keep->layers_removed, 0u);
+  Digest manifest = store->show("c:2")->manifest_digest;
   ASSERT_TRUE(store->remove("c:2"));
   EXPECT_EQ(store->remove("c:2").error().code(), ErrorCode::kNotFound);
+  auto pinned = store->prune({manifest});
+  ASSERT_TRUE(pinned) << pinned.error().message();
+  EXPECT_EQ(pinned->blobs_removed + pinned->layers_removed, 0u);
   auto report = store->prune();
   ASSERT_TRUE(report) << report.error().message();
   EXPECT_EQ(report->blobs_removed, 3u);

@@ -31,7 +31,8 @@ class LayerStore {
                                                                   bool privileged);
 
   // Unpacks a layer tar stream; with expected, its diff_id must match (else nothing is kept).
-  // A layer already present is not unpacked again (the stream is still read to its end).
+  // When the layer is already present, the existing directory is kept and the new copy
+  // discarded (callers check has() first to avoid the work).
   [[nodiscard]] Result<Layer> unpack(const ReadFn& source, const std::optional<Digest>& expected);
   bool has(const Digest& diff_id) const;
   [[nodiscard]] Result<Layer> get(const Digest& diff_id) const;

@@ -150,6 +150,15 @@ TEST_F(UnpackTest, StreamEndingRightAfterLastFileDataIsAccepted) {
   EXPECT_FALSE(unpack(tar.substr(0, 512 + 512 + 512 + 2)));
 }
 
+TEST_F(UnpackTest, EmptyLayerIsValid) {
+  for (auto c : {Compression::kNone, Compression::kGzip}) {
+    auto r = unpack(TarBuilder().build(c));
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(r->entries, 0u);
+  }
+  EXPECT_FALSE(unpack(""));
+}
+
 TarBuilder normal_layer() {
   return TarBuilder()
       .dir("etc", 0755)

@@ -123,8 +123,11 @@ Result<void> mount_overlay(const std::vector<Layer>& bottom_first, const fs::pat
                         "markers; flatten instead",
                         l.diff_id.str());
   }
-  for (const auto& dir : overlay_lower_dirs(bottom_first))
+  for (const auto& dir : overlay_lower_dirs(bottom_first)) {
+    if (dir.string().find_first_of(":,") != std::string::npos)
+      return make_error(ErrorCode::kInvalidArgument, "overlay paths must not contain ':' or ','");
     lower += (lower.empty() ? "" : ":") + dir.string();
+  }
   std::string data =
       fmt::format("lowerdir={},upperdir={},workdir={}", lower, upper.string(), work.string());
   for (const auto& p : {upper.string(), work.string(), lower})

@@ -22,18 +22,21 @@ namespace {
 ReadFn source_of(const uint8_t* data, size_t size, size_t& pos) {
   return [data, size, &pos](void* buf, size_t len) -> Result<size_t> {
     size_t n = std::min(len, size - pos);
-    std::memcpy(buf, data + pos, n);
+    if (n > 0) std::memcpy(buf, data + pos, n);
     pos += n;
     return n;
   };
 }
 
+std::string scratch;
+
 void unpack_once(const uint8_t* data, size_t size, UnpackMode mode) {
-  static std::string scratch = [] {
+  if (scratch.empty()) {
     std::string t = (std::filesystem::temp_directory_path() / "image-fuzz-XXXXXX").string();
     if (!::mkdtemp(t.data())) std::abort();
-    return t;
-  }();
+    scratch = t;
+    std::atexit([] { (void)remove_tree(scratch); });
+  }
   std::string dir = scratch + "/d";
   (void)remove_tree(dir);
   if (::mkdir(dir.c_str(), 0700) != 0) std::abort();
