@@ -193,8 +193,13 @@ Result<PreparedRootfs> ImageStore::prepare_rootfs(std::string_view ref, const fs
 }
 
 Result<void> release_rootfs(const fs::path& dest) {
-  if (::umount2((dest / "rootfs").c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT)
-    return errno_error(fmt::format("unmount {}", (dest / "rootfs").string()));
+  // An overlay has a device of its own: a rootfs on dest's device is a copy, not a mount.
+  struct stat outer, inner;
+  fs::path rootfs = dest / "rootfs";
+  bool mounted = ::stat(dest.c_str(), &outer) == 0 && ::stat(rootfs.c_str(), &inner) == 0 &&
+                 outer.st_dev != inner.st_dev;
+  if (mounted && ::umount2(rootfs.c_str(), MNT_DETACH) != 0)
+    return errno_error(fmt::format("unmount {}", rootfs.string()));
   return remove_tree(dest);
 }
 
