@@ -130,6 +130,11 @@ class ImageStore {
   [[nodiscard]] Result<ImageInfo> import_layout_locked(const std::filesystem::path& dir,
                                                        const Reference& ref);
   [[nodiscard]] Result<std::filesystem::path> make_scratch_dir();
+  // The image described by the manifest.json of an extracted docker save archive, its config
+  // and layer blobs stored.
+  [[nodiscard]] Result<std::pair<Manifest, Reference>> docker_manifest(int root_fd,
+                                                                       std::string_view ref_text);
+  [[nodiscard]] Result<BlobInfo> put_from_archive(int root_fd, const std::string& path);
   std::vector<std::string> tags_of(const Digest& manifest) const;
 
   std::filesystem::path root_;

@@ -157,44 +157,49 @@ Result<ImageInfo> ImageStore::import_docker_archive(const fs::path& tar,
   ScratchDir scratch{TRY(make_scratch_dir())};
   Fd root = TRY(open_dir(scratch.path));
   TRY(unpack_tar_file(tar, root.get(), {.mode = UnpackMode::kArchive, .privileged = false}));
-  Json j =
-      TRY_CTX(parse_json(TRY_CTX(read_in_root(root.get(), "manifest.json"), "{}", tar.string())),
-              "{}: manifest.json", tar.string());
+  auto image = docker_manifest(root.get(), ref_text);
+  if (!image) return std::unexpected(std::move(image.error()).with_context(tar.string()));
+  return with_context(commit_image(image->first.to_json().dump(), image->second), tar.string());
+}
+
+Result<std::pair<Manifest, Reference>> ImageStore::docker_manifest(int root_fd,
+                                                                   std::string_view ref_text) {
+  Json j = TRY_CTX(parse_json(TRY(read_in_root(root_fd, "manifest.json"))), "manifest.json");
   if (!j.is_array() || j.empty() || !j[0].is_object())
-    return make_error(ErrorCode::kInvalidArgument, "{}: manifest.json: expected a non-empty array",
-                      tar.string());
+    return make_error(ErrorCode::kInvalidArgument, "manifest.json: expected a non-empty array");
   const Json& entry = j[0];
   std::string ref_str(ref_text);
-  if (ref_str.empty()) {
-    auto tags = entry.find("RepoTags");
-    if (tags == entry.end() || !tags->is_array() || tags->empty() || !(*tags)[0].is_string())
-      return make_error(ErrorCode::kInvalidArgument,
-                        "{}: no RepoTags in the archive: name the image", tar.string());
+  auto tags = entry.find("RepoTags");
+  if (ref_str.empty() && tags != entry.end() && tags->is_array() && !tags->empty() &&
+      (*tags)[0].is_string())
     ref_str = (*tags)[0].get<std::string>();
-  }
+  if (ref_str.empty())
+    return make_error(ErrorCode::kInvalidArgument, "no RepoTags in the archive: name the image");
   Reference ref = TRY(Reference::parse(ref_str));
-  auto config_path = TRY_CTX(get_string(entry, "Config"), "{}: manifest.json", tar.string());
-  Fd config_fd = TRY_CTX(open_in_root(root.get(), config_path, O_RDONLY), "{}", tar.string());
-  BlobInfo config = TRY(blobs_->put_fd(config_fd.get(), std::nullopt));
   Manifest m;
   m.media_type = media::kOciManifest;
+  BlobInfo config =
+      TRY(put_from_archive(root_fd, TRY_CTX(get_string(entry, "Config"), "manifest.json")));
   m.config = {std::string(media::kOciConfig), config.digest, config.size, {}, {}};
   auto layers = entry.find("Layers");
   if (layers == entry.end() || !layers->is_array() || layers->size() > kMaxLayers)
-    return make_error(ErrorCode::kInvalidArgument, "{}: manifest.json: bad 'Layers'", tar.string());
+    return make_error(ErrorCode::kInvalidArgument, "manifest.json: bad 'Layers'");
   for (const auto& l : *layers) {
     if (!l.is_string())
-      return make_error(ErrorCode::kInvalidArgument, "{}: manifest.json: bad 'Layers'",
-                        tar.string());
-    Fd fd = TRY_CTX(open_in_root(root.get(), l.get<std::string>(), O_RDONLY), "{}", tar.string());
-    BlobInfo blob = TRY(blobs_->put_fd(fd.get(), std::nullopt));
+      return make_error(ErrorCode::kInvalidArgument, "manifest.json: bad 'Layers'");
+    BlobInfo blob = TRY(put_from_archive(root_fd, l.get<std::string>()));
     m.layers.push_back({std::string(layer_media_type(blobs_->path_of(blob.digest))),
                         blob.digest,
                         blob.size,
                         {},
                         {}});
   }
-  return with_context(commit_image(m.to_json().dump(), ref), tar.string());
+  return std::make_pair(std::move(m), std::move(ref));
+}
+
+Result<BlobInfo> ImageStore::put_from_archive(int root_fd, const std::string& path) {
+  Fd fd = TRY(open_in_root(root_fd, path, O_RDONLY));
+  return with_context(blobs_->put_fd(fd.get(), std::nullopt), path);
 }
 
 }  // namespace vireo::image
