@@ -103,6 +103,32 @@ Result<void> resolve_user(ProcessConfig& p, const std::vector<Layer>& layers) {
   return {};
 }
 
+Result<void> set_string(int fs_fd, const char* key, const std::string& value) {
+  if (::fsconfig(fs_fd, FSCONFIG_SET_STRING, key, value.c_str(), 0) != 0)
+    return errno_error(fmt::format("overlay {}={}", key, value));
+  return {};
+}
+
+// The new mount API takes the lower directories one by one ("lowerdir+", Linux 6.8), so any
+// number of layers fits, where mount(2)'s option string is limited to a page.
+Result<void> mount_overlay_fsconfig(const std::vector<Layer>& bottom_first, const fs::path& upper,
+                                    const fs::path& work, const fs::path& target) {
+  Fd fs_fd(::fsopen("overlay", FSOPEN_CLOEXEC));
+  if (!fs_fd) return errno_error("fsopen overlay");
+  for (const auto& dir : overlay_lower_dirs(bottom_first))
+    TRY_CTX(set_string(fs_fd.get(), "lowerdir+", dir.string()),
+            "{} layers need lowerdir+ (Linux 6.8)", bottom_first.size());
+  TRY(set_string(fs_fd.get(), "upperdir", upper.string()));
+  TRY(set_string(fs_fd.get(), "workdir", work.string()));
+  if (::fsconfig(fs_fd.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0)
+    return errno_error("create overlay");
+  Fd mnt(::fsmount(fs_fd.get(), FSMOUNT_CLOEXEC, 0));
+  if (!mnt) return errno_error("fsmount overlay");
+  if (::move_mount(mnt.get(), "", AT_FDCWD, target.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
+    return errno_error(fmt::format("mount overlay on {}", target.string()));
+  return {};
+}
+
 }  // namespace
 
 std::vector<fs::path> overlay_lower_dirs(const std::vector<Layer>& bottom_first) {
@@ -133,9 +159,7 @@ Result<void> mount_overlay(const std::vector<Layer>& bottom_first, const fs::pat
   for (const auto& p : {upper.string(), work.string(), lower})
     if (p.find(',') != std::string::npos)
       return make_error(ErrorCode::kInvalidArgument, "overlay paths must not contain ','");
-  if (data.size() > kMaxMountData)
-    return make_error(ErrorCode::kTooLarge, "{} layers are too many for one overlay mount",
-                      bottom_first.size());
+  if (data.size() > kMaxMountData) return mount_overlay_fsconfig(bottom_first, upper, work, target);
   if (::mount("overlay", target.c_str(), "overlay", 0, data.c_str()) != 0)
     return errno_error(fmt::format("mount overlay on {}", target.string()));
   return {};

@@ -100,5 +100,21 @@ TEST_F(RootfsIntegrationTest, WhiteoutsAndOpaqueDirsAreHonouredByOverlay) {
   EXPECT_TRUE(release_rootfs(tmp_.path() / "flat"));
 }
 
+TEST_F(RootfsIntegrationTest, ManyLayersMountPastTheOptionPageLimit) {
+  std::vector<std::string> layers;
+  for (int i = 0; i < 80; ++i)
+    layers.push_back(TarBuilder()
+                         .file("layer" + std::to_string(i), "x")
+                         .file("top", std::to_string(i))
+                         .build(testing::Compression::kGzip));
+  testing::write_layout(tmp_.path() / "layout", layers, {{"Cmd", {"/bin/sh"}}});
+  ASSERT_TRUE(store_->import_oci_layout(tmp_.path() / "layout", "many:1"));
+  auto prepared = store_->prepare_rootfs("many:1", tmp_.path() / "ctr", RootfsMode::kOverlay);
+  ASSERT_TRUE(prepared) << prepared.error().message();
+  EXPECT_TRUE(fs::exists(prepared->rootfs / "layer0"));
+  EXPECT_TRUE(fs::exists(prepared->rootfs / "layer79"));
+  EXPECT_EQ(*read_file(prepared->rootfs / "top"), "79");
+}
+
 }  // namespace
 }  // namespace vireo::image
