@@ -278,9 +278,10 @@ Result<void> Extractor::set_xattrs(int fd, const Meta& m) {
 
 Result<void> Extractor::finish_dirs() {
   for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
-    Fd fd =
-        TRY_CTX(open_dir_in(root_, it->path, CreateDirs::kNo), "entry '{}'", shown(join(it->path)));
-    TRY_CTX(apply(fd.get(), it->meta, "directory"), "entry '{}'", shown(join(it->path)));
+    // A later entry may have replaced the directory (by a file, or a symlink never followed).
+    auto fd = open_dir_in(root_, it->path, CreateDirs::kNo);
+    if (!fd) continue;
+    TRY_CTX(apply(fd->get(), it->meta, "directory"), "entry '{}'", shown(join(it->path)));
   }
   return {};
 }

@@ -258,6 +258,9 @@ TEST_F(UnpackTest, LaterEntryReplacesEarlierOne) {
                       .build());
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_EQ(*read_file(dest_ / "f"), "two");
+  auto dir_then_link = unpack(TarBuilder().dir("x").file("x/in", "1").symlink("x", "/etc").build());
+  ASSERT_TRUE(dir_then_link) << dir_then_link.error().message();
+  EXPECT_EQ(fs::read_symlink(dest_ / "x"), "/etc");
   EXPECT_TRUE(fs::is_directory(fs::symlink_status(dest_ / "s")));
   EXPECT_EQ(*read_file(dest_ / "s/in"), "ok");
 }
