@@ -30,6 +30,8 @@ class RootfsIntegrationTest : public ::testing::Test {
     testing::write_test_file(rootfs / "etc/removed", "gone soon");
     testing::write_test_file(rootfs / "etc/passwd", "root:x:0:0::/root:/bin/sh\n");
     testing::write_test_file(rootfs / "opt/old", "hidden by an opaque dir");
+    fs::create_directories(tmp_.path() / "outside");
+    fs::create_symlink(tmp_.path() / "outside", rootfs / "evil");
     auto tar = run_process(
         {"tar", "-C", rootfs.string(), "-czf", (tmp_.path() / "busybox.tar.gz").string(), "."},
         {.timeout = std::chrono::seconds(60)});
@@ -74,6 +76,7 @@ TEST_F(RootfsIntegrationTest, WhiteoutsAndOpaqueDirsAreHonouredByOverlay) {
                           .file("opt/.wh..wh..opq", "")
                           .file("opt/new", "new")
                           .file("etc/motd", "welcome\n")
+                          .file("evil/passwd", "inside")
                           .build(testing::Compression::kZstd);
   testing::write_layout(tmp_.path() / "layout", {base, upper},
                         {{"Cmd", {"/bin/sh"}}, {"WorkingDir", "/opt"}});
@@ -87,6 +90,10 @@ TEST_F(RootfsIntegrationTest, WhiteoutsAndOpaqueDirsAreHonouredByOverlay) {
   EXPECT_EQ(*read_file(r / "opt/new"), "new");
   EXPECT_EQ(*read_file(r / "etc/motd"), "welcome\n");
   EXPECT_TRUE(fs::exists(r / "bin/busybox"));
+  // The lower layer's symlink evil -> outside is shadowed by the upper layer's directory.
+  EXPECT_TRUE(fs::is_directory(fs::symlink_status(r / "evil")));
+  EXPECT_EQ(*read_file(r / "evil/passwd"), "inside");
+  EXPECT_TRUE(fs::is_empty(tmp_.path() / "outside"));
   auto out = run_process({"chroot", r.string(), "/bin/sh", "-c", "cd /opt && ls && cat /etc/motd"},
                          {.timeout = std::chrono::seconds(30)});
   ASSERT_TRUE(out && out->ok()) << (out ? out->err : out.error().message());
@@ -97,6 +104,8 @@ TEST_F(RootfsIntegrationTest, WhiteoutsAndOpaqueDirsAreHonouredByOverlay) {
   EXPECT_FALSE(fs::exists(fs::symlink_status(copy->rootfs / "etc/removed")));
   EXPECT_FALSE(fs::exists(copy->rootfs / "opt/old"));
   EXPECT_EQ(*read_file(copy->rootfs / "opt/new"), "new");
+  EXPECT_EQ(*read_file(copy->rootfs / "evil/passwd"), "inside");
+  EXPECT_TRUE(fs::is_empty(tmp_.path() / "outside"));
   EXPECT_TRUE(release_rootfs(tmp_.path() / "flat"));
 }
 
