@@ -4,6 +4,7 @@
 // Prints "ready http://HOST:PORT" (or https) on stdout once it accepts connections.
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <thread>
 
@@ -55,12 +56,17 @@ void stop_on_signal(Server& server) {
   }).detach();
 }
 
-// Collects garbage every interval seconds while the server runs.
-void periodic_gc(Store& store, int interval) {
-  if (interval <= 0) return;
-  std::thread([&store, interval] {
+// Expires uploads idle for an hour and, every gc_interval seconds (0: never), collects garbage.
+void maintain(Store& store, Registry& registry, int gc_interval) {
+  std::thread([&store, &registry, gc_interval] {
+    auto last_gc = std::chrono::steady_clock::now();
     for (;;) {
-      std::this_thread::sleep_for(std::chrono::seconds(interval));
+      std::this_thread::sleep_for(std::chrono::seconds(std::clamp(gc_interval, 1, 60)));
+      registry.uploads().expire(std::chrono::hours(1));
+      if (gc_interval <= 0 ||
+          std::chrono::steady_clock::now() - last_gc < std::chrono::seconds(gc_interval))
+        continue;
+      last_gc = std::chrono::steady_clock::now();
       if (auto r = store.collect_garbage(); !r) spdlog::warn("gc: {}", r.error().message());
     }
   }).detach();
@@ -82,7 +88,7 @@ int serve(const std::string& root, const std::string& listen, ServerOptions opti
   auto server = Server::create(registry, options);
   if (!server) return fail(server.error());
   stop_on_signal(**server);
-  periodic_gc(**store, gc_interval);
+  maintain(**store, registry, gc_interval);
   std::printf("ready %s://%s:%u\n", (*server)->tls() ? "https" : "http", options.host.c_str(),
               unsigned((*server)->port()));
   std::fflush(stdout);

@@ -362,6 +362,19 @@ TEST_F(RegistryServerTest, GarbageCollectionKeepsLinkedBlobs) {
   EXPECT_EQ(req("PUT", loc + "?digest=" + sha("in flight")).status, 201);
 }
 
+TEST_F(RegistryServerTest, UploadsAreLimitedAndExpire) {
+  UploadManager uploads(*store_, 2);
+  ASSERT_TRUE(uploads.start("repo"));
+  ASSERT_TRUE(uploads.start("repo"));
+  auto third = uploads.start("repo");
+  ASSERT_FALSE(third);
+  EXPECT_EQ(third.error().code(), Code::kTooManyRequests);
+  EXPECT_EQ(uploads.expire(std::chrono::seconds(3600)), 0u);
+  EXPECT_EQ(uploads.expire(std::chrono::seconds(-1)), 2u);
+  EXPECT_EQ(uploads.count(), 0u);
+  EXPECT_TRUE(fs::is_empty(root_ / "uploads"));
+}
+
 TEST_F(RegistryServerTest, StateSurvivesRestart) {
   std::string m = make_manifest("repo", {"l"});
   ASSERT_EQ(put_manifest("repo", "t", m).status, 201);

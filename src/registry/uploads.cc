@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <memory>
+#include <vector>
 
 #include "base/ids.h"
 #include "base/log.h"
@@ -30,6 +31,8 @@ Result<void> write_all(int fd, const char* p, size_t n) {
 }  // namespace
 
 RegResult<std::shared_ptr<Upload>> UploadManager::start(const std::string& repo) {
+  if (count() >= max_uploads_)
+    return reg_error(Code::kTooManyRequests, "too many uploads in progress");
   auto up = std::make_shared<Upload>();
   up->id = random_uuid();
   up->repo = repo;
@@ -47,6 +50,7 @@ RegResult<std::shared_ptr<Upload>> UploadManager::find(const std::string& repo,
   auto it = uploads_.find(id);
   if (it == uploads_.end() || it->second->repo != repo)
     return reg_error(Code::kBlobUploadUnknown, "blob upload unknown to registry", id);
+  it->second->touch();
   return it->second;
 }
 
@@ -72,6 +76,7 @@ RegResult<void> UploadManager::append(Upload& up, const BodyReader& body,
     up.hasher.update(buf.get(), *n);
     up.size += *n;
     if (up.size - flushed >= kWritebackStep) {
+      up.touch();
       ::sync_file_range(up.fd.get(), off_t(flushed), off_t(up.size - flushed),
                         SYNC_FILE_RANGE_WRITE);
       flushed = up.size;
@@ -120,6 +125,19 @@ void UploadManager::cancel(const std::string& id) {
     uploads_.erase(it);
   }
   ::unlink(up->path.c_str());
+}
+
+size_t UploadManager::expire(std::chrono::seconds idle) {
+  auto cutoff = (Upload::Clock::now() - idle).time_since_epoch().count();
+  std::vector<std::string> stale;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, up] : uploads_)
+      if (up->last_used < cutoff) stale.push_back(id);
+  }
+  for (const auto& id : stale) cancel(id);
+  if (!stale.empty()) spdlog::info("uploads: expired {} idle uploads", stale.size());
+  return stale.size();
 }
 
 size_t UploadManager::count() {

@@ -146,6 +146,32 @@ TEST_F(RegistryPeersTest, SkopeoOverTlsWithBasicAuth) {
   EXPECT_EQ((*parse_json(inspect.out))["Digest"], layout_digest(layout_));
 }
 
+// podman (its own storage under the test's temp dir, vfs driver) pushes an image to the registry
+// and pulls it back: the same image ID (config digest).
+TEST_F(RegistryPeersTest, PodmanPushPull) {
+  if (!have_programs({"podman"})) GTEST_SKIP() << "podman missing";
+  RegistryProcess reg(root_ / "data");
+  ASSERT_TRUE(reg.ready());
+  std::vector<std::string> podman = {
+      "podman", "--cgroup-manager=cgroupfs", "--storage-driver", "vfs",
+      "--root", (root_ / "proot").string(),  "--runroot",        (root_ / "prun").string()};
+  auto cmd = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), podman.begin(), podman.end());
+    return run(args);
+  };
+  auto local = cmd({"pull", "-q", "oci:" + layout_.string() + ":t"});
+  ASSERT_TRUE(local.ok()) << local.err;
+  std::string id = local.out.substr(0, 64);
+  std::string ref = reg.host() + "/pod/img:t";
+  auto push = cmd({"push", "-q", "--tls-verify=false", id, "docker://" + ref});
+  ASSERT_TRUE(push.ok()) << push.err;
+  ASSERT_TRUE(cmd({"rmi", "-a", "-f"}).ok());
+  auto pull = cmd({"pull", "-q", "--tls-verify=false", ref});
+  ASSERT_TRUE(pull.ok()) << pull.err;
+  EXPECT_EQ(pull.out.substr(0, 64), id);
+  (void)cmd({"rmi", "-a", "-f"});
+}
+
 // Garbage, oversized headers and abandoned bodies: each gets an answer or a closed connection,
 // and the server keeps serving.
 TEST(RegistryHostileInputTest, ServerSurvivesBrokenRequests) {

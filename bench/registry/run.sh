@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Side-by-side registry benchmark: vireo-registry vs docker-registry (Debian's Go distribution
+# server, filesystem storage), in the same run. Builds an OCI layout of SIZE_MIB MiB in LAYERS
+# tar layers of random data (incompressible), gzip -1 (skopeo would otherwise
+# compress uncompressed layers while pushing, and the run would measure gzip), then for each registry and each of
+# RUNS rounds (fresh storage, fresh skopeo blob cache): skopeo pushes the layout and pulls it
+# back into a new layout. Prints the times and the ratio vireo/docker of the totals.
+#   bench/registry/run.sh [BUILD_DIR]   (env: SIZE_MIB=512 LAYERS=8 RUNS=3)
+set -euo pipefail
+build=${1:-$(cd "$(dirname "$0")/../.." && pwd)/build}
+size_mib=${SIZE_MIB:-512}
+layers=${LAYERS:-8}
+runs=${RUNS:-3}
+work=$(mktemp -d /var/tmp/vireo-registry-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+for tool in skopeo docker-registry python3 sha256sum tar gzip; do
+  command -v $tool >/dev/null || { echo "run.sh: $tool is missing (scripts/setup)" >&2; exit 1; }
+done
+[[ -x $build/bin/vireo-registry ]] || { echo "run.sh: no $build/bin/vireo-registry" >&2; exit 1; }
+
+# put_blob FILE: moves FILE into the layout's blob store, prints "digest size".
+put_blob() {
+  local hex size
+  hex=$(sha256sum "$1" | cut -d' ' -f1)
+  size=$(stat -c %s "$1")
+  mv "$1" "$work/layout/blobs/sha256/$hex"
+  echo "sha256:$hex $size"
+}
+
+make_layout() {
+  mkdir -p "$work/layout/blobs/sha256" "$work/files"
+  echo '{"imageLayoutVersion":"1.0.0"}' >"$work/layout/oci-layout"
+  local per=$((size_mib / layers)) layer_json="" diff_ids="" i d s
+  for ((i = 0; i < layers; i++)); do
+    head -c "${per}M" /dev/urandom >"$work/files/data-$i"
+    tar -C "$work/files" -cf "$work/layer.tar" "data-$i"
+    rm "$work/files/data-$i"
+    diff_ids+="${diff_ids:+,}\"sha256:$(sha256sum "$work/layer.tar" | cut -d' ' -f1)\""
+    gzip -1 "$work/layer.tar"
+    read -r d s < <(put_blob "$work/layer.tar.gz")
+    layer_json+="${layer_json:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"$d\",\"size\":$s}"
+  done
+  printf '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[%s]},"config":{}}' \
+    "$diff_ids" >"$work/config.json"
+  read -r d s < <(put_blob "$work/config.json")
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[%s]}' \
+    "$d" "$s" "$layer_json" >"$work/manifest.json"
+  read -r d s < <(put_blob "$work/manifest.json")
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"t"}}]}' \
+    "$d" "$s" >"$work/layout/index.json"
+  manifest_digest=$d
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_http() {
+  for _ in $(seq 200); do
+    python3 -c "import urllib.request,sys; urllib.request.urlopen('http://$1/v2/', timeout=1)" \
+      2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "run.sh: registry on $1 did not come up" >&2
+  exit 1
+}
+
+# start_registry KIND ROOT: starts it, sets $addr.
+start_registry() {
+  local port
+  port=$(free_port)
+  addr=127.0.0.1:$port
+  if [[ $1 == vireo ]]; then
+    "$build/bin/vireo-registry" --root "$2" --listen "$addr" --log-level warn >/dev/null 2>&1 &
+  else
+    cat >"$2.yml" <<YML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $2}, delete: {enabled: true}}
+http: {addr: $addr}
+YML
+    docker-registry serve "$2.yml" >/dev/null 2>&1 &
+  fi
+  pids+=($!)
+  wait_http "$addr"
+}
+
+now() { date +%s.%N; }
+
+# one_round KIND N: prints "push pull" seconds.
+one_round() {
+  local root=$work/$1-root-$2 t0 t1 t2
+  start_registry "$1" "$root"
+  export HOME=$work/home-$1-$2  # a fresh skopeo blob-info cache: no shortcut from earlier rounds
+  mkdir -p "$HOME"
+  t0=$(now)
+  skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$work/layout:t" \
+    "docker://$addr/bench/img:t"
+  t1=$(now)
+  skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$addr/bench/img:t" \
+    "oci:$work/pulled-$1-$2:t"
+  t2=$(now)
+  grep -q "$manifest_digest" "$work/pulled-$1-$2/index.json" ||
+    { echo "run.sh: $1 pulled a different manifest" >&2; exit 1; }
+  kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+  unset 'pids[-1]'
+  rm -rf "$root" "$work/pulled-$1-$2" "$HOME"
+  echo "$t0 $t1 $t2" | awk '{printf "%.3f %.3f\n", $2-$1, $3-$2}'
+}
+
+echo "registry benchmark: $size_mib MiB in $layers layers, $runs rounds, $(nproc) cores," \
+  "load $(cut -d' ' -f1-3 /proc/loadavg)"
+make_layout
+declare -A push pull
+for ((r = 1; r <= runs; r++)); do
+  for kind in vireo docker; do
+    read -r p q < <(one_round $kind $r)
+    printf '  round %d %-7s push %6.2f s  pull %6.2f s\n' "$r" "$kind" "$p" "$q"
+    push[$kind]="${push[$kind]:-} $p"
+    pull[$kind]="${pull[$kind]:-} $q"
+  done
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+for kind in vireo docker; do
+  mp=$(echo "${push[$kind]}" | median); mq=$(echo "${pull[$kind]}" | median)
+  printf '%-7s median push %6.2f s (%4.0f MiB/s)  pull %6.2f s (%4.0f MiB/s)  total %6.2f s\n' \
+    "$kind" "$mp" "$(echo "$size_mib $mp" | awk '{print $1/$2}')" "$mq" \
+    "$(echo "$size_mib $mq" | awk '{print $1/$2}')" "$(echo "$mp $mq" | awk '{print $1+$2}')"
+  eval "total_$kind=$(echo "$mp $mq" | awk '{print $1+$2}')"
+done
+echo "ratio vireo/docker (total): $(echo "$total_vireo $total_docker" | awk '{printf "%.2f", $1/$2}')"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
