@@ -77,6 +77,23 @@ TEST_F(ImageStoreTest, SameLayerIsUnpackedOnceAndShared) {
   EXPECT_EQ(store->show("a:latest")->tags, (std::vector<std::string>{"a:latest", "b:latest"}));
 }
 
+TEST_F(ImageStoreTest, CorruptLayerBlobIsNotUnpackedAgain) {
+  write(path("rootfs.tar"), TarBuilder().file("a", std::string(4096, 'a')).build());
+  auto store = open_store("store");
+  auto image = store->import_rootfs_tar(path("rootfs.tar"), "a");
+  ASSERT_TRUE(image) << image.error().message();
+  fs::path blob = store->blobs().path_of(image->manifest.layers[0].digest);
+  std::string bytes = *read_file(blob);
+  bytes[bytes.size() - 5000] ^= 1;  // inside the file's data
+  fs::remove(blob);
+  write(blob, bytes);
+  ASSERT_TRUE(store->layers().remove(image->config.diff_ids[0]));
+  auto r = store->unpack("a");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("corrupt"), std::string::npos) << r.error().message();
+  EXPECT_FALSE(store->layers().has(image->config.diff_ids[0]));
+}
+
 TEST_F(ImageStoreTest, TagRemoveAndPruneFreeUnreachableData) {
   write(path("rootfs.tar.gz"), base_layer());
   auto store = open_store("store");
