@@ -122,7 +122,8 @@ Result<ImageInfo> ImageStore::import_oci_layout(const fs::path& dir, std::string
 
 Result<ImageInfo> ImageStore::import_layout_locked(const fs::path& dir, const Reference& ref) {
   Fd root = TRY(open_dir(dir));
-  Json layout = TRY_CTX(parse_json(TRY(read_in_root(root.get(), "oci-layout"))), "oci-layout");
+  Json layout =
+      TRY_CTX(parse_untrusted_json(TRY(read_in_root(root.get(), "oci-layout"))), "oci-layout");
   if (!layout.is_object() || !layout.contains("imageLayoutVersion"))
     return make_error(ErrorCode::kInvalidArgument, "oci-layout: missing imageLayoutVersion");
   std::string text = TRY(read_in_root(root.get(), "index.json"));
@@ -164,7 +165,8 @@ Result<ImageInfo> ImageStore::import_docker_archive(const fs::path& tar,
 
 Result<std::pair<Manifest, Reference>> ImageStore::docker_manifest(int root_fd,
                                                                    std::string_view ref_text) {
-  Json j = TRY_CTX(parse_json(TRY(read_in_root(root_fd, "manifest.json"))), "manifest.json");
+  Json j =
+      TRY_CTX(parse_untrusted_json(TRY(read_in_root(root_fd, "manifest.json"))), "manifest.json");
   if (!j.is_array() || j.empty() || !j[0].is_object())
     return make_error(ErrorCode::kInvalidArgument, "manifest.json: expected a non-empty array");
   const Json& entry = j[0];

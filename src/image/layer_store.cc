@@ -6,6 +6,7 @@
 #include "base/fd.h"
 #include "base/file.h"
 #include "base/json.h"
+#include "image/manifest.h"
 #include "image/tree.h"
 
 namespace vireo::image {
@@ -68,7 +69,7 @@ Result<Layer> LayerStore::get(const Digest& diff_id) const {
   std::error_code ec;
   if (!fs::exists(sidecar_of(diff_id), ec)) return layer;
   std::string text = TRY(read_file(sidecar_of(diff_id)));
-  Json j = TRY_CTX(parse_json(text), "{}", sidecar_of(diff_id).string());
+  Json j = TRY_CTX(parse_untrusted_json(text), "{}", sidecar_of(diff_id).string());
   try {
     layer.whiteouts = j.at("whiteouts").get<std::vector<std::string>>();
     layer.opaque_dirs = j.at("opaque_dirs").get<std::vector<std::string>>();

@@ -49,7 +49,7 @@ Result<std::map<std::string, std::string>> annotations(const Json& j, const std:
 }
 
 Result<Json> parse_object(std::string_view text) {
-  Json j = TRY(parse_json(text));
+  Json j = TRY(parse_untrusted_json(text));
   if (!j.is_object()) return make_error(ErrorCode::kInvalidArgument, "must be a JSON object");
   return j;
 }
@@ -152,6 +152,16 @@ Result<ImageConfig> config_from(const Json& j) {
 }
 
 }  // namespace
+
+Result<Json> parse_untrusted_json(std::string_view text) {
+  try {
+    return parse_json(text);
+  } catch (const Json::exception& e) {
+    std::string what = e.what();
+    if (auto pos = what.find("] "); pos != std::string::npos) what = what.substr(pos + 2);
+    return make_error(ErrorCode::kInvalidArgument, "invalid JSON: {}", what);
+  }
+}
 
 Json Descriptor::to_json() const {
   Json j = {{"mediaType", media_type}, {"digest", digest.str()}, {"size", size}};

@@ -61,6 +61,10 @@ struct ImageConfig {
 
 enum class DocumentKind { kManifest, kIndex };
 
+// base::parse_json, also turning nlohmann's other exceptions (a number out of range such as
+// 1e999) into kInvalidArgument: every JSON text of the image store comes from outside.
+[[nodiscard]] Result<Json> parse_untrusted_json(std::string_view text);
+
 // Whether a manifest-like document is a manifest or an index: by its mediaType field, else by
 // media_type_hint (the descriptor or HTTP header it came with), else by its shape.
 [[nodiscard]] Result<DocumentKind> detect_kind(std::string_view json,

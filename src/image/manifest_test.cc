@@ -72,7 +72,8 @@ TEST(ManifestTest, RejectsMalformedWithOneLineNamingTheField) {
     EXPECT_EQ(m.error().message().find('\n'), std::string::npos);
     EXPECT_TRUE(m.error().message().starts_with("invalid manifest: ")) << m.error().message();
   }
-  for (const char* text : {"", "[]", "{", "null", "{\"schemaVersion\": 2}"})
+  for (const char* text :
+       {"", "[]", "{", "null", "{\"schemaVersion\": 2}", "{\"size\": 10e801}", "[1e999]"})
     EXPECT_FALSE(parse_manifest(text)) << text;
 }
 

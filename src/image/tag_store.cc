@@ -2,6 +2,7 @@
 
 #include "base/file.h"
 #include "base/json.h"
+#include "image/manifest.h"
 
 namespace vireo::image {
 
@@ -11,7 +12,7 @@ Result<TagStore> TagStore::load(const std::filesystem::path& root) {
   std::error_code ec;
   if (!std::filesystem::exists(store.file_, ec)) return store;
   std::string text = TRY(read_file(store.file_));
-  Json j = TRY_CTX(parse_json(text), "{}", store.file_.string());
+  Json j = TRY_CTX(parse_untrusted_json(text), "{}", store.file_.string());
   auto tags = j.find("tags");
   if (!j.is_object() || tags == j.end() || !tags->is_object())
     return make_error(ErrorCode::kInvalidArgument, "{}: missing 'tags' object",
