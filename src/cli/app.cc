@@ -43,6 +43,7 @@ int run(int argc, char** argv) {
   add_network_commands(app, ctx);
   add_storage_commands(app, ctx);
   add_debug_commands(app, ctx);
+  add_app_commands(app, ctx);
   add_completion_command(app, ctx);
   try {
     app.parse(argc, argv);
@@ -57,7 +58,7 @@ int run(int argc, char** argv) {
                ? 2
                : 1;
   }
-  return 0;
+  return ctx.exit_code.value_or(0);
 }
 
 }  // namespace vireo::cli

@@ -1,6 +1,7 @@
 #pragma once
 // What every CLI command shares: the global flags, the lazily opened client, the output format.
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -21,6 +22,8 @@ class Context {
 
   // Set by the command that ran; main turns it into the exit code.
   Result<void> outcome;
+  // Set by commands that pass on another program's exit status (vireo app run).
+  std::optional<int> exit_code;
 
  private:
   std::unique_ptr<client::Client> client_;
@@ -35,6 +38,7 @@ void add_vm_commands(CLI::App& app, Context& ctx);
 void add_network_commands(CLI::App& app, Context& ctx);
 void add_storage_commands(CLI::App& app, Context& ctx);
 void add_debug_commands(CLI::App& app, Context& ctx);
+void add_app_commands(CLI::App& app, Context& ctx);
 void add_completion_command(CLI::App& app, Context& ctx);
 
 // Opens the object in $EDITOR as JSON and saves it with If-Match, so a concurrent change is
