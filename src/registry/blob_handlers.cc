@@ -72,7 +72,8 @@ RegResult<Response> Registry::get_blob(Request& req, const Route& route) {
   if (!store_.has_blob(route.name, d))
     return reg_error(Code::kBlobUnknown, "blob unknown to registry", d.str());
   bool head = req.method == "HEAD";
-  Response r = TRY(file_response(store_.blob_path(d), head, "application/octet-stream", d.str()));
+  Fd fd = TRY(store_.open_blob(d));
+  Response r = TRY(file_response(std::move(fd), head, "application/octet-stream", d.str()));
   r.header("Accept-Ranges", "bytes");
   if (head) return r;
   auto range = TRY(parse_range(req.header("range"), r.file_length));
@@ -104,7 +105,7 @@ RegResult<Response> Registry::start_upload(Request& req, const Route& route) {
   if (!mount_param.empty()) {
     auto d = parse_digest(mount_param);
     std::string from = req.param("from");
-    bool ok = d && (from.empty() ? store_.blob_on_disk(*d)
+    bool ok = d && (from.empty() ? store_.blob_known(*d)
                                  : validate_name(from).has_value() && store_.has_blob(from, *d));
     if (ok) return mount(route, *d);
   }

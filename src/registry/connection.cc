@@ -1,5 +1,6 @@
 #include "registry/connection.h"
 
+#include <chrono>
 #include <cstring>
 #include <limits>
 #include <sstream>
@@ -99,6 +100,7 @@ void Connection::run() {
       }
       return body.read(buf, cap);
     };
+    auto started = std::chrono::steady_clock::now();
     Response res = authorized(htpasswd_, req.header("authorization")) ? registry_.handle(req)
                                                                       : unauthorized_response();
     bool keep_alive = msg.keep_alive() && !body.failed();
@@ -117,7 +119,10 @@ void Connection::run() {
         keep_alive = body.done() && !body.failed();
       }
     }
-    spdlog::debug("{} {} -> {}", req.method, msg.target(), res.status);
+    spdlog::debug("{} {} -> {} in {} ms", req.method, msg.target(), res.status,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - started)
+                      .count());
     bool head_req = req.method == "HEAD";
     uint64_t length = res.head_length ? *res.head_length
                       : res.file      ? res.file_length

@@ -19,10 +19,9 @@ RegResult<void> validate_reference(const std::string& ref) {
 RegResult<Response> Registry::get_manifest(Request& req, const Route& route) {
   TRY(validate_reference(route.ref));
   ManifestRef m = TRY(store_.resolve_manifest(route.name, route.ref));
-  auto r =
-      file_response(store_.blob_path(m.digest), req.method == "HEAD", m.media_type, m.digest.str());
-  if (!r) return reg_error(Code::kManifestUnknown, "manifest unknown", route.ref);
-  return r;
+  auto fd = store_.open_blob(m.digest);
+  if (!fd) return reg_error(Code::kManifestUnknown, "manifest unknown", route.ref);
+  return file_response(std::move(*fd), req.method == "HEAD", m.media_type, m.digest.str());
 }
 
 RegResult<Response> Registry::put_manifest(Request& req, const Route& route) {

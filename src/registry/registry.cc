@@ -32,12 +32,10 @@ Response json_response(const Json& j, const std::string& type = "application/jso
 
 }  // namespace
 
-RegResult<Response> file_response(const fs::path& path, bool head, const std::string& type,
+RegResult<Response> file_response(Fd fd, bool head, const std::string& type,
                                   const std::string& digest) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return reg_error(Code::kBlobUnknown, "blob unknown to registry", digest);
   struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return errno_error("stat " + path.string());
+  if (::fstat(fd.get(), &st) != 0) return errno_error("stat blob " + digest);
   Response r;
   r.header("Content-Type", type).header("Docker-Content-Digest", digest);
   r.header("ETag", "\"" + digest + "\"");

@@ -43,8 +43,8 @@ class Registry {
   UploadManager uploads_;
 };
 
-// Serves a whole file (or a HEAD of it) with the given content type and digest.
-RegResult<Response> file_response(const fs::path& path, bool head, const std::string& type,
+// Serves a whole open file (or a HEAD of it) with the given content type and digest.
+RegResult<Response> file_response(Fd fd, bool head, const std::string& type,
                                   const std::string& digest);
 
 }  // namespace vireo::registry

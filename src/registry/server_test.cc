@@ -32,6 +32,8 @@ class RegistryServerTest : public ::testing::Test {
     server_->stop();
     thread_.join();
     server_.reset();
+    registry_.reset();
+    store_.reset();  // after the committer thread is done
     fs::remove_all(root_);
   }
   virtual ServerOptions options() { return {}; }
@@ -177,6 +179,8 @@ TEST_F(RegistryServerTest, Sha512Digests) {
   std::string d = digest_of("wide", Algorithm::kSha512).str();
   auto r = req("POST", "/v2/repo/blobs/uploads/?digest=" + d, "wide");
   EXPECT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(req("GET", "/v2/repo/blobs/" + d).body, "wide");  // served while pending too
+  store_->flush();
   EXPECT_TRUE(fs::exists(root_ / "blobs" / "sha512" / d.substr(7)));
   EXPECT_EQ(req("GET", "/v2/repo/blobs/" + d).body, "wide");
 }
@@ -305,7 +309,9 @@ TEST_F(RegistryServerTest, CrossRepositoryMount) {
   EXPECT_EQ(missing.status, 202);  // falls back to an upload session
   auto wrong_from = req("POST", "/v2/dst3/blobs/uploads/?mount=" + d + "&from=nothere");
   EXPECT_EQ(wrong_from.status, 202);
+  store_->flush();
   EXPECT_EQ(blobs_on_disk(), 1u);
+  EXPECT_EQ(req("GET", "/v2/dst/blobs/" + d).body, "shared layer");
 }
 
 TEST_F(RegistryServerTest, ReferrersListsManifestsWithSubject) {

@@ -28,7 +28,103 @@ Result<std::unique_ptr<Store>> Store::create(const fs::path& root, StaleUploads 
     for (const auto& e : fs::directory_iterator(root / "uploads", ec)) fs::remove_all(e.path(), ec);
   if (!fs::exists(root / "oci-layout"))
     TRY(write_file_atomic(root / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})"));
+  s->committer_ = std::thread([p = s.get()] { p->commit_loop(); });
   return s;
+}
+
+Store::~Store() {
+  {
+    std::lock_guard lock(pending_mu_);
+    stopping_ = true;
+  }
+  pending_cv_.notify_all();
+  if (committer_.joinable()) committer_.join();
+}
+
+RegResult<Fd> Store::open_blob(const Digest& d) {
+  {
+    std::lock_guard lock(pending_mu_);
+    auto it = pending_.find(d.str());
+    if (it != pending_.end()) {
+      Fd fd(::open(it->second.tmp.c_str(), O_RDONLY | O_CLOEXEC));
+      if (fd) return fd;  // else the committer just moved it: open the durable one
+    }
+  }
+  Fd fd(::open(blob_path(d).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return reg_error(Code::kBlobUnknown, "blob unknown to registry", d.str());
+  return fd;
+}
+
+bool Store::blob_known(const Digest& d) {
+  {
+    std::lock_guard lock(pending_mu_);
+    if (pending_.contains(d.str())) return true;
+  }
+  return blob_on_disk(d);
+}
+
+bool Store::pending_has(const std::string& repo, const std::string& key) {
+  std::lock_guard lock(pending_mu_);
+  auto it = pending_.find(key);
+  return it != pending_.end() && it->second.repos.contains(repo);
+}
+
+void Store::wait_durable(const Manifest& m) {
+  std::unique_lock lock(pending_mu_);
+  pending_cv_.wait(lock, [&] {
+    for (const auto& b : m.blobs)
+      if (pending_.contains(b.digest.str())) return false;
+    return true;
+  });
+}
+
+void Store::flush() {
+  std::unique_lock lock(pending_mu_);
+  pending_cv_.wait(lock, [&] { return pending_.empty(); });
+}
+
+void Store::commit_loop() {
+  std::unique_lock lock(pending_mu_);
+  for (;;) {
+    pending_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, everything committed
+    std::string key = queue_.front();
+    queue_.pop_front();
+    Pending& p = pending_.at(key);  // std::map: the reference survives other insertions
+    lock.unlock();
+    make_durable(key, p);
+    lock.lock();
+    pending_.erase(key);
+    pending_cv_.notify_all();
+  }
+}
+
+// fsync, rename into the blob store, link into every repository that pushed or mounted it.
+// A failure drops the blob: the repositories never see it (and a manifest naming it fails).
+void Store::make_durable(const std::string& key, Pending& p) {
+  std::shared_lock gc(gc_mu_);
+  Digest d = *parse_digest(key);
+  fs::path dest = blob_path(d);
+  Result<void> r;
+  if (::fsync(p.file.get()) != 0) r = errno_error("fsync upload");
+  p.file.reset();
+  if (r && blob_on_disk(d)) {
+    ::unlink(p.tmp.c_str());  // same content already stored by another push
+  } else if (r) {
+    if (::rename(p.tmp.c_str(), dest.c_str()) != 0) r = errno_error("rename to " + dest.string());
+    if (r) r = sync_dir(dest.parent_path());
+  }
+  if (!r) {
+    spdlog::error("commit blob {}: {}", key, r.error().message());
+    ::unlink(p.tmp.c_str());
+    return;
+  }
+  std::lock_guard lock(pending_mu_);
+  for (const auto& repo : p.repos) {
+    std::lock_guard index_lock(mu_);
+    if (auto l = link_locked(repo, d); !l)
+      spdlog::error("link blob {} into {}: {}", key, repo, l.error().message());
+  }
 }
 
 fs::path Store::blob_path(const Digest& d) const {
@@ -65,6 +161,7 @@ bool Store::repo_exists(const std::string& repo) {
 }
 
 bool Store::has_blob(const std::string& repo, const Digest& d) {
+  if (pending_has(repo, d.str())) return true;
   std::lock_guard lock(mu_);
   auto idx = index_locked(repo, false);
   if (!idx || !*idx) return false;
@@ -72,14 +169,28 @@ bool Store::has_blob(const std::string& repo, const Digest& d) {
   return (*idx)->blobs.contains(key) || (*idx)->manifests.contains(key);
 }
 
-RegResult<void> Store::link_blob(const std::string& repo, const Digest& d) {
-  std::lock_guard lock(mu_);
+RegResult<void> Store::link_locked(const std::string& repo, const Digest& d) {
   RepoIndex* idx = TRY(index_locked(repo, true));
   if (!idx->blobs.insert(d.str()).second) return {};
   return save_locked(repo);
 }
 
+RegResult<void> Store::link_blob(const std::string& repo, const Digest& d) {
+  std::lock_guard pending_lock(pending_mu_);
+  if (auto it = pending_.find(d.str()); it != pending_.end()) {
+    it->second.repos.insert(repo);
+    return {};
+  }
+  std::lock_guard lock(mu_);
+  return link_locked(repo, d);
+}
+
 RegResult<void> Store::unlink_blob(const std::string& repo, const Digest& d) {
+  {
+    std::lock_guard pending_lock(pending_mu_);
+    auto it = pending_.find(d.str());
+    if (it != pending_.end() && it->second.repos.erase(repo) > 0) return {};
+  }
   std::lock_guard lock(mu_);
   RepoIndex* idx = TRY(index_locked(repo, false));
   if (!idx || idx->blobs.erase(d.str()) == 0)
@@ -89,18 +200,17 @@ RegResult<void> Store::unlink_blob(const std::string& repo, const Digest& d) {
 
 RegResult<void> Store::commit_blob(const std::string& repo, const Digest& d, Fd file,
                                    const fs::path& tmp) {
-  std::shared_lock gc(gc_mu_);
-  if (::fsync(file.get()) != 0) return errno_error("fsync upload");
-  file.reset();
-  fs::path dest = blob_path(d);
-  if (blob_on_disk(d)) {
-    ::unlink(tmp.c_str());  // same content already stored by another push
-  } else {
-    if (::rename(tmp.c_str(), dest.c_str()) != 0)
-      return errno_error(fmt::format("rename upload to {}", dest.string()));
-    TRY(sync_dir(dest.parent_path()));
+  std::lock_guard lock(pending_mu_);
+  std::string key = d.str();
+  if (auto it = pending_.find(key); it != pending_.end()) {
+    it->second.repos.insert(repo);  // the same content is already on its way
+    ::unlink(tmp.c_str());
+    return {};
   }
-  return link_blob(repo, d);
+  pending_.emplace(key, Pending{tmp, std::move(file), {repo}});
+  queue_.push_back(key);
+  pending_cv_.notify_all();
+  return {};
 }
 
 RegResult<void> Store::write_blob_atomic(const Digest& d, std::string_view body) {
@@ -135,6 +245,7 @@ RegResult<void> Store::check_references_locked(const RepoIndex& idx, const Manif
 
 RegResult<void> Store::put_manifest(const std::string& repo, const std::string& tag,
                                     const Digest& d, std::string_view body, const Manifest& m) {
+  wait_durable(m);
   std::shared_lock gc(gc_mu_);
   std::lock_guard lock(mu_);
   RepoIndex* idx = TRY(index_locked(repo, true));
@@ -226,6 +337,7 @@ Json Store::referrers(const std::string& repo, const Digest& subject,
 }
 
 Result<GcStats> Store::collect_garbage() {
+  flush();
   std::unique_lock gc(gc_mu_);
   std::set<std::string> live;
   for (const auto& repo : repositories()) {

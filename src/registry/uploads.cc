@@ -16,7 +16,7 @@ namespace {
 constexpr size_t kChunk = 1 << 20;
 // Writeback starts every this many bytes, so the fsync at commit finds little left to write and
 // the disk works while the network does.
-constexpr uint64_t kWritebackStep = 8 << 20;
+constexpr uint64_t kWritebackStep = 2 << 20;
 
 Result<void> write_all(int fd, const char* p, size_t n) {
   while (n > 0) {
