@@ -4,7 +4,8 @@
 # tar layers of random data (incompressible), gzip -1 (skopeo would otherwise
 # compress uncompressed layers while pushing, and the run would measure gzip), then for each registry and each of
 # RUNS rounds (fresh storage, fresh skopeo blob cache): skopeo pushes the layout and pulls it
-# back into a new layout. Prints the times and the ratio vireo/docker of the totals.
+# back into a new layout (`sync` before each timed step, so that neither pays for the other's
+# writeback). Prints the times and the ratio vireo/docker of the medians' totals.
 #   bench/registry/run.sh [BUILD_DIR]   (env: SIZE_MIB=512 LAYERS=8 RUNS=3)
 set -euo pipefail
 build=${1:-$(cd "$(dirname "$0")/../.." && pwd)/build}
@@ -98,13 +99,16 @@ one_round() {
   start_registry "$1" "$root"
   export HOME=$work/home-$1-$2  # a fresh skopeo blob-info cache: no shortcut from earlier rounds
   mkdir -p "$HOME"
+  sync  # the other registry's (or the last round's) dirty pages are not charged to this one
   t0=$(now)
   skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$work/layout:t" \
     "docker://$addr/bench/img:t"
+  sync
   t1=$(now)
   skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$addr/bench/img:t" \
     "oci:$work/pulled-$1-$2:t"
   t2=$(now)
+  sync
   grep -q "$manifest_digest" "$work/pulled-$1-$2/index.json" ||
     { echo "run.sh: $1 pulled a different manifest" >&2; exit 1; }
   kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
@@ -118,7 +122,9 @@ echo "registry benchmark: $size_mib MiB in $layers layers, $runs rounds, $(nproc
 make_layout
 declare -A push pull
 for ((r = 1; r <= runs; r++)); do
-  for kind in vireo docker; do
+  order="vireo docker"
+  ((r % 2)) || order="docker vireo"  # alternate who goes first
+  for kind in $order; do
     read -r p q < <(one_round $kind $r)
     printf '  round %d %-7s push %6.2f s  pull %6.2f s\n' "$r" "$kind" "$p" "$q"
     push[$kind]="${push[$kind]:-} $p"
