@@ -60,93 +60,104 @@ std::string header_text(const Response& r, bool keep_alive, uint64_t length) {
 }  // namespace
 
 void Connection::run() {
-  boost::beast::flat_buffer buffer;
-  for (;;) {
-    boost::system::error_code ec;
-    http::request_parser<http::empty_body> head;
-    head.header_limit(64 * 1024);
-    head.body_limit(std::numeric_limits<std::uint64_t>::max());  // boost::none misbehaves in 1.74
-    http::read_header(stream_, buffer, head, ec);
-    if (ec) {
-      if (ec != http::error::end_of_stream && ec != boost::asio::error::eof &&
-          ec != boost::asio::error::timed_out && ec != boost::asio::error::connection_reset) {
-        RegistryError e(Code::kUnsupported, "malformed HTTP request", ec.message());
-        Response r = Response::error(e);
-        r.status = ec == http::error::header_limit ? 431 : 400;
-        std::string text = header_text(r, false, r.body.size()) + r.body;
-        (void)stream_.write_all(text.data(), text.size());
-      }
-      return;
-    }
-    const auto& msg = head.get();
-    Request req;
-    req.method = std::string(msg.method_string());
-    split_target(msg.target(), req);
-    for (const auto& f : msg) req.headers[lower(f.name_string())] = std::string(f.value());
-    if (auto cl = head.content_length()) req.content_length = *cl;
-    req.has_body = !head.is_done();
-    auto leftover = buffer.data();
-    BodyDecoder body(stream_,
-                     std::string(static_cast<const char*>(leftover.data()), leftover.size()),
-                     req.content_length, head.chunked());
-    buffer.consume(buffer.size());
-    bool continue_sent = false;
-    bool expect_continue = lower(req.header("expect")) == "100-continue";
-    req.read_body = [&](char* buf, size_t cap) -> RegResult<size_t> {
-      if (expect_continue && !continue_sent) {
-        continue_sent = true;
-        static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        TRY(stream_.write_all(kContinue, sizeof kContinue - 1));
-      }
-      return body.read(buf, cap);
-    };
-    auto started = std::chrono::steady_clock::now();
-    Response res = authorized(htpasswd_, req.header("authorization")) ? registry_.handle(req)
-                                                                      : unauthorized_response();
-    bool keep_alive = msg.keep_alive() && !body.failed();
-    if (keep_alive && !body.done()) {
-      // Drain a small unread body (an error answered before the body was needed).
-      if (expect_continue && !continue_sent) {
-        keep_alive = false;
-      } else {
-        char sink[65536];
-        size_t drained = 0;
-        while (!body.done() && drained < kDrainLimit) {
-          auto n = req.read_body(sink, sizeof sink);
-          if (!n || *n == 0) break;
-          drained += *n;
-        }
-        keep_alive = body.done() && !body.failed();
-      }
-    }
-    spdlog::debug("{} {} -> {} in {} ms", req.method, msg.target(), res.status,
-                  std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::steady_clock::now() - started)
-                      .count());
-    bool head_req = req.method == "HEAD";
-    uint64_t length = res.head_length ? *res.head_length
-                      : res.file      ? res.file_length
-                                      : res.body.size();
-    std::string text = header_text(res, keep_alive, length);
-    if (!head_req && !res.file) text += res.body;
-    if (!stream_.write_all(text.data(), text.size())) return;
-    if (!head_req && res.file && res.file_length > 0) {
-      if (auto r = stream_.send_file(res.file.get(), res.file_offset, res.file_length); !r) {
-        spdlog::debug("send {}: {}", req.path, r.error().message());
-        return;
-      }
-    }
-    if (!keep_alive) {
-      if (!body.done()) stream_.linger_close();
-      return;
-    }
-    std::string rest = body.take_leftover();
-    if (!rest.empty()) {
-      auto mb = buffer.prepare(rest.size());
-      std::memcpy(mb.data(), rest.data(), rest.size());
-      buffer.commit(rest.size());
-    }
+  while (serve_one()) {
   }
+}
+
+bool Connection::read_head(HeadParser& head) {
+  boost::system::error_code ec;
+  head.header_limit(64 * 1024);
+  head.body_limit(std::numeric_limits<std::uint64_t>::max());  // boost::none misbehaves in 1.74
+  http::read_header(stream_, buffer_, head, ec);
+  if (!ec) return true;
+  if (ec != http::error::end_of_stream && ec != boost::asio::error::eof &&
+      ec != boost::asio::error::timed_out && ec != boost::asio::error::connection_reset) {
+    Response r =
+        Response::error(RegistryError(Code::kUnsupported, "malformed HTTP request", ec.message()));
+    r.status = ec == http::error::header_limit ? 431 : 400;
+    std::string text = header_text(r, false, r.body.size()) + r.body;
+    (void)stream_.write_all(text.data(), text.size());
+  }
+  return false;
+}
+
+Request Connection::make_request(const HeadParser& head) {
+  const auto& msg = head.get();
+  Request req;
+  req.method = std::string(msg.method_string());
+  split_target(msg.target(), req);
+  for (const auto& f : msg) req.headers[lower(f.name_string())] = std::string(f.value());
+  if (auto cl = head.content_length()) req.content_length = *cl;
+  req.has_body = !head.is_done();
+  return req;
+}
+
+// After the handler: reads what is left of a small body so that the connection can serve the
+// next request; false when the connection must close instead.
+bool Connection::finish_body(Request& req, BodyDecoder& body, bool may_read) {
+  if (body.done()) return !body.failed();
+  if (!may_read) return false;  // "Expect: 100-continue" not answered: the body never comes
+  char sink[65536];
+  size_t drained = 0;
+  while (!body.done() && drained < kDrainLimit) {
+    auto n = req.read_body(sink, sizeof sink);
+    if (!n || *n == 0) break;
+    drained += *n;
+  }
+  return body.done() && !body.failed();
+}
+
+bool Connection::write_response(const Request& req, const Response& res, bool keep_alive) {
+  bool head_req = req.method == "HEAD";
+  uint64_t length = res.head_length ? *res.head_length
+                    : res.file      ? res.file_length
+                                    : res.body.size();
+  std::string text = header_text(res, keep_alive, length);
+  if (!head_req && !res.file) text += res.body;
+  if (!stream_.write_all(text.data(), text.size())) return false;
+  if (head_req || !res.file || res.file_length == 0) return true;
+  auto r = stream_.send_file(res.file.get(), res.file_offset, res.file_length);
+  if (!r) spdlog::debug("send {}: {}", req.path, r.error().message());
+  return r.has_value();
+}
+
+bool Connection::serve_one() {
+  HeadParser head;
+  if (!read_head(head)) return false;
+  Request req = make_request(head);
+  auto leftover = buffer_.data();
+  BodyDecoder body(stream_, std::string(static_cast<const char*>(leftover.data()), leftover.size()),
+                   req.content_length, head.chunked());
+  buffer_.consume(buffer_.size());
+  bool expect_continue = lower(req.header("expect")) == "100-continue";
+  req.read_body = [&](char* buf, size_t cap) -> RegResult<size_t> {
+    if (expect_continue) {
+      expect_continue = false;
+      static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      TRY(stream_.write_all(kContinue, sizeof kContinue - 1));
+    }
+    return body.read(buf, cap);
+  };
+  auto started = std::chrono::steady_clock::now();
+  Response res = authorized(htpasswd_, req.header("authorization")) ? registry_.handle(req)
+                                                                    : unauthorized_response();
+  bool keep_alive = head.get().keep_alive() && finish_body(req, body, !expect_continue);
+  spdlog::debug("{} {} -> {} in {} ms", req.method, req.path, res.status,
+                std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now() - started)
+                    .count());
+  if (!write_response(req, res, keep_alive)) return false;
+  if (!keep_alive) {
+    if (!body.done()) stream_.linger_close();
+    return false;
+  }
+  std::string rest = body.take_leftover();  // the start of a pipelined request
+  if (!rest.empty()) {
+    auto mb = buffer_.prepare(rest.size());
+    std::memcpy(mb.data(), rest.data(), rest.size());
+    buffer_.commit(rest.size());
+  }
+  return true;
 }
 
 }  // namespace vireo::registry

@@ -5,6 +5,11 @@
 // blobs) and keeps the connection alive when both sides allow it.
 #include <string>
 
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+
+#include "registry/body_decoder.h"
 #include "registry/registry.h"
 #include "registry/stream.h"
 
@@ -17,9 +22,18 @@ class Connection {
   void run();
 
  private:
+  using HeadParser = boost::beast::http::request_parser<boost::beast::http::empty_body>;
+  // One request and its response; false when the connection is to be closed.
+  bool serve_one();
+  bool read_head(HeadParser& head);
+  static Request make_request(const HeadParser& head);
+  bool finish_body(Request& req, BodyDecoder& body, bool may_read);
+  bool write_response(const Request& req, const Response& res, bool keep_alive);
+
   Registry& registry_;
   Stream& stream_;
   const std::string& htpasswd_;
+  boost::beast::flat_buffer buffer_;  // header bytes read ahead
 };
 
 }  // namespace vireo::registry
