@@ -81,6 +81,13 @@ TEST(JsonTest, SyntaxErrorNamesPosition) {
   EXPECT_TRUE(r.error().message().starts_with("invalid JSON at byte 9: ")) << r.error().message();
 }
 
+TEST(JsonTest, NumbersOutOfRangeAreAnErrorNotACrash) {
+  auto r = parse_json("[1e999]");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(r.error().message().starts_with("invalid JSON")) << r.error().message();
+}
+
 TEST(JsonTest, MergePatchFollowsRfc7386) {
   Json target = Json::parse(R"({"a": "b", "c": {"d": "e", "f": "g"}})");
   merge_patch(target, Json::parse(R"({"a": "z", "c": {"f": null}})"));

@@ -10,6 +10,11 @@ Result<Json> parse_json(std::string_view text) {
     std::string what = e.what();
     if (auto pos = what.find("] "); pos != std::string::npos) what = what.substr(pos + 2);
     return make_error(ErrorCode::kInvalidArgument, "invalid JSON at byte {}: {}", e.byte, what);
+  } catch (const Json::exception& e) {
+    // Valid syntax nlohmann cannot hold, such as 1e999 (out_of_range): still the caller's input.
+    std::string what = e.what();
+    if (auto pos = what.find("] "); pos != std::string::npos) what = what.substr(pos + 2);
+    return make_error(ErrorCode::kInvalidArgument, "invalid JSON: {}", what);
   }
 }
 

@@ -28,25 +28,10 @@ static void add_global_options(CLI::App& app, Context& ctx) {
       ->capture_default_str();
 }
 
-int run(int argc, char** argv) {
-  CLI::App app{"vireo: run and connect VMs, containers, networks and storage"};
-  app.set_version_flag("--version", VIREO_VERSION_STRING);
-  app.require_subcommand(1);
-  app.fallthrough();  // global flags are accepted after the subcommand too
-  Context ctx;
-  add_global_options(app, ctx);
-  add_info_command(app, ctx);
-  add_operation_commands(app, ctx);
-  add_events_command(app, ctx);
-  add_profile_commands(app, ctx);
-  add_vm_commands(app, ctx);
-  add_network_commands(app, ctx);
-  add_storage_commands(app, ctx);
-  add_debug_commands(app, ctx);
-  add_app_commands(app, ctx);
-  add_completion_command(app, ctx);
+static int parse_and_finish(CLI::App& app, Context& ctx, int argc, char** argv) {
   try {
     app.parse(argc, argv);
+
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : 2;
@@ -59,6 +44,31 @@ int run(int argc, char** argv) {
                : 1;
   }
   return ctx.exit_code.value_or(0);
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"vireo: run and connect VMs, containers, networks and storage"};
+  app.set_version_flag("--version", VIREO_VERSION_STRING);
+  app.require_subcommand(1);
+  app.fallthrough();  // global flags are accepted after the subcommand too
+  Context ctx;
+  add_global_options(app, ctx);
+  // `vireo app run` is an app's start-up: build only the app commands, not the whole tree.
+  if (argc > 1 && std::string_view(argv[1]) == "app") {
+    add_app_commands(app, ctx);
+    return parse_and_finish(app, ctx, argc, argv);
+  }
+  add_info_command(app, ctx);
+  add_operation_commands(app, ctx);
+  add_events_command(app, ctx);
+  add_profile_commands(app, ctx);
+  add_vm_commands(app, ctx);
+  add_network_commands(app, ctx);
+  add_storage_commands(app, ctx);
+  add_debug_commands(app, ctx);
+  add_app_commands(app, ctx);
+  add_completion_command(app, ctx);
+  return parse_and_finish(app, ctx, argc, argv);
 }
 
 }  // namespace vireo::cli

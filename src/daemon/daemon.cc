@@ -19,6 +19,7 @@
 #include "daemon/host_facts.h"
 #include "daemon/networks.h"
 #include "daemon/profiles.h"
+#include "daemon/sandboxes.h"
 #include "daemon/storage.h"
 #include "daemon/vms.h"
 #include "server/http_server.h"
@@ -131,6 +132,7 @@ void Daemon::Impl::add_routes() {
   vms->add_routes(router);
   networks->add_routes(router);
   storage->add_routes(router);
+  add_sandbox_routes(router, events, (config.root / "apps").string());
   if (config.debug_api) add_debug_routes();
 }
 

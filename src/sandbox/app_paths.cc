@@ -40,10 +40,14 @@ std::string apps_base() {
 }
 
 Result<AppPaths> app_paths(const std::string& name) {
+  return app_paths(name, apps_base());
+}
+
+Result<AppPaths> app_paths(const std::string& name, const std::string& base) {
   TRY(validate_app_name(name));
   AppPaths p;
   p.name = name;
-  p.base = apps_base();
+  p.base = base;
   TRY(checked_absolute_path(p.base, "the apps folder"));
   p.app = p.base + "/" + name;
   p.store = p.app + "/store";

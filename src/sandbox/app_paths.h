@@ -24,6 +24,8 @@ struct AppPaths {
 [[nodiscard]] Result<void> validate_app_name(std::string_view name);
 std::string apps_base();
 [[nodiscard]] Result<AppPaths> app_paths(const std::string& name);
+// The same below another apps folder (vireod's: STATE_ROOT/apps).
+[[nodiscard]] Result<AppPaths> app_paths(const std::string& name, const std::string& base);
 // The user's home directory ($HOME, else the password database).
 std::string home_directory();
 

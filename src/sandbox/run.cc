@@ -166,10 +166,12 @@ Result<pid_t> start_app(const Launch& l, int err_fd, const sigset_t& set) {
 }
 
 // The sandbox's first process: pid 1 of the new pid namespace.
+// go_fd: wait for the caller's signal (id maps written, cgroup joined) first; -1: nothing to wait
+// for (root without limits), which saves a hand-over between processes.
 [[noreturn]] void sandbox_init(const Launch& l, int go_fd, int err_fd, const sigset_t& set) {
   char go = 0;
-  if (::read(go_fd, &go, 1) != 1) ::_exit(kSetupFailed);
-  ::close(go_fd);
+  if (go_fd >= 0 && ::read(go_fd, &go, 1) != 1) ::_exit(kSetupFailed);
+  if (go_fd >= 0) ::close(go_fd);
   auto setup = [&]() -> Result<pid_t> {
     TRY(enter_view(l.plan));
     if (l.new_net) TRY(loopback_up());
@@ -355,11 +357,12 @@ Result<int> run_sandbox(const SandboxSpec& spec) {
   ::sigprocmask(SIG_BLOCK, &set, &old);
   uint64_t flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
                    (launch.new_net ? CLONE_NEWNET : 0) | (plan.kernel_overlay ? 0 : CLONE_NEWUSER);
+  bool needs_go = !plan.kernel_overlay || cgroup;
   auto pid = csys::clone3(flags, nullptr);
   if (pid && *pid == 0) {
     go_write.reset();
     err_read.reset();
-    sandbox_init(launch, go_read.get(), err_write.get(), set);
+    sandbox_init(launch, needs_go ? go_read.get() : -1, err_write.get(), set);
   }
   auto finish = [&](Result<int> r) -> Result<int> {
     ::sigprocmask(SIG_SETMASK, &old, nullptr);
@@ -372,7 +375,7 @@ Result<int> run_sandbox(const SandboxSpec& spec) {
   auto started = [&]() -> Result<void> {
     if (!plan.kernel_overlay) TRY(write_id_maps(*pid, false, plan.uid, plan.gid));
     if (cgroup) TRY(cgroup->add_process(*pid));
-    return csys::write_all(go_write.get(), "g");
+    return needs_go ? csys::write_all(go_write.get(), "g") : Result<void>{};
   }();
   if (!started) ::kill(*pid, SIGKILL);
   go_write.reset();

@@ -256,14 +256,20 @@ Result<void> pivot_into(const std::string& root) {
 
 }  // namespace
 
+// mkdir -p that costs one call when the folder is there already (every run after the first).
+static Result<void> ensure_dir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0755) == 0 || errno == EEXIST) return {};
+  return make_dirs(path);
+}
+
 Result<void> prepare_store(const ViewPlan& plan) {
   for (const auto& dir : {plan.app.store, plan.app.home, plan.app.root, plan.app.lower,
                           plan.app.merged, work_dir(plan, "fuse"), work_dir(plan, "home"),
                           work_dir(plan, "root"), plan.app.work + "/extra"})
-    TRY(make_dirs(dir));
+    TRY(ensure_dir(dir));
   for (const auto& path : plan.redirected) {
-    TRY(make_dirs(plan.app.store + path));
-    TRY(make_dirs(work_dir(plan, path)));
+    TRY(ensure_dir(plan.app.store + path));
+    TRY(ensure_dir(work_dir(plan, path)));
   }
   return {};
 }

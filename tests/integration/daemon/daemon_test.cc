@@ -284,3 +284,42 @@ TEST_F(DaemonTest, CompletionScriptCoversCommands) {
 
 }  // namespace
 }  // namespace vireo::testing
+
+namespace vireo::testing {
+namespace {
+
+// /1.0/sandboxes: the stores of `vireo app` below the daemon's state root, as root's apps are
+// below /var/lib/vireo with the default root.
+TEST_F(DaemonTest, SandboxesListResetAndDeleteAppStores) {
+  const std::string sock = daemon_.socket();
+  std::string apps = (daemon_.root() / "apps").string();
+  auto run =
+      run_process({bin_dir() + "/vireo", "app", "run", "--name", "editor", "--", "/bin/sh", "-c",
+                   "echo x > /etc/vireo-daemon-sbx.conf"},
+                  {.timeout = std::chrono::seconds(60), .extra_env = {"VIREO_APPS_DIR=" + apps}});
+  ASSERT_TRUE(run && run->ok()) << (run ? run->err : run.error().message());
+
+  auto list = raw_http(sock, http_request("GET", "/1.0/sandboxes"));
+  ASSERT_EQ(list.status, 200);
+  ASSERT_EQ(list.body.size(), 1u) << list.body;
+  EXPECT_EQ(list.body[0]["name"], "editor");
+  EXPECT_EQ(list.body[0]["changes"], 1);
+  auto show = raw_http(sock, http_request("GET", "/1.0/sandboxes/editor"));
+  ASSERT_EQ(show.status, 200);
+  EXPECT_EQ(show.body["store"][0]["path"], "/etc/vireo-daemon-sbx.conf");
+  EXPECT_EQ(show.body["store"][0]["change"], "added");
+
+  auto reset = raw_http(sock, http_request("POST", "/1.0/sandboxes/editor/reset",
+                                           R"({"path": "/etc/vireo-daemon-sbx.conf"})"));
+  ASSERT_EQ(reset.status, 200) << reset.body;
+  EXPECT_EQ(reset.body["changes"], 0);
+  EXPECT_EQ(raw_http(sock, http_request("POST", "/1.0/sandboxes/editor/reset", "[1]")).status, 400);
+  EXPECT_EQ(raw_http(sock, http_request("GET", "/1.0/sandboxes/-x")).status, 400);
+  EXPECT_EQ(raw_http(sock, http_request("GET", "/1.0/sandboxes/ghost")).status, 404);
+  ASSERT_EQ(raw_http(sock, http_request("DELETE", "/1.0/sandboxes/editor")).status, 200);
+  EXPECT_FALSE(std::filesystem::exists(apps + "/editor"));
+  EXPECT_TRUE(raw_http(sock, http_request("GET", "/1.0/sandboxes")).body.empty());
+}
+
+}  // namespace
+}  // namespace vireo::testing
