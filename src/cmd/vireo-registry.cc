@@ -44,8 +44,9 @@ int fail(const Error& e) {
 }
 
 // Stops the server on SIGTERM or SIGINT (blocked in every thread, taken here with sigwait).
-void stop_on_signal(Server& server) {
-  std::thread([&server] {
+// The caller joins the thread once run() returns, before the server goes away.
+std::thread stop_on_signal(Server& server) {
+  return std::thread([&server] {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -53,7 +54,7 @@ void stop_on_signal(Server& server) {
     int sig = 0;
     sigwait(&set, &sig);
     server.stop();
-  }).detach();
+  });
 }
 
 // Expires uploads idle for an hour and, every gc_interval seconds (0: never), collects garbage.
@@ -87,12 +88,13 @@ int serve(const std::string& root, const std::string& listen, ServerOptions opti
   Registry registry(**store);
   auto server = Server::create(registry, options);
   if (!server) return fail(server.error());
-  stop_on_signal(**server);
+  std::thread signals = stop_on_signal(**server);
   maintain(**store, registry, gc_interval);
   std::printf("ready %s://%s:%u\n", (*server)->tls() ? "https" : "http", options.host.c_str(),
               unsigned((*server)->port()));
   std::fflush(stdout);
-  (*server)->run();
+  (*server)->run();  // returns only after stop()
+  signals.join();
   return 0;
 }
 

@@ -28,9 +28,24 @@ Result<std::unique_ptr<Server>> Server::create(Registry& registry, const ServerO
 
 Server::~Server() {
   stop();
-  std::unique_lock lock(mu_);
-  idle_.wait(lock, [&] { return connections_.empty(); });
+  std::map<uint64_t, std::thread> threads;
+  {
+    std::unique_lock lock(mu_);
+    idle_.wait(lock, [&] { return connections_.empty(); });
+    threads.swap(threads_);
+  }
+  for (auto& [id, t] : threads) t.join();
   if (ssl_ctx_) SSL_CTX_free(ssl_ctx_);
+}
+
+void Server::reap_locked() {
+  for (uint64_t id : finished_) {
+    auto it = threads_.find(id);
+    if (it == threads_.end()) continue;
+    it->second.join();  // the thread is past its last use of the server
+    threads_.erase(it);
+  }
+  finished_.clear();
 }
 
 Result<void> Server::setup_tls() {
@@ -90,16 +105,18 @@ void Server::run() {
     int c = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
     if (c < 0) continue;
     std::lock_guard lock(mu_);
+    reap_locked();
     if (connections_.size() >= options_.max_connections || stopping_) {
       ::close(c);
       continue;
     }
     connections_.insert(c);
-    std::thread([this, c] { serve(c); }).detach();
+    uint64_t id = next_id_++;
+    threads_.emplace(id, std::thread([this, c, id] { serve(c, id); }));
   }
 }
 
-void Server::serve(int fd) {
+void Server::serve(int fd, uint64_t id) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   {
@@ -111,6 +128,7 @@ void Server::serve(int fd) {
     }
     std::lock_guard lock(mu_);
     connections_.erase(fd);
+    finished_.push_back(id);
     if (connections_.empty()) idle_.notify_all();
   }  // the fd closes here, after leaving the set: a stop() never shuts down a reused number
 }

@@ -7,10 +7,13 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "base/fd.h"
 #include "registry/registry.h"
@@ -45,8 +48,9 @@ class Server {
       : registry_(registry), options_(options) {}
   Result<void> listen();
   Result<void> setup_tls();
-  void serve(int fd);
-  void serve_requests(class Stream& stream);
+  void serve(int fd, uint64_t id);
+  // Joins the connection threads that are done (with mu_ held).
+  void reap_locked();
 
   Registry& registry_;
   ServerOptions options_;
@@ -57,6 +61,11 @@ class Server {
   std::mutex mu_;
   std::condition_variable idle_;
   std::set<int> connections_;
+  // Connection threads are joined, not detached, so that none outlives the server (with its
+  // thread-local state, such as OpenSSL's).
+  std::map<uint64_t, std::thread> threads_;
+  std::vector<uint64_t> finished_;
+  uint64_t next_id_ = 0;
   std::atomic<bool> stopping_{false};
 };
 

@@ -129,8 +129,8 @@ TEST_F(RegistryPeersTest, SkopeoOverTlsWithBasicAuth) {
   crypt_data data{};
   char salt[64];
   ASSERT_NE(crypt_gensalt_rn("$2b$", 5, nullptr, 0, salt, sizeof salt), nullptr);
-  ASSERT_TRUE(
-      write_file_atomic(htpasswd, std::string("alice:") + crypt_r("secret", salt, &data) + "\n"));
+  ASSERT_TRUE(write_file_atomic(
+      htpasswd, std::string("alice:") + crypt_rn("secret", salt, &data, sizeof data) + "\n"));
   RegistryProcess reg(root_ / "data", {"--tls-cert", cert.string(), "--tls-key", key.string(),
                                        "--htpasswd", htpasswd.string()});
   ASSERT_TRUE(reg.ready());
