@@ -65,6 +65,7 @@ int run(int argc, char** argv) {
   add_vm_commands(app, ctx);
   add_network_commands(app, ctx);
   add_storage_commands(app, ctx);
+  add_image_commands(app, ctx);
   add_debug_commands(app, ctx);
   add_app_commands(app, ctx);
   add_completion_command(app, ctx);

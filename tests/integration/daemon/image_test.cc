@@ -1,0 +1,173 @@
+// Images through vireod and the CLI: a root file system tar made from /bin/busybox imported,
+// listed, shown, tagged (also under a repository path with '/'), exported as an OCI layout that
+// skopeo reads and as an OCI archive, both imported again with the same digest, removed and
+// pruned; and input the daemon must refuse with one line and nothing stored.
+#include <gtest/gtest.h>
+
+#include <fmt/ranges.h>
+
+#include "base/json.h"
+#include "client/client.h"
+#include "daemon_process.h"
+
+namespace vireo::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+ProcessResult run(const std::vector<std::string>& argv) {
+  auto r = run_process(argv, {.timeout = 60s});
+  return r ? *r : ProcessResult{.exit_code = -1, .err = r.error().message()};
+}
+
+class ImageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(d.start()) << "vireod did not start";
+    rootfs_tar = (d.dir() / "busybox.tar").string();
+    fs::path rootfs = d.dir() / "rootfs";
+    fs::create_directories(rootfs / "bin");
+    fs::copy_file("/bin/busybox", rootfs / "bin" / "busybox");
+    fs::create_symlink("busybox", rootfs / "bin" / "sh");
+    auto r = run({"tar", "-C", rootfs.string(), "-cf", rootfs_tar, "."});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+
+  Json json(std::vector<std::string> args) const {
+    args.insert(args.begin(), {"--format", "json"});
+    auto r = d.cli(args);
+    EXPECT_EQ(r.exit_code, 0) << fmt::format("vireo {}", fmt::join(args, " ")) << ": " << r.err;
+    return r.exit_code == 0 ? parse_json(r.out).value_or(Json()) : Json();
+  }
+
+  std::string digest_of(const std::string& ref) const {
+    return json({"image", "show", ref}).value("digest", "");
+  }
+
+  std::vector<std::string> all_tags() const {
+    std::vector<std::string> out;
+    for (const auto& img : json({"image", "ls"}))
+      for (const auto& t : img.value("tags", Json::array())) out.push_back(t);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  // Fails with a one-line message and exit status 1.
+  void expect_refused(const std::vector<std::string>& args, const std::string& needle = "") {
+    auto r = d.cli(args);
+    std::string cmd = fmt::format("vireo {}", fmt::join(args, " "));
+    EXPECT_EQ(r.exit_code, 1) << cmd << ": " << r.out << r.err;
+    EXPECT_FALSE(r.err.empty()) << cmd;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << cmd << ": " << r.err;
+    if (!needle.empty()) {
+      EXPECT_NE(r.err.find(needle), std::string::npos) << cmd << ": " << r.err;
+    }
+  }
+
+  DaemonProcess d;
+  std::string rootfs_tar;
+};
+
+TEST_F(ImageTest, RootfsTarImportedListedShownTaggedExportedAndReimported) {
+  auto r = d.cli({"image", "import", rootfs_tar, "--tag", "busybox:1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(all_tags(), std::vector<std::string>{"busybox:1"});
+  auto table = d.cli({"image", "ls"});
+  EXPECT_NE(table.out.find("busybox:1"), std::string::npos) << table.out;
+
+  Json shown = json({"image", "show", "busybox:1"});
+  const std::string digest = shown.value("digest", "");
+  EXPECT_TRUE(digest.starts_with("sha256:")) << shown.dump();
+  ASSERT_EQ(shown.value("layers", Json::array()).size(), 1u) << shown.dump();
+  EXPECT_TRUE(shown["layers"][0].value("digest", "").starts_with("sha256:"));
+  EXPECT_GT(shown.value("size", 0ull), 500000ull);  // busybox-static is ~1-2 MB
+  EXPECT_EQ(shown.value("os", ""), "linux");
+
+  // A second name, also one with a repository path (sent as ?ref=).
+  ASSERT_EQ(d.cli({"image", "tag", "busybox:1", "busybox:latest"}).exit_code, 0);
+  ASSERT_EQ(d.cli({"image", "tag", "busybox:1", "team/tools/busybox:v2"}).exit_code, 0);
+  EXPECT_EQ(digest_of("busybox"), digest);
+  EXPECT_EQ(digest_of("team/tools/busybox:v2"), digest);
+  EXPECT_EQ(all_tags(),
+            (std::vector<std::string>{"busybox:1", "busybox:latest", "team/tools/busybox:v2"}));
+
+  // An OCI layout that skopeo reads, imported again (type detected) with the same digest.
+  const std::string layout = (d.dir() / "layout").string();
+  r = d.cli({"image", "export", "busybox:1", "--type", "oci-layout", "--output", layout});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto inspect = run({"skopeo", "inspect", "oci:" + layout + ":1"});
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  Json info = parse_json(inspect.out).value_or(Json());
+  EXPECT_EQ(info.value("Digest", ""), digest) << inspect.out;
+  EXPECT_EQ(info.value("Layers", Json::array()).size(), 1u) << inspect.out;
+  ASSERT_EQ(d.cli({"image", "import", layout, "--tag", "copy:layout"}).exit_code, 0);
+  EXPECT_EQ(digest_of("copy:layout"), digest);
+
+  // The same as an OCI archive, through a repository path.
+  const std::string archive = (d.dir() / "busybox-oci.tar").string();
+  r = d.cli(
+      {"image", "export", "team/tools/busybox:v2", "--type", "oci-archive", "--output", archive});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = d.cli({"image", "import", archive, "--tag", "copy:archive"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(digest_of("copy:archive"), digest);
+  EXPECT_EQ(json({"image", "show", "copy:archive"}).value("tags", Json::array()).size(), 5u);
+}
+
+TEST_F(ImageTest, RemovedImageIsPrunedAndItsBytesFreed) {
+  ASSERT_EQ(d.cli({"image", "import", rootfs_tar, "--tag", "busybox:1"}).exit_code, 0);
+  ASSERT_EQ(d.cli({"image", "tag", "busybox:1", "other:1"}).exit_code, 0);
+  // Nothing to free while a tag reaches the image.
+  EXPECT_EQ(json({"image", "prune"}).value("bytes_freed", 1ull), 0ull);
+  ASSERT_EQ(d.cli({"image", "rm", "busybox:1"}).exit_code, 0);
+  EXPECT_EQ(json({"image", "prune"}).value("bytes_freed", 1ull), 0ull);
+  EXPECT_EQ(all_tags(), std::vector<std::string>{"other:1"});
+  ASSERT_EQ(d.cli({"image", "rm", "other:1"}).exit_code, 0);
+  EXPECT_TRUE(all_tags().empty());
+  Json report = json({"image", "prune"});
+  EXPECT_GT(report.value("bytes_freed", 0ull), 500000ull) << report.dump();
+  EXPECT_GT(report.value("layers_removed", 0ull), 0ull) << report.dump();
+  expect_refused({"image", "show", "busybox:1"}, "busybox:1");
+}
+
+TEST_F(ImageTest, BadInputIsRefusedWithOneLineAndNothingStored) {
+  expect_refused({"image", "import", (d.dir() / "missing.tar").string(), "--tag", "x:1"},
+                 "missing.tar");
+
+  // A layer entry that climbs out of the root.
+  fs::create_directories(d.dir() / "hostile" / "a");
+  { std::ofstream(d.dir() / "hostile" / "escape") << "x\n"; }
+  const std::string hostile = (d.dir() / "hostile.tar").string();
+  auto r =
+      run({"tar", "-C", (d.dir() / "hostile" / "a").string(), "-P", "-cf", hostile, "../escape"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_refused({"image", "import", hostile, "--tag", "evil:1"}, "..");
+  EXPECT_TRUE(all_tags().empty());
+  EXPECT_FALSE(fs::exists(d.root() / "escape"));
+  EXPECT_FALSE(fs::exists(d.root() / "images" / "escape"));
+
+  expect_refused({"image", "import", rootfs_tar, "--tag", "UPPER:x"}, "UPPER");
+  expect_refused({"image", "import", rootfs_tar, "--tag", "a:b", "--type", "oci-layout"});
+  EXPECT_TRUE(all_tags().empty());
+
+  expect_refused({"image", "show", "nope:1"}, "nope");
+  expect_refused({"image", "rm", "nope:1"}, "nope");
+  expect_refused({"image", "tag", "nope:1", "other:1"}, "nope");
+  expect_refused({"image", "export", "nope:1", "--output", (d.dir() / "out").string()}, "nope");
+  expect_refused({"image", "show", "a?b"}, "invalid image reference");
+  EXPECT_FALSE(fs::exists(d.dir() / "out"));
+
+  auto c = client::Client::connect({.socket_path = d.socket()});
+  ASSERT_TRUE(c) << c.error().message();
+  auto reply = (*c)->request("GET", "/1.0/images/nope:1");
+  ASSERT_FALSE(reply);
+  EXPECT_EQ(reply.error().code(), ErrorCode::kNotFound) << reply.error().message();
+  Json bad = {{"source", {{"type", "rootfs-tar"}, {"path", "relative.tar"}}}, {"tag", "x:1"}};
+  reply = (*c)->request("POST", "/1.0/images", &bad);
+  ASSERT_FALSE(reply);
+  EXPECT_EQ(reply.error().code(), ErrorCode::kInvalidArgument) << reply.error().message();
+}
+
+}  // namespace
+}  // namespace vireo::testing
