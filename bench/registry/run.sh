@@ -125,7 +125,8 @@ for ((r = 1; r <= runs; r++)); do
   order="vireo docker"
   ((r % 2)) || order="docker vireo"  # alternate who goes first
   for kind in $order; do
-    read -r p q < <(one_round $kind $r)
+    one_round $kind $r >"$work/round"  # in this shell, so that the EXIT trap sees its server
+    read -r p q <"$work/round"
     printf '  round %d %-7s push %6.2f s  pull %6.2f s\n' "$r" "$kind" "$p" "$q"
     push[$kind]="${push[$kind]:-} $p"
     pull[$kind]="${pull[$kind]:-} $q"
