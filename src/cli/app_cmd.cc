@@ -37,6 +37,10 @@ Result<void> apply_common(const AppFlags& f, sb::SandboxSpec& spec) {
   if (f.profile == "strict") spec.profile = sb::Profile::kStrict;
   if (f.net == "none") spec.net = sb::NetMode::kNone;
   if (f.net == "host") spec.net = sb::NetMode::kHost;
+  if (!f.net.empty() && f.net != "none" && f.net != "host" && ::geteuid() != 0)
+    return make_error(ErrorCode::kPermissionDenied,
+                      "--net {}: an app on a Vireo network needs root (a veth pair and a port)",
+                      f.net);
   if (!f.memory.empty()) spec.memory_limit = TRY_CTX(parse_size(f.memory), "--memory");
   for (const auto& b : f.binds) spec.binds.push_back(TRY(parse_bind(b)));
   spec.with_apps = f.with;
@@ -93,7 +97,50 @@ Result<Json> open_package(const std::string& file) {
   std::exit(1);
 }
 
-Result<int> run_app(const AppFlags& f) {
+// An app on a Vireo network: a veth pair whose host end is a port of the network (through
+// vireod) and whose other end becomes the app's eth0. Removed again when the app ends.
+class NetworkAttachment {
+ public:
+  static Result<std::unique_ptr<NetworkAttachment>> create(Context& ctx,
+                                                           const std::string& network) {
+    auto* client = TRY(ctx.client());
+    TRY_CTX(client->request("GET", "/1.0/networks/" + network), "--net {}", network);
+    auto a = std::unique_ptr<NetworkAttachment>(new NetworkAttachment(ctx, network));
+    TRY(ip({"link", "add", a->host_, "type", "veth", "peer", "name", a->peer_}));
+    a->made_ = true;
+    TRY(ip({"link", "set", "dev", a->host_, "up"}));
+    Json body{{"iface", a->host_}};
+    TRY_CTX(client->request("POST", "/1.0/networks/" + network + "/ports", &body),
+            "attach the app to network {}", network);
+    a->attached_ = true;
+    return a;
+  }
+  ~NetworkAttachment() {
+    if (attached_)
+      if (auto* client = ctx_.client().value_or(nullptr))
+        (void)client->request("DELETE", "/1.0/networks/" + network_ + "/ports/" + host_);
+    if (made_) (void)ip({"link", "del", host_});
+  }
+  const std::string& peer() const { return peer_; }
+
+ private:
+  NetworkAttachment(Context& ctx, std::string network)
+      : ctx_(ctx),
+        network_(std::move(network)),
+        host_(fmt::format("vsb{}", ::getpid())),
+        peer_(host_ + "a") {}
+  static Result<void> ip(std::vector<std::string> args) {
+    args.insert(args.begin(), "ip");
+    auto r = TRY(run_process(args, {.timeout = std::chrono::seconds(10)}));
+    if (!r.ok()) return make_error(ErrorCode::kIo, "ip {}: {}", args[1], std::string(trim(r.err)));
+    return {};
+  }
+  Context& ctx_;
+  std::string network_, host_, peer_;
+  bool made_ = false, attached_ = false;
+};
+
+Result<int> run_app(Context& ctx, const AppFlags& f) {
   if (f.command.empty())
     return make_error(ErrorCode::kInvalidArgument, "usage: vireo app run [OPTIONS] -- CMD [ARGS]");
   sb::SandboxSpec spec;
@@ -111,6 +158,11 @@ Result<int> run_app(const AppFlags& f) {
     spec.command = f.command;
   }
   TRY(apply_common(f, spec));
+  std::unique_ptr<NetworkAttachment> attachment;
+  if (!f.net.empty() && f.net != "none" && f.net != "host") {
+    attachment = TRY(NetworkAttachment::create(ctx, f.net));
+    spec.net_iface = attachment->peer();
+  }
   return sb::run_sandbox(spec);
 }
 
@@ -161,8 +213,8 @@ void add_store_commands(CLI::App& app, Context& ctx, std::shared_ptr<AppFlags> f
 
 void add_run_options(CLI::App* cmd, AppFlags& f) {
   cmd->add_option("--name", f.name, "The app (its store); default: the program's name");
-  cmd->add_option("--net", f.net, "host (default) or none (strict: none)")
-      ->check(CLI::IsMember({"host", "none"}));
+  cmd->add_option("--net", f.net,
+                  "host (default), none (strict's default), or a Vireo network (root)");
   cmd->add_option("--profile", f.profile,
                   "default, or strict: no capabilities, private home, "
                   "no network")
@@ -189,7 +241,7 @@ void add_app_commands(CLI::App& app, Context& ctx) {
       ->allow_extra_args(false);
   run->add_option("command", f->command, "-- CMD [ARGS], or FILE.vapp [ARGS]");
   run->callback([&ctx, f] {
-    auto status = run_app(*f);
+    auto status = run_app(ctx, *f);
     if (!status) {
       ctx.outcome = std::unexpected(status.error());
       return;

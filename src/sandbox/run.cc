@@ -102,6 +102,13 @@ Result<void> become_user_again(uid_t uid, gid_t gid) {
   return {};
 }
 
+// The app's own network namespace: its processes may send ICMP echo without raw sockets (the
+// namespace is not the app's to grant CAP_NET_RAW in), as Docker and Podman allow.
+void allow_ping() {
+  Fd fd(::open("/proc/sys/net/ipv4/ping_group_range", O_WRONLY | O_CLOEXEC));
+  if (fd) (void)csys::write_all(fd.get(), "0 2147483647");
+}
+
 Result<void> loopback_up() {
   Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!s) return errno_error("socket");
@@ -112,6 +119,18 @@ Result<void> loopback_up() {
   if (::ioctl(s.get(), SIOCSIFFLAGS, &req) != 0) return errno_error("bring lo up");
   return {};
 }
+
+// The script udhcpc runs with the lease: address, prefix and default route for eth0.
+constexpr const char* kDhcpScript = R"(#!/bin/sh
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/$mask" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    ;;
+esac
+exit 0
+)";
 
 struct Launch {
   const SandboxSpec& spec;
@@ -166,6 +185,30 @@ Result<pid_t> start_app(const Launch& l, int err_fd, const sigset_t& set) {
 }
 
 // The sandbox's first process: pid 1 of the new pid namespace.
+std::string busybox() {
+  std::string b = find_program("busybox");
+  return b.empty() ? "/bin/busybox" : b;
+}
+
+// Gives the app's network namespace its interface: renamed eth0, up, and configured by DHCP.
+// Runs in the sandbox's first process before the view hides the host's tools.
+Result<void> configure_network(const Launch& l) {
+  auto run = [](std::vector<std::string> argv) -> Result<void> {
+    auto r = TRY(run_process(argv, {.timeout = std::chrono::seconds(20)}));
+    if (!r.ok())
+      return make_error(ErrorCode::kIo, "{}: {}", argv[0] == "ip" ? "ip " + argv[1] : argv[1],
+                        std::string(trim(r.err.empty() ? r.out : r.err)));
+    return {};
+  };
+  TRY(run({"ip", "link", "set", "dev", l.spec.net_iface, "name", "eth0"}));
+  TRY(run({"ip", "link", "set", "dev", "eth0", "up"}));
+  std::string script = l.plan.app.work + "/dhcp-script";
+  TRY(write_file_atomic(script, kDhcpScript, 0755));
+  return with_context(run({busybox(), "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T",
+                           "1", "-s", script}),
+                      "get an address by DHCP on the app's network");
+}
+
 // go_fd: wait for the caller's signal (id maps written, cgroup joined) first; -1: nothing to wait
 // for (root without limits), which saves a hand-over between processes.
 [[noreturn]] void sandbox_init(const Launch& l, int go_fd, int err_fd, const sigset_t& set) {
@@ -173,8 +216,12 @@ Result<pid_t> start_app(const Launch& l, int err_fd, const sigset_t& set) {
   if (go_fd >= 0 && ::read(go_fd, &go, 1) != 1) ::_exit(kSetupFailed);
   if (go_fd >= 0) ::close(go_fd);
   auto setup = [&]() -> Result<pid_t> {
+    if (!l.spec.net_iface.empty()) TRY(configure_network(l));
     TRY(enter_view(l.plan));
-    if (l.new_net) TRY(loopback_up());
+    if (l.new_net) {
+      TRY(loopback_up());
+      allow_ping();
+    }
     if (::sethostname(l.spec.name.data(), l.spec.name.size()) != 0)
       return errno_error("sethostname");
     return start_app(l, err_fd, set);
@@ -311,6 +358,15 @@ Result<void> clear_volatile_markers(const AppPaths& app) {
   return {};
 }
 
+Result<void> move_into_netns(const std::string& iface, pid_t pid) {
+  auto r = TRY(run_process({"ip", "link", "set", "dev", iface, "netns", std::to_string(pid)},
+                           {.timeout = std::chrono::seconds(10)}));
+  if (!r.ok())
+    return make_error(ErrorCode::kIo, "move {} into the app's network namespace: {}", iface,
+                      std::string(trim(r.err)));
+  return {};
+}
+
 // A memory limit needs a cgroup the caller may write: root's, or none (with a warning).
 Result<std::optional<container::Cgroup>> make_cgroup(const SandboxSpec& spec) {
   if (!spec.memory_limit) return std::nullopt;
@@ -343,9 +399,13 @@ Result<int> run_sandbox(const SandboxSpec& spec) {
   Fd lock = TRY(lock_app(app));
   TRY(clear_volatile_markers(app));
   Launch launch{spec, plan};
+  if (!spec.net_iface.empty() && !plan.kernel_overlay)
+    return make_error(ErrorCode::kPermissionDenied,
+                      "an app on a Vireo network needs root (a veth pair and a network port)");
   launch.new_net =
+      !spec.net_iface.empty() ||
       spec.net.value_or(spec.profile == Profile::kStrict ? NetMode::kNone : NetMode::kHost) ==
-      NetMode::kNone;
+          NetMode::kNone;
   char cwd[4096];
   launch.cwd = ::getcwd(cwd, sizeof cwd) ? cwd : "/";
 
@@ -357,7 +417,7 @@ Result<int> run_sandbox(const SandboxSpec& spec) {
   ::sigprocmask(SIG_BLOCK, &set, &old);
   uint64_t flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
                    (launch.new_net ? CLONE_NEWNET : 0) | (plan.kernel_overlay ? 0 : CLONE_NEWUSER);
-  bool needs_go = !plan.kernel_overlay || cgroup;
+  bool needs_go = !plan.kernel_overlay || cgroup || !spec.net_iface.empty();
   auto pid = csys::clone3(flags, nullptr);
   if (pid && *pid == 0) {
     go_write.reset();
@@ -375,6 +435,7 @@ Result<int> run_sandbox(const SandboxSpec& spec) {
   auto started = [&]() -> Result<void> {
     if (!plan.kernel_overlay) TRY(write_id_maps(*pid, false, plan.uid, plan.gid));
     if (cgroup) TRY(cgroup->add_process(*pid));
+    if (!spec.net_iface.empty()) TRY(move_into_netns(spec.net_iface, *pid));
     return needs_go ? csys::write_all(go_write.get(), "g") : Result<void>{};
   }();
   if (!started) ::kill(*pid, SIGKILL);

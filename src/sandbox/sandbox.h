@@ -35,6 +35,9 @@ struct SandboxSpec {
   std::optional<uint64_t> memory_limit;
   std::vector<std::string> env;  // added to the environment
   std::string package_files;     // a package's files tree, layered over the host
+  // A host interface (one end of a veth pair on a network) that becomes the app's eth0, with
+  // its address from DHCP (busybox udhcpc). Root only; implies a network namespace.
+  std::string net_iface;
 };
 
 // Runs the app to its end; returns its exit status the way a shell reports it (128 + signal).

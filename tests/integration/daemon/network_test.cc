@@ -125,3 +125,37 @@ TEST(DaemonNetworkTest, BadInputIsRefusedWithOneLineErrors) {
 
 }  // namespace
 }  // namespace vireo::testing
+
+namespace vireo::testing {
+namespace {
+
+// vireo app run --net NET: the app's eth0 is a veth whose host end is a port of the network; it
+// gets its address from the network's DHCP server and reaches the gateway. Nothing is left after.
+TEST(DaemonNetworkTest, SandboxedAppJoinsAVireoNetwork) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start());
+  std::string apps = (d.root() / "apps").string();
+  auto r =
+      run_process({bin_dir() + "/vireo", "--socket", d.socket(), "app", "run", "--name", "netapp",
+                   "--net", "vireo0", "--", "/bin/sh", "-c",
+                   "ip -4 -o addr show dev eth0 | grep -o '10\\.99\\.0\\.[0-9]*/24'; "
+                   "ping -c1 -W5 10.99.0.1 >/dev/null && echo gateway-reached"},
+                  {.timeout = std::chrono::seconds(90), .extra_env = {"VIREO_APPS_DIR=" + apps}});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->exit_code, 0) << r->err;
+  EXPECT_NE(r->out.find("10.99.0."), std::string::npos) << r->out << r->err;
+  EXPECT_NE(r->out.find("gateway-reached"), std::string::npos) << r->out << r->err;
+  // The veth and the port are gone again.
+  Json ports = cli_json(d, {"net", "show", "vireo0"}).value("ports", Json::array());
+  for (const auto& p : ports) EXPECT_FALSE(p.get<std::string>().starts_with("vsb")) << ports;
+  auto unknown =
+      run_process({bin_dir() + "/vireo", "--socket", d.socket(), "app", "run", "--net", "nowhere",
+                   "--", "/bin/true"},
+                  {.timeout = std::chrono::seconds(30), .extra_env = {"VIREO_APPS_DIR=" + apps}});
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->exit_code, 1);
+  EXPECT_NE(unknown->err.find("--net nowhere"), std::string::npos) << unknown->err;
+}
+
+}  // namespace
+}  // namespace vireo::testing

@@ -248,3 +248,20 @@ TEST_F(SandboxTest, BadInputIsRefusedWithOneClearLine) {
 
 }  // namespace
 }  // namespace vireo::sandbox::testing
+
+namespace vireo::sandbox::testing {
+namespace {
+
+TEST_F(SandboxTest, TheTerminalPassesThrough) {
+  // script(1) gives vireo a pseudo-terminal; the app must see it as its stdin and stdout.
+  std::string cmd = "env";
+  for (const auto& e : env(As::kRoot)) cmd += " " + e;
+  cmd += " " + vireo_ + " app run --name tty -- sh -c 'test -t 0 && test -t 1 && tty'";
+  auto r = run_process({"script", "-qec", cmd, "/dev/null"}, {.timeout = std::chrono::seconds(60)});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->exit_code, 0) << r->out << r->err;
+  EXPECT_NE(r->out.find("/dev/pts/"), std::string::npos) << r->out;
+}
+
+}  // namespace
+}  // namespace vireo::sandbox::testing
