@@ -1,10 +1,14 @@
 // Images through vireod and the CLI: a root file system tar made from /bin/busybox imported,
 // listed, shown, tagged (also under a repository path with '/'), exported as an OCI layout that
-// skopeo reads and as an OCI archive, both imported again with the same digest, removed and
-// pruned; and input the daemon must refuse with one line and nothing stored.
+// skopeo reads and as an OCI archive, both imported again with the same digest, a docker save
+// archive made by skopeo imported by type detection, removed and pruned, each change a
+// lifecycle event; and input the daemon must refuse with one line and nothing stored.
 #include <gtest/gtest.h>
 
 #include <fmt/ranges.h>
+
+#include <future>
+#include <thread>
 
 #include "base/json.h"
 #include "client/client.h"
@@ -115,6 +119,28 @@ TEST_F(ImageTest, RootfsTarImportedListedShownTaggedExportedAndReimported) {
   EXPECT_EQ(json({"image", "show", "copy:archive"}).value("tags", Json::array()).size(), 5u);
 }
 
+// skopeo turns the exported layout into a `docker save` archive; imported without --tag, the
+// type is detected and its RepoTags entry names it, with the same layer content.
+TEST_F(ImageTest, DockerArchiveDetectedAndNamedByItsRepoTags) {
+  ASSERT_EQ(d.cli({"image", "import", rootfs_tar, "--tag", "busybox:1"}).exit_code, 0);
+  const std::string layout = (d.dir() / "layout").string();
+  ASSERT_EQ(d.cli({"image", "export", "busybox:1", "--output", layout}).exit_code, 0);
+  const std::string saved = (d.dir() / "saved.tar").string();
+  auto r = run({"skopeo", "copy", "--quiet", "oci:" + layout + ":1",
+                "docker-archive:" + saved + ":saved/busybox:7"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = d.cli({"image", "import", saved});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // skopeo writes the name it was given in its normalized form.
+  Json original = json({"image", "show", "busybox:1"});
+  Json imported = json({"image", "show", "docker.io/saved/busybox:7"});
+  ASSERT_TRUE(imported.is_object());
+  EXPECT_EQ(imported.value("diff_ids", Json::array()), original.value("diff_ids", Json()));
+  Json tags = imported.value("tags", Json::array());
+  EXPECT_NE(std::find(tags.begin(), tags.end(), "docker.io/saved/busybox:7"), tags.end())
+      << tags.dump();
+}
+
 TEST_F(ImageTest, RemovedImageIsPrunedAndItsBytesFreed) {
   ASSERT_EQ(d.cli({"image", "import", rootfs_tar, "--tag", "busybox:1"}).exit_code, 0);
   ASSERT_EQ(d.cli({"image", "tag", "busybox:1", "other:1"}).exit_code, 0);
@@ -129,6 +155,39 @@ TEST_F(ImageTest, RemovedImageIsPrunedAndItsBytesFreed) {
   EXPECT_GT(report.value("bytes_freed", 0ull), 500000ull) << report.dump();
   EXPECT_GT(report.value("layers_removed", 0ull), 0ull) << report.dump();
   expect_refused({"image", "show", "busybox:1"}, "busybox:1");
+}
+
+TEST_F(ImageTest, ChangesAreLifecycleEvents) {
+  std::promise<void> subscribed;
+  std::vector<std::string> seen;  // "action source", written by the watcher until it returns
+  std::thread watcher([&] {
+    auto c = client::Client::connect({.socket_path = d.socket()});
+    if (!c) return subscribed.set_value();
+    (void)(*c)->watch_events(
+        {"lifecycle"},
+        [&](const api::Event& e) {
+          std::string action = e.metadata.value("action", "");
+          seen.push_back(action + " " + e.metadata.value("source", ""));
+          return action != "images-pruned";
+        },
+        [&] {
+          subscribed.set_value();
+          return true;
+        });
+  });
+  ASSERT_EQ(subscribed.get_future().wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(d.cli({"image", "import", rootfs_tar, "--tag", "busybox:1"}).exit_code, 0);
+  EXPECT_EQ(d.cli({"image", "tag", "busybox:1", "busybox:2"}).exit_code, 0);
+  EXPECT_EQ(d.cli({"image", "export", "busybox:2", "--output", (d.dir() / "l").string()}).exit_code,
+            0);
+  EXPECT_EQ(d.cli({"image", "rm", "busybox:1"}).exit_code, 0);
+  EXPECT_EQ(d.cli({"image", "rm", "busybox:2"}).exit_code, 0);
+  EXPECT_EQ(d.cli({"image", "prune"}).exit_code, 0);
+  watcher.join();  // returns at images-pruned; ctest's timeout bounds it otherwise
+  EXPECT_EQ(seen, (std::vector<std::string>{
+                      "image-imported /1.0/images/busybox:1", "image-tagged /1.0/images/busybox:2",
+                      "image-exported /1.0/images/busybox:2", "image-deleted /1.0/images/busybox:1",
+                      "image-deleted /1.0/images/busybox:2", "images-pruned /1.0/images/prune"}));
 }
 
 TEST_F(ImageTest, BadInputIsRefusedWithOneLineAndNothingStored) {
