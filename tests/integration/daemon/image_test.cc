@@ -141,6 +141,17 @@ TEST_F(ImageTest, DockerArchiveDetectedAndNamedByItsRepoTags) {
       << tags.dump();
 }
 
+// A compressed file is a root file system whatever it holds; the layer content is the same.
+TEST_F(ImageTest, GzipRootfsTarDetectedWithTheSameLayerContent) {
+  ASSERT_EQ(d.cli({"image", "import", rootfs_tar, "--tag", "plain:1"}).exit_code, 0);
+  auto r = run({"gzip", "-k", rootfs_tar});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = d.cli({"image", "import", rootfs_tar + ".gz", "--tag", "gzipped:1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json({"image", "show", "gzipped:1"}).value("diff_ids", Json::array()),
+            json({"image", "show", "plain:1"}).value("diff_ids", Json()));
+}
+
 TEST_F(ImageTest, RemovedImageIsPrunedAndItsBytesFreed) {
   ASSERT_EQ(d.cli({"image", "import", rootfs_tar, "--tag", "busybox:1"}).exit_code, 0);
   ASSERT_EQ(d.cli({"image", "tag", "busybox:1", "other:1"}).exit_code, 0);
