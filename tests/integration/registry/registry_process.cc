@@ -1,92 +1,25 @@
 #include "registry_process.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
 #include <cstdlib>
-
-#include "base/fd.h"
-#include "base/ids.h"
-
-extern char** environ;
 
 namespace vireo::registry::testing {
 
-fs::path make_temp_dir(const std::string& prefix) {
-  fs::path dir = fs::temp_directory_path() / (prefix + "-" + random_hex(6));
-  fs::create_directories(dir);
-  return dir;
+namespace {
+
+std::vector<std::string> registry_args(const fs::path& root,
+                                       const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"--root", root.string(), "--listen", "127.0.0.1:0"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
 }
 
-ProcessResult run(const std::vector<std::string>& argv) {
-  auto r = run_process(argv, {.timeout = std::chrono::seconds(120)});
-  if (!r) return ProcessResult{.exit_code = -1, .err = r.error().message()};
-  return *r;
-}
+}  // namespace
 
-bool have_programs(const std::vector<std::string>& names) {
-  for (const auto& n : names)
-    if (find_program(n).empty()) return false;
-  return true;
-}
-
-RegistryProcess::RegistryProcess(const fs::path& root, const std::vector<std::string>& extra) {
-  const char* bin_dir = std::getenv("VIREO_BIN_DIR");
-  std::string bin = std::string(bin_dir ? bin_dir : ".") + "/vireo-registry";
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return;
-  Fd read_end(fds[0]), write_end(fds[1]);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDOUT_FILENO);
-  std::vector<std::string> argv = {bin, "--root", root.string(), "--listen", "127.0.0.1:0"};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  auto cargv = c_strings(argv);
-  int rc = posix_spawn(&pid_, bin.c_str(), &actions, nullptr, cargv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  write_end.reset();
-  if (rc != 0) {
-    pid_ = -1;
-    return;
-  }
-  std::string line;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-    pollfd p{read_end.get(), POLLIN, 0};
-    if (::poll(&p, 1, 1000) <= 0) continue;
-    char buf[256];
-    ssize_t n = ::read(read_end.get(), buf, sizeof buf);
-    if (n <= 0) break;
-    line.append(buf, size_t(n));
-  }
-  auto colon = line.rfind(':');
-  if (line.rfind("ready ", 0) == 0 && colon != std::string::npos)
-    port_ = uint16_t(std::atoi(line.c_str() + colon + 1));
-}
-
-bool RegistryProcess::alive() const {
-  return pid_ > 0 && ::kill(pid_, 0) == 0;
-}
-
-int RegistryProcess::stop() {
-  if (pid_ < 0) return -1;
-  ::kill(pid_, SIGTERM);
-  int status = 0;
-  ::waitpid(pid_, &status, 0);
-  pid_ = -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-RegistryProcess::~RegistryProcess() {
-  if (pid_ > 0) {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
+RegistryProcess::RegistryProcess(const fs::path& root, const std::vector<std::string>& extra)
+    : ReadyProcess("vireo-registry", registry_args(root, extra)) {
+  auto colon = ready_line().rfind(':');
+  if (ReadyProcess::ready() && colon != std::string::npos)
+    port_ = uint16_t(std::atoi(ready_line().c_str() + colon + 1));
 }
 
 }  // namespace vireo::registry::testing

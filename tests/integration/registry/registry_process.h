@@ -9,30 +9,29 @@
 #include <vector>
 
 #include "base/subprocess.h"
+#include "test_peers.h"
 
 namespace vireo::registry::testing {
 
 namespace fs = std::filesystem;
 
-fs::path make_temp_dir(const std::string& prefix);
+using vireo::testing::have_programs;
+using vireo::testing::make_temp_dir;
 // Runs a peer with a 120 s bound; a failure to start is a failed result, not a hang.
-ProcessResult run(const std::vector<std::string>& argv);
-bool have_programs(const std::vector<std::string>& names);
+inline ProcessResult run(const std::vector<std::string>& argv) {
+  return vireo::testing::run_bounded(argv);
+}
 
-class RegistryProcess {
+// vireo-registry --root root --listen 127.0.0.1:0 plus extra args, up once its ready line
+// ("ready http://127.0.0.1:PORT") is read.
+class RegistryProcess : public vireo::testing::ReadyProcess {
  public:
-  // Starts vireo-registry --root root --listen 127.0.0.1:0 plus extra args and waits (bounded)
-  // for its ready line.
   RegistryProcess(const fs::path& root, const std::vector<std::string>& extra = {});
-  ~RegistryProcess();
   bool ready() const { return port_ != 0; }
   uint16_t port() const { return port_; }
   std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
-  bool alive() const;
-  int stop();
 
  private:
-  pid_t pid_ = -1;
   uint16_t port_ = 0;
 };
 

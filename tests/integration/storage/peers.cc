@@ -1,15 +1,5 @@
 #include "peers.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cstdlib>
-
 #include "base/ids.h"
 #include "base/strings.h"
 
@@ -17,76 +7,11 @@ extern char** environ;
 
 namespace vireo::storage::testing {
 
-fs::path make_temp_dir(const std::string& prefix) {
-  fs::path dir = fs::temp_directory_path() / (prefix + "-" + random_hex(6));
-  fs::create_directories(dir);
-  return dir;
-}
-
-ProcessResult run(const std::vector<std::string>& argv) {
-  auto r = run_process(argv, {.timeout = std::chrono::seconds(60)});
-  if (!r) return ProcessResult{.exit_code = -1, .err = r.error().message()};
-  return *r;
-}
-
-bool have_programs(const std::vector<std::string>& names) {
-  for (const auto& n : names)
-    if (find_program(n).empty()) return false;
-  return true;
-}
-
-NbdProcess::NbdProcess(const std::vector<std::string>& args, const std::string& program) {
-  const char* bin_dir = std::getenv("VIREO_BIN_DIR");
-  std::string bin = std::string(bin_dir ? bin_dir : ".") + "/" + program;
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return;
-  Fd read_end(fds[0]), write_end(fds[1]);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDOUT_FILENO);
-  std::vector<std::string> argv = {bin};
-  argv.insert(argv.end(), args.begin(), args.end());
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  int rc = posix_spawn(&pid_, bin.c_str(), &actions, nullptr, cargv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  write_end.reset();
-  if (rc != 0) {
-    pid_ = -1;
-    return;
-  }
-  // Reads the ready line, bounded in time; EOF means the server failed to start.
-  std::string line;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-    pollfd p{read_end.get(), POLLIN, 0};
-    if (::poll(&p, 1, 1000) <= 0) continue;
-    char buf[512];
-    ssize_t n = ::read(read_end.get(), buf, sizeof buf);
-    if (n <= 0) break;
-    line.append(buf, size_t(n));
-  }
-  if (line.rfind("ready", 0) != 0) return;
-  ready_line_ = line.substr(0, line.find('\n'));
-  auto words = split(ready_line_, ' ');
+NbdProcess::NbdProcess(const std::vector<std::string>& args, const std::string& program)
+    : ReadyProcess(program, args) {
+  if (!ready()) return;
+  auto words = split(ready_line(), ' ');
   addresses_.assign(words.begin() + 1, words.end());
-}
-
-int NbdProcess::stop() {
-  if (pid_ < 0) return -1;
-  ::kill(pid_, SIGTERM);
-  int status = 0;
-  ::waitpid(pid_, &status, 0);
-  pid_ = -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-NbdProcess::~NbdProcess() {
-  if (pid_ >= 0) {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
 }
 
 }  // namespace vireo::storage::testing
