@@ -30,6 +30,9 @@ now() { date +%s%N; }
 declare -A total=([vireo]=0 [bwrap]=0 [user]=0)
 vireo_true=("$vireo" app run --name bench -- /bin/true)
 bwrap_true=("$bwrap" --ro-bind / / --dev /dev --proc /proc --unshare-all /bin/true)
+# The sandbox writes a little metadata at each start (the overlay's work folder); writeback left
+# over from earlier jobs would stall it behind the journal, so start from a synced disk.
+sync
 # Warm-up: the first run of an app creates its store.
 "${vireo_true[@]}"; "${as_user[@]}" "${vireo_true[@]}"; "${bwrap_true[@]}"
 for ((i = 0; i < n; i++)); do
