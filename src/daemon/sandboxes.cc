@@ -1,13 +1,20 @@
 #include "daemon/sandboxes.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include "api/event.h"
 #include "base/fd.h"
+#include "base/file.h"
+#include "base/subprocess.h"
 #include "sandbox/app_store.h"
 
 namespace vireo::daemon {
@@ -43,11 +50,94 @@ Result<Fd> lock_idle(const sandbox::AppPaths& app) {
   return fd;
 }
 
+bool running(const sandbox::AppPaths& app) {
+  struct stat st;
+  if (::stat((app.app + "/.lock").c_str(), &st) != 0) return false;
+  return !lock_idle(app);
+}
+
 Result<Json> summary(const sandbox::AppPaths& app) {
   auto changes = TRY(sandbox::list_store(app));
   uint64_t bytes = 0;
   for (const auto& c : changes) bytes += c.size;
-  return Json{{"name", app.name}, {"changes", changes.size()}, {"bytes", bytes}};
+  return Json{
+      {"name", app.name}, {"changes", changes.size()}, {"bytes", bytes}, {"running", running(app)}};
+}
+
+// A managed app: `vireo app run` started by the daemon in its own session, its output in
+// APP/app.log, its pid in APP/.pid (for stop). The daemon reaps it on a thread of its own.
+struct RunRequest {
+  std::string name, profile = "default", net;
+  std::vector<std::string> command;
+};
+
+Result<RunRequest> run_request(const Request& req) {
+  Json body = TRY(req.json_body());
+  auto bad = [](std::string_view why) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "sandbox: {}; the body is {{\"name\": \"APP\", \"command\": [\"CMD\", ...], "
+                      "\"profile\": \"default|strict\", \"net\": \"host|none|NETWORK\"}}",
+                      why);
+  };
+  if (!body.is_object()) return bad("not a JSON object");
+  RunRequest r;
+  if (!body.contains("name") || !body["name"].is_string()) return bad("name is missing");
+  r.name = body["name"];
+  if (!body.contains("command") || !body["command"].is_array() || body["command"].empty())
+    return bad("command is missing");
+  for (const auto& a : body["command"]) {
+    if (!a.is_string()) return bad("command holds a non-string");
+    r.command.push_back(a);
+  }
+  if (body.contains("profile")) {
+    if (body["profile"] != "default" && body["profile"] != "strict") return bad("unknown profile");
+    r.profile = body["profile"];
+  }
+  if (body.contains("net")) {
+    if (!body["net"].is_string()) return bad("net must be a string");
+    r.net = body["net"];
+  }
+  return r;
+}
+
+Result<pid_t> start_app(const std::string& apps_dir, const RunRequest& r) {
+  auto app = TRY(sandbox::app_paths(r.name, apps_dir));
+  std::error_code ec;
+  fs::create_directories(app.app, ec);
+  if (ec) return make_error(ErrorCode::kIo, "create {}: {}", app.app, ec.message());
+  TRY(lock_idle(app));  // released at once: the app takes it itself
+  Fd log(::open((app.app + "/app.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+  if (!log) return errno_error("open " + app.app + "/app.log");
+  std::string vireo = find_sibling_program("vireo");
+  if (vireo.empty())
+    return make_error(ErrorCode::kUnavailable, "the vireo program is not installed");
+  std::vector<std::string> argv = {
+      "env",    "VIREO_APPS_DIR=" + apps_dir, vireo, "app", "run", "--name", r.name, "--profile",
+      r.profile};
+  if (!r.net.empty()) argv.insert(argv.end(), {"--net", r.net});
+  argv.push_back("--");
+  argv.insert(argv.end(), r.command.begin(), r.command.end());
+  pid_t pid = TRY(spawn_detached(argv, log.get()));
+  TRY(write_file_atomic(app.app + "/.pid", std::to_string(pid)));
+  std::thread([pid] { ::waitpid(pid, nullptr, 0); }).detach();
+  return pid;
+}
+
+// SIGTERM to the managed app's `vireo app run` (which passes it on), then up to 10 s for the
+// sandbox to end (its lock is free again).
+Result<void> stop_app(const sandbox::AppPaths& app) {
+  if (!running(app)) return {};
+  auto text = read_file(app.app + "/.pid");
+  int pid = text ? std::atoi(text->c_str()) : 0;
+  auto cmdline = read_file(fmt::format("/proc/{}/cmdline", pid));
+  if (pid <= 0 || !cmdline || cmdline->find("app") == std::string::npos)
+    return make_error(ErrorCode::kConflict,
+                      "sandbox {} was not started by vireod; stop it where it runs", app.name);
+  ::kill(pid, SIGTERM);
+  for (int i = 0; i < 200 && running(app); ++i) ::usleep(50'000);
+  if (running(app))
+    return make_error(ErrorCode::kTimeout, "sandbox {} did not stop within 10 s", app.name);
+  return {};
 }
 
 }  // namespace
@@ -64,6 +154,23 @@ void add_sandbox_routes(server::Router& router, server::EventHub& events,
     }
     return Response::json(list);
   });
+  router.add_sync(
+      Method::kPost, "/1.0/sandboxes", [apps_dir, &events](Request& req) -> Result<Response> {
+        auto r = TRY(run_request(req));
+        pid_t pid = TRY(start_app(apps_dir, r));
+        events.publish("lifecycle",
+                       api::lifecycle_metadata("sandbox-started", "/1.0/sandboxes/" + r.name));
+        return Response::json(Json{{"name", r.name}, {"pid", pid}}, 201);
+      });
+  router.add_sync(Method::kPost, "/1.0/sandboxes/{name}/stop",
+                  [apps_dir, &events](Request& req) -> Result<Response> {
+                    auto app = TRY(existing_app(apps_dir, req.params["name"]));
+                    TRY(stop_app(app));
+                    events.publish(
+                        "lifecycle",
+                        api::lifecycle_metadata("sandbox-stopped", "/1.0/sandboxes/" + app.name));
+                    return Response::json(TRY(summary(app)));
+                  });
   router.add_sync(Method::kGet, "/1.0/sandboxes/{name}",
                   [apps_dir](Request& req) -> Result<Response> {
                     auto app = TRY(existing_app(apps_dir, req.params["name"]));

@@ -8,6 +8,7 @@
 #include <random>
 #include <thread>
 
+#include "base/file.h"
 #include "client/client.h"
 #include "daemon_process.h"
 #include "raw_http.h"
@@ -319,6 +320,44 @@ TEST_F(DaemonTest, SandboxesListResetAndDeleteAppStores) {
   ASSERT_EQ(raw_http(sock, http_request("DELETE", "/1.0/sandboxes/editor")).status, 200);
   EXPECT_FALSE(std::filesystem::exists(apps + "/editor"));
   EXPECT_TRUE(raw_http(sock, http_request("GET", "/1.0/sandboxes")).body.empty());
+}
+
+}  // namespace
+}  // namespace vireo::testing
+
+namespace vireo::testing {
+namespace {
+
+// A managed app: vireod starts `vireo app run` for it, reports it running, and stops it.
+TEST_F(DaemonTest, SandboxStartedByTheDaemonRunsAndStops) {
+  const std::string sock = daemon_.socket();
+  std::string apps = (daemon_.root() / "apps").string();
+  auto started = raw_http(sock, http_request("POST", "/1.0/sandboxes",
+                                             R"({"name": "svc", "command": ["/bin/sh", "-c",
+                             "echo started > /etc/vireo-managed; echo up; exec sleep 60"]})"));
+  ASSERT_EQ(started.status, 201) << started.body;
+  // Bounded wait for the app's first output in its log.
+  std::string log = apps + "/svc/app.log";
+  for (int i = 0; i < 200 && read_file(log).value_or("").find("up") == std::string::npos; ++i)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_NE(read_file(log).value_or(""), "") << "the app did not start";
+  auto show = raw_http(sock, http_request("GET", "/1.0/sandboxes/svc"));
+  EXPECT_EQ(show.body["running"], true) << show.body;
+  EXPECT_EQ(raw_http(sock, http_request("DELETE", "/1.0/sandboxes/svc")).status, 409);
+  auto again = raw_http(
+      sock, http_request("POST", "/1.0/sandboxes", R"({"name": "svc", "command": ["true"]})"));
+  EXPECT_EQ(again.status, 409) << again.body;
+
+  auto stopped = raw_http(sock, http_request("POST", "/1.0/sandboxes/svc/stop"));
+  ASSERT_EQ(stopped.status, 200) << stopped.body;
+  EXPECT_EQ(stopped.body["running"], false);
+  EXPECT_EQ(stopped.body["changes"], 1);
+  EXPECT_EQ(raw_http(sock, http_request("POST", "/1.0/sandboxes", R"({"name": "x"})")).status, 400);
+  EXPECT_EQ(raw_http(sock, http_request("POST", "/1.0/sandboxes",
+                                        R"({"name": "x", "command": ["a"], "profile": "god"})"))
+                .status,
+            400);
+  EXPECT_EQ(raw_http(sock, http_request("DELETE", "/1.0/sandboxes/svc")).status, 200);
 }
 
 }  // namespace
