@@ -133,7 +133,7 @@ void Daemon::Impl::add_routes() {
   vms->add_routes(router);
   networks->add_routes(router);
   storage->add_routes(router);
-  add_sandbox_routes(router, events, (config.root / "apps").string());
+  add_sandbox_routes(router, events, operations, (config.root / "apps").string());
   add_image_routes(router, events, operations, config.root);
   if (config.debug_api) add_debug_routes();
 }
@@ -195,8 +195,7 @@ void Daemon::Impl::add_debug_routes() {
               if (fail) return make_error(ErrorCode::kIo, "sleep failed as asked");
               return Json{{"slept", seconds}};
             });
-        return std::move(server::Response::json(api::to_json(op), 202)
-                             .header("Location", "/1.0/operations/" + op.id));
+        return server::accepted(op);
       });
 }
 

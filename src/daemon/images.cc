@@ -180,11 +180,6 @@ Result<image::ImageInfo> import(image::ImageStore& store, const std::string& typ
   return store.import_docker_archive(path, ref);
 }
 
-Response operation_response(const api::Operation& op) {
-  return std::move(
-      Response::json(api::to_json(op), 202).header("Location", "/1.0/operations/" + op.id));
-}
-
 void add_import_route(server::Router& router, const std::shared_ptr<ImageManager>& m) {
   router.add_sync(Method::kPost, kImages, [m](Request& req) -> Result<Response> {
     Json body = TRY(req.json_body());
@@ -228,7 +223,7 @@ void add_import_route(server::Router& router, const std::shared_ptr<ImageManager
           m->lifecycle("image-imported", name);
           return image_json(info, true);
         });
-    return operation_response(op);
+    return server::accepted(op);
   });
 }
 
@@ -255,7 +250,7 @@ void add_export_route(server::Router& router, const std::shared_ptr<ImageManager
           m->lifecycle("image-exported", ref);
           return Json{{"image", ref}, {"type", type}, {"path", path.string()}};
         });
-    return operation_response(op);
+    return server::accepted(op);
   };
   router.add_sync(Method::kPost, std::string(kImages) + "/{name}/export", handler);
 }

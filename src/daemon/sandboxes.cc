@@ -124,7 +124,7 @@ Result<pid_t> start_app(const std::string& apps_dir, const RunRequest& r) {
 }
 
 // SIGTERM to the managed app's `vireo app run` (which passes it on), then up to 10 s for the
-// sandbox to end (its lock is free again).
+// sandbox to end (its lock is free again). Runs as an operation, off the request thread.
 Result<void> stop_app(const sandbox::AppPaths& app) {
   if (!running(app)) return {};
   auto text = read_file(app.app + "/.pid");
@@ -143,7 +143,7 @@ Result<void> stop_app(const sandbox::AppPaths& app) {
 }  // namespace
 
 void add_sandbox_routes(server::Router& router, server::EventHub& events,
-                        const std::string& apps_dir) {
+                        server::OperationManager& operations, const std::string& apps_dir) {
   router.add_sync(Method::kGet, "/1.0/sandboxes", [apps_dir](Request&) -> Result<Response> {
     Json list = Json::array();
     std::error_code ec;
@@ -162,15 +162,20 @@ void add_sandbox_routes(server::Router& router, server::EventHub& events,
                        api::lifecycle_metadata("sandbox-started", "/1.0/sandboxes/" + r.name));
         return Response::json(Json{{"name", r.name}, {"pid", pid}}, 201);
       });
-  router.add_sync(Method::kPost, "/1.0/sandboxes/{name}/stop",
-                  [apps_dir, &events](Request& req) -> Result<Response> {
-                    auto app = TRY(existing_app(apps_dir, req.params["name"]));
-                    TRY(stop_app(app));
-                    events.publish(
-                        "lifecycle",
-                        api::lifecycle_metadata("sandbox-stopped", "/1.0/sandboxes/" + app.name));
-                    return Response::json(TRY(summary(app)));
-                  });
+  router.add_sync(
+      Method::kPost, "/1.0/sandboxes/{name}/stop",
+      [apps_dir, &events, &operations](Request& req) -> Result<Response> {
+        auto app = TRY(existing_app(apps_dir, req.params["name"]));
+        auto op = operations.start(
+            "Stop sandbox " + app.name, Json{{"sandboxes", {"/1.0/sandboxes/" + app.name}}},
+            server::Cancellable::kNo, [app, &events](server::OperationContext&) -> Result<Json> {
+              TRY(stop_app(app));
+              events.publish("lifecycle", api::lifecycle_metadata("sandbox-stopped",
+                                                                  "/1.0/sandboxes/" + app.name));
+              return summary(app);
+            });
+        return server::accepted(op);
+      });
   router.add_sync(Method::kGet, "/1.0/sandboxes/{name}",
                   [apps_dir](Request& req) -> Result<Response> {
                     auto app = TRY(existing_app(apps_dir, req.params["name"]));

@@ -420,8 +420,7 @@ void VmManager::add_routes(server::Router& router) {
                               [this, name, action, force, timeout](server::OperationContext&) {
                                 return act(name, action, force, timeout);
                               });
-        return std::move(server::Response::json(api::to_json(op), 202)
-                             .header("Location", "/1.0/operations/" + op.id));
+        return server::accepted(op);
       });
   router.add_sync(
       server::Method::kGet, "/1.0/vms/{name}/console",

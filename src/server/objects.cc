@@ -170,9 +170,7 @@ void ObjectService::create(const ObjectKind& kind, Request& req, Responder respo
                               [this, &kind, row = *claimed](OperationContext& ctx) -> Result<Json> {
                                 return to_json(kind, TRY(bring_up(kind, row, &ctx)));
                               });
-  Response r = Response::json(api::to_json(op), 202);
-  r.header("Location", "/1.0/operations/" + op.id);
-  respond(std::move(r));
+  respond(accepted(op));
 }
 
 Result<Response> ObjectService::replace(const ObjectKind& kind, Request& req, bool merge) {

@@ -33,6 +33,12 @@ class OperationManager::Context : public OperationContext {
   std::stop_token token_;
 };
 
+Response accepted(const api::Operation& op) {
+  Response r = Response::json(api::to_json(op), 202);
+  r.header("Location", "/1.0/operations/" + op.id);
+  return r;
+}
+
 api::Operation OperationManager::start(std::string description, Json resources,
                                        Cancellable cancellable, OperationWork work) {
   auto entry = std::make_shared<Entry>();

@@ -20,6 +20,7 @@
 
 #include "api/operation.h"
 #include "server/events.h"
+#include "server/http.h"
 
 namespace vireo::server {
 
@@ -37,6 +38,9 @@ class OperationContext {
 using OperationWork = std::function<Result<Json>(OperationContext&)>;
 
 enum class Cancellable { kNo, kYes };
+
+// The answer to a request that started an operation: 202, the operation, and its Location.
+Response accepted(const api::Operation& op);
 
 class OperationManager {
  public:

@@ -348,10 +348,15 @@ TEST_F(DaemonTest, SandboxStartedByTheDaemonRunsAndStops) {
       sock, http_request("POST", "/1.0/sandboxes", R"({"name": "svc", "command": ["true"]})"));
   EXPECT_EQ(again.status, 409) << again.body;
 
-  auto stopped = raw_http(sock, http_request("POST", "/1.0/sandboxes/svc/stop"));
-  ASSERT_EQ(stopped.status, 200) << stopped.body;
-  EXPECT_EQ(stopped.body["running"], false);
-  EXPECT_EQ(stopped.body["changes"], 1);
+  auto stop = raw_http(sock, http_request("POST", "/1.0/sandboxes/svc/stop"));
+  ASSERT_EQ(stop.status, 202) << stop.body;
+  auto waited = raw_http(
+      sock,
+      http_request("GET", "/1.0/operations/" + stop.body["id"].get<std::string>() + "?wait=30"));
+  ASSERT_EQ(waited.status, 200) << waited.body;
+  EXPECT_EQ(waited.body["status"], "success") << waited.body;
+  EXPECT_EQ(waited.body["result"]["running"], false) << waited.body;
+  EXPECT_EQ(waited.body["result"]["changes"], 1) << waited.body;
   EXPECT_EQ(raw_http(sock, http_request("POST", "/1.0/sandboxes", R"({"name": "x"})")).status, 400);
   EXPECT_EQ(raw_http(sock, http_request("POST", "/1.0/sandboxes",
                                         R"({"name": "x", "command": ["a"], "profile": "god"})"))
