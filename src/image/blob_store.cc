@@ -46,7 +46,7 @@ Result<BlobInfo> copy_hashing(int fd, int out, DigestAlgorithm alg, const std::s
     TRY(write_all(out, buf.data(), n, what));
     size += n;
   }
-  return BlobInfo{hasher.finish(), size};
+  return BlobInfo{hasher.digest(), size};
 }
 
 }  // namespace
@@ -138,7 +138,7 @@ Result<size_t> BlobReader::read(void* buf, size_t len) {
     return n;
   }
   if (!verified_ && len > 0) {
-    if (hasher_.finish() != digest_)
+    if (hasher_.digest() != digest_)
       return make_error(ErrorCode::kInvalidArgument, "blob {} is corrupt: content does not match",
                         digest_.str());
     verified_ = true;

@@ -94,7 +94,7 @@ Result<Digest> TarStream::finish() {
     if (!n) return std::unexpected(n.error());
     if (*n == 0) break;
   }
-  return hasher_.finish();
+  return hasher_.digest();
 }
 
 }  // namespace vireo::image

@@ -3,7 +3,6 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +11,7 @@
 #include <map>
 #include <memory>
 
+#include "base/digest.h"
 #include "base/fd.h"
 #include "base/file.h"
 #include "base/ids.h"
@@ -31,24 +31,6 @@ constexpr const char* kLoaderList = "/lib64/ld-linux-x86-64.so.2";
 std::string app_dir(const std::string& name) {
   return "usr/lib/vireo-apps/" + name;
 }
-
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
-  ~Sha256() { EVP_MD_CTX_free(ctx_); }
-  void update(const void* data, size_t n) { EVP_DigestUpdate(ctx_, data, n); }
-  std::string hex() {
-    unsigned char md[32];
-    unsigned len = 0;
-    EVP_DigestFinal_ex(ctx_, md, &len);
-    std::string out;
-    for (unsigned i = 0; i < len; ++i) out += fmt::format("{:02x}", md[i]);
-    return out;
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
 
 struct PackedFile {
   std::string source;  // on the host
@@ -114,16 +96,10 @@ std::string profile_name(Profile p) {
 
 Result<std::pair<std::string, uint64_t>> hash_file(const std::string& path) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return errno_error("open " + path);
-  Sha256 h;
-  uint64_t total = 0;
-  char buf[1 << 16];
-  for (ssize_t n; (n = ::read(fd.get(), buf, sizeof buf)) != 0;) {
-    if (n < 0) return errno_error("read " + path);
-    h.update(buf, n);
-    total += n;
-  }
-  return std::pair{h.hex(), total};
+  struct stat st;
+  if (!fd || ::fstat(fd.get(), &st) != 0) return errno_error("open " + path);
+  auto digest = TRY_CTX(digest_of_file(fd.get()), "{}", path);
+  return std::pair{digest.hex, static_cast<uint64_t>(st.st_size)};
 }
 
 struct ArchiveWriter {
@@ -311,14 +287,14 @@ Result<std::string> extract_entry(ArchiveReader& r, int root_fd, const std::stri
   Fd out(::openat(dir_fd.get(), base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                   mode & 0755));
   if (!out) return errno_error("create " + path);
-  Sha256 h;
+  Hasher h;
   char buf[1 << 16];
   for (la_ssize_t n; (n = archive_read_data(r.a, buf, sizeof buf)) != 0;) {
     if (n < 0) return r.fail("read " + path);
     h.update(buf, n);
     TRY(container::sys::write_all(out.get(), std::string_view(buf, n)));
   }
-  return h.hex();
+  return h.digest().hex;
 }
 
 Result<void> extract_files(ArchiveReader& r, const Json& manifest, const std::string& dest,
