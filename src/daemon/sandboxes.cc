@@ -41,27 +41,14 @@ Result<sandbox::AppPaths> existing_app(const std::string& apps_dir, const std::s
   return app;
 }
 
-// The app's run lock (see sandbox/run.cc): taken here, the app is not running.
-Result<Fd> lock_idle(const sandbox::AppPaths& app) {
-  Fd fd(::open((app.app + "/.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!fd) return errno_error("open " + app.app + "/.lock");
-  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
-    return make_error(ErrorCode::kConflict, "sandbox {} is running; stop the app first", app.name);
-  return fd;
-}
-
-bool running(const sandbox::AppPaths& app) {
-  struct stat st;
-  if (::stat((app.app + "/.lock").c_str(), &st) != 0) return false;
-  return !lock_idle(app);
-}
-
 Result<Json> summary(const sandbox::AppPaths& app) {
   auto changes = TRY(sandbox::list_store(app));
   uint64_t bytes = 0;
   for (const auto& c : changes) bytes += c.size;
-  return Json{
-      {"name", app.name}, {"changes", changes.size()}, {"bytes", bytes}, {"running", running(app)}};
+  return Json{{"name", app.name},
+              {"changes", changes.size()},
+              {"bytes", bytes},
+              {"running", sandbox::app_running(app)}};
 }
 
 // A managed app: `vireo app run` started by the daemon in its own session, its output in
@@ -105,7 +92,7 @@ Result<pid_t> start_app(const std::string& apps_dir, const RunRequest& r) {
   std::error_code ec;
   fs::create_directories(app.app, ec);
   if (ec) return make_error(ErrorCode::kIo, "create {}: {}", app.app, ec.message());
-  TRY(lock_idle(app));  // released at once: the app takes it itself
+  TRY(sandbox::lock_app(app));  // released at once: the app takes it itself
   Fd log(::open((app.app + "/app.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
   if (!log) return errno_error("open " + app.app + "/app.log");
   std::string vireo = find_sibling_program("vireo");
@@ -126,7 +113,7 @@ Result<pid_t> start_app(const std::string& apps_dir, const RunRequest& r) {
 // SIGTERM to the managed app's `vireo app run` (which passes it on), then up to 10 s for the
 // sandbox to end (its lock is free again). Runs as an operation, off the request thread.
 Result<void> stop_app(const sandbox::AppPaths& app) {
-  if (!running(app)) return {};
+  if (!sandbox::app_running(app)) return {};
   auto text = read_file(app.app + "/.pid");
   int pid = text ? std::atoi(text->c_str()) : 0;
   auto cmdline = read_file(fmt::format("/proc/{}/cmdline", pid));
@@ -134,8 +121,8 @@ Result<void> stop_app(const sandbox::AppPaths& app) {
     return make_error(ErrorCode::kConflict,
                       "sandbox {} was not started by vireod; stop it where it runs", app.name);
   ::kill(pid, SIGTERM);
-  for (int i = 0; i < 200 && running(app); ++i) ::usleep(50'000);
-  if (running(app))
+  for (int i = 0; i < 200 && sandbox::app_running(app); ++i) ::usleep(50'000);
+  if (sandbox::app_running(app))
     return make_error(ErrorCode::kTimeout, "sandbox {} did not stop within 10 s", app.name);
   return {};
 }
@@ -197,7 +184,7 @@ void add_sandbox_routes(server::Router& router, server::EventHub& events,
                               "the body is {\"path\": \"/etc/FILE\"} or empty (reset all)");
           path = body.value("path", "");
         }
-        Fd lock = TRY(lock_idle(app));
+        Fd lock = TRY(sandbox::lock_app(app));
         TRY(sandbox::reset_store(app, path));
         events.publish("lifecycle",
                        api::lifecycle_metadata("sandbox-reset", "/1.0/sandboxes/" + app.name));
@@ -206,7 +193,7 @@ void add_sandbox_routes(server::Router& router, server::EventHub& events,
   router.add_sync(Method::kDelete, "/1.0/sandboxes/{name}",
                   [apps_dir, &events](Request& req) -> Result<Response> {
                     auto app = TRY(existing_app(apps_dir, req.params["name"]));
-                    Fd lock = TRY(lock_idle(app));
+                    Fd lock = TRY(sandbox::lock_app(app));
                     std::error_code ec;
                     fs::remove_all(app.app, ec);
                     if (ec)

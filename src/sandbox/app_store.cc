@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -182,6 +183,21 @@ std::string_view to_string(ChangeKind kind) {
       return "replaced";
   }
   return "?";
+}
+
+Result<Fd> lock_app(const AppPaths& app) {
+  std::string path = app.app + "/.lock";
+  Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd) return errno_error("open " + path);
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
+    return make_error(ErrorCode::kConflict,
+                      "app {} is running (its store is in use); stop it first", app.name);
+  return fd;
+}
+
+bool app_running(const AppPaths& app) {
+  struct stat st;
+  return ::stat((app.app + "/.lock").c_str(), &st) == 0 && !lock_app(app);
 }
 
 Result<std::vector<StoreChange>> list_store(const AppPaths& app) {

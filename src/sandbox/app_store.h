@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/result.h"
 #include "sandbox/app_paths.h"
 
@@ -20,6 +21,12 @@ struct StoreChange {
 };
 
 std::string_view to_string(ChangeKind kind);
+
+// One run of an app at a time: two overlays over one store would corrupt it. The lock is held
+// while the returned fd (and any copy a child inherits) lives; kConflict when the app runs.
+[[nodiscard]] Result<Fd> lock_app(const AppPaths& app);
+// Whether a sandbox of the app runs now (someone holds its lock).
+bool app_running(const AppPaths& app);
 
 // Every change the app made, sorted by path. A missing store is empty.
 [[nodiscard]] Result<std::vector<StoreChange>> list_store(const AppPaths& app);

@@ -20,6 +20,7 @@
 #include "base/subprocess.h"
 #include "container/cgroup.h"
 #include "container/linux_sys.h"
+#include "sandbox/app_store.h"
 #include "sandbox/policy.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/view.h"
@@ -310,17 +311,6 @@ Result<ViewPlan> plan_for(const SandboxSpec& spec, const AppPaths& app) {
 std::string boot_id() {
   auto id = read_file("/proc/sys/kernel/random/boot_id");
   return id ? std::string(trim(*id)) : std::string();
-}
-
-// One run of an app at a time: two overlays over one store would corrupt it. The lock is held by
-// this process and the sandbox's first process, so it lasts exactly as long as the sandbox.
-Result<Fd> lock_app(const AppPaths& app) {
-  Fd fd(::open((app.app + "/.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!fd) return errno_error("open " + app.app + "/.lock");
-  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
-    return make_error(ErrorCode::kConflict, "app {} is already running; its store is in use",
-                      app.name);
-  return fd;
 }
 
 void open_up(const std::filesystem::path& dir) {
