@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "base/json.h"
+#include "cli_expect.h"
 #include "client/client.h"
 #include "daemon_process.h"
 
@@ -38,12 +39,7 @@ class ImageTest : public ::testing::Test {
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
 
-  Json json(std::vector<std::string> args) const {
-    args.insert(args.begin(), {"--format", "json"});
-    auto r = d.cli(args);
-    EXPECT_EQ(r.exit_code, 0) << fmt::format("vireo {}", fmt::join(args, " ")) << ": " << r.err;
-    return r.exit_code == 0 ? parse_json(r.out).value_or(Json()) : Json();
-  }
+  Json json(std::vector<std::string> args) const { return cli_json(d, std::move(args)); }
 
   std::string digest_of(const std::string& ref) const {
     return json({"image", "show", ref}).value("digest", "");
@@ -57,16 +53,8 @@ class ImageTest : public ::testing::Test {
     return out;
   }
 
-  // Fails with a one-line message and exit status 1.
   void expect_refused(const std::vector<std::string>& args, const std::string& needle = "") {
-    auto r = d.cli(args);
-    std::string cmd = fmt::format("vireo {}", fmt::join(args, " "));
-    EXPECT_EQ(r.exit_code, 1) << cmd << ": " << r.out << r.err;
-    EXPECT_FALSE(r.err.empty()) << cmd;
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << cmd << ": " << r.err;
-    if (!needle.empty()) {
-      EXPECT_NE(r.err.find(needle), std::string::npos) << cmd << ": " << r.err;
-    }
+    testing::expect_refused(d, args, needle);
   }
 
   DaemonProcess d;

@@ -10,18 +10,12 @@
 #include <thread>
 
 #include "base/json.h"
+#include "cli_expect.h"
 #include "daemon_process.h"
 #include "netd_fixture.h"
 
 namespace vireo::testing {
 namespace {
-
-Json cli_json(const DaemonProcess& d, std::vector<std::string> args) {
-  args.insert(args.begin(), {"--format", "json"});
-  auto r = d.cli(args);
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  return r.exit_code == 0 ? parse_json(r.out).value_or(Json()) : Json();
-}
 
 Json find_network(const DaemonProcess& d, const std::string& name) {
   for (const auto& n : cli_json(d, {"net", "ls"}))
@@ -32,16 +26,6 @@ Json find_network(const DaemonProcess& d, const std::string& name) {
 bool has_port(const DaemonProcess& d, const std::string& net, const std::string& iface) {
   Json ports = cli_json(d, {"net", "show", net}).value("ports", Json::array());
   return std::find(ports.begin(), ports.end(), Json(iface)) != ports.end();
-}
-
-// One line on stderr, nothing on stdout, exit status 1.
-void expect_refused(const DaemonProcess& d, const std::vector<std::string>& args,
-                    const std::string& says) {
-  auto r = d.cli(args);
-  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  EXPECT_TRUE(r.out.empty()) << r.out;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
 }
 
 TEST(DaemonNetworkTest, DefaultNetworkExists) {

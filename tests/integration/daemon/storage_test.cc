@@ -12,6 +12,7 @@
 
 #include "base/file.h"
 #include "base/json.h"
+#include "cli_expect.h"
 #include "daemon_process.h"
 
 namespace vireo::testing {
@@ -38,12 +39,7 @@ class StorageTest : public ::testing::Test {
 
   int storaged_pid() const { return d.storaged_pid(); }
 
-  Json json(std::vector<std::string> args) const {
-    args.insert(args.begin(), {"--format", "json"});
-    auto r = d.cli(args);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return r.exit_code == 0 ? parse_json(r.out).value_or(Json()) : Json();
-  }
+  Json json(std::vector<std::string> args) const { return cli_json(d, std::move(args)); }
 
   static std::vector<std::string> names(const Json& list) {
     std::vector<std::string> out;
@@ -51,16 +47,8 @@ class StorageTest : public ::testing::Test {
     return out;
   }
 
-  // Fails with a one-line message and exit status 1.
   void expect_refused(const std::vector<std::string>& args, const std::string& needle = "") {
-    auto r = d.cli(args);
-    std::string cmd = fmt::format("vireo {}", fmt::join(args, " "));
-    EXPECT_EQ(r.exit_code, 1) << cmd << ": " << r.out << r.err;
-    EXPECT_FALSE(r.err.empty()) << cmd;
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << cmd << ": " << r.err;
-    if (!needle.empty()) {
-      EXPECT_NE(r.err.find(needle), std::string::npos) << cmd << ": " << r.err;
-    }
+    testing::expect_refused(d, args, needle);
   }
 
   DaemonProcess d;
