@@ -5,73 +5,15 @@
 #include "api/operation.h"
 #include "base/strings.h"
 #include "cli/context.h"
+#include "cli/image_common.h"
 
 namespace vireo::cli {
 
 namespace {
 
-const std::string kImages = "/1.0/images";
-
 struct ImageFlags {
   std::string source, tag, type, ref, new_tag, output, export_type = "oci-layout";
 };
-
-// The URL of an image. References are checked for characters that would change the URL's
-// meaning; one with a '/' goes in ?ref= since it cannot be a single path segment.
-Result<std::string> image_path(const std::string& ref, const std::string& suffix = "") {
-  bool ok = !ref.empty() && ref != "-";
-  for (char c : ref)
-    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) ||
-                std::string_view("._-/:@").find(c) != std::string_view::npos);
-  if (!ok) return make_error(ErrorCode::kInvalidArgument, "invalid image reference '{}'", ref);
-  if (ref.find('/') == std::string::npos) return kImages + "/" + ref + suffix;
-  return kImages + "/-" + suffix + "?ref=" + ref;
-}
-
-Result<Json> request(Context& ctx, const char* method, const std::string& path,
-                     const Json* body = nullptr) {
-  return TRY(TRY(ctx.client())->request(method, path, body)).body;
-}
-
-// Starts the operation the daemon answered with and follows it; returns its result.
-Result<Json> run_operation(Context& ctx, const std::string& path, const Json& body) {
-  Json reply = TRY(request(ctx, "POST", path, &body));
-  auto op = TRY(api::operation_from_json(reply));
-  auto done = TRY(follow_with_progress(ctx, op.id));
-  return done.result;
-}
-
-std::string short_digest(const Json& digest) {
-  std::string d = plain(digest);
-  auto colon = d.find(':');
-  return colon == std::string::npos ? d : d.substr(colon + 1, 12);
-}
-
-std::string bytes_text(const Json& v) {
-  return v.is_number_unsigned() ? format_bytes(v.get<uint64_t>()) : plain(v);
-}
-
-void print_image(Context& ctx, const Json& img) {
-  std::string tags;
-  for (const auto& t : img.value("tags", Json::array()))
-    tags += (tags.empty() ? "" : ", ") + plain(t);
-  std::vector<std::vector<std::string>> rows = {
-      {"tags:", tags},
-      {"digest:", plain(img.value("digest", Json()))},
-      {"size:", bytes_text(img.value("size", Json()))},
-      {"platform:",
-       plain(img.value("os", Json())) + "/" + plain(img.value("architecture", Json()))},
-  };
-  if (img.contains("created")) rows.push_back({"created:", plain(img["created"])});
-  const Json layers = img.value("layers", Json::array());
-  if (layers.is_array()) {
-    rows.push_back({"layers:", std::to_string(layers.size())});
-    for (const auto& l : layers)
-      rows.push_back(
-          {"", plain(l.value("digest", Json())) + "  " + bytes_text(l.value("size", Json()))});
-  }
-  print(ctx.format(), img, rows);
-}
 
 template <typename F>
 void run(CLI::App* cmd, Context& ctx, F body) {
@@ -91,7 +33,7 @@ void add_import_command(CLI::App* noun, Context& ctx, ImageFlags& f) {
     if (!f.type.empty()) source["type"] = f.type;
     Json body = {{"source", source}};
     if (!f.tag.empty()) body["tag"] = f.tag;
-    print_image(ctx, TRY(run_operation(ctx, kImages, body)));
+    print_image(ctx, TRY(run_image_operation(ctx, kImages, body)));
     return {};
   });
 }
@@ -107,7 +49,7 @@ void add_export_command(CLI::App* noun, Context& ctx, ImageFlags& f) {
   run(cmd, ctx, [&ctx, &f]() -> Result<void> {
     Json body = {{"type", f.export_type},
                  {"path", std::filesystem::absolute(f.output).lexically_normal().string()}};
-    Json result = TRY(run_operation(ctx, TRY(image_path(f.ref, "/export")), body));
+    Json result = TRY(run_image_operation(ctx, TRY(image_path(f.ref, "/export")), body));
     print(ctx.format(), result, {{"exported:", plain(result.value("path", Json()))}});
     return {};
   });
@@ -115,7 +57,7 @@ void add_export_command(CLI::App* noun, Context& ctx, ImageFlags& f) {
 
 void add_query_commands(CLI::App* noun, Context& ctx, ImageFlags& f) {
   run(noun->add_subcommand("ls", "List images"), ctx, [&ctx]() -> Result<void> {
-    Json images = TRY(request(ctx, "GET", kImages));
+    Json images = TRY(image_request(ctx, "GET", kImages));
     std::vector<std::vector<std::string>> rows = {{"NAME", "DIGEST", "SIZE", "LAYERS", "CREATED"}};
     for (const auto& img : images)
       for (const auto& tag : img.value("tags", Json::array()))
@@ -129,7 +71,7 @@ void add_query_commands(CLI::App* noun, Context& ctx, ImageFlags& f) {
   auto* show = noun->add_subcommand("show", "Show an image: digest, layers, process settings");
   show->add_option("image", f.ref)->required();
   run(show, ctx, [&ctx, &f]() -> Result<void> {
-    print_image(ctx, TRY(request(ctx, "GET", TRY(image_path(f.ref)))));
+    print_image(ctx, TRY(image_request(ctx, "GET", TRY(image_path(f.ref)))));
     return {};
   });
 }
@@ -140,20 +82,20 @@ void add_change_commands(CLI::App* noun, Context& ctx, ImageFlags& f) {
   tag->add_option("tag", f.new_tag)->required();
   run(tag, ctx, [&ctx, &f]() -> Result<void> {
     Json body = {{"tag", f.new_tag}};
-    TRY(request(ctx, "POST", TRY(image_path(f.ref, "/tag")), &body));
+    TRY(image_request(ctx, "POST", TRY(image_path(f.ref, "/tag")), &body));
     return {};
   });
 
   auto* rm = noun->add_subcommand("rm", "Remove an image's tag (prune frees its data)");
   rm->add_option("image", f.ref)->required();
   run(rm, ctx, [&ctx, &f]() -> Result<void> {
-    TRY(request(ctx, "DELETE", TRY(image_path(f.ref))));
+    TRY(image_request(ctx, "DELETE", TRY(image_path(f.ref))));
     return {};
   });
 
   run(noun->add_subcommand("prune", "Delete blobs and layers no image uses"), ctx,
       [&ctx]() -> Result<void> {
-        Json report = TRY(request(ctx, "POST", kImages + "/prune"));
+        Json report = TRY(image_request(ctx, "POST", kImages + "/prune"));
         print(ctx.format(), report,
               {{"freed:", bytes_text(report.value("bytes_freed", Json()))},
                {"blobs removed:", plain(report.value("blobs_removed", Json()))},
@@ -172,6 +114,7 @@ void add_image_commands(CLI::App& app, Context& ctx) {
   add_query_commands(noun, ctx, flags);
   add_change_commands(noun, ctx, flags);
   add_export_command(noun, ctx, flags);
+  add_image_build_command(noun, ctx);
 }
 
 }  // namespace vireo::cli

@@ -13,6 +13,8 @@
 #include "api/operation.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "daemon/image_build.h"
+#include "daemon/image_manager.h"
 #include "image/image_store.h"
 
 namespace vireo::daemon {
@@ -24,66 +26,8 @@ using server::Method;
 using server::Request;
 using server::Response;
 
-constexpr const char* kImages = "/1.0/images";
+constexpr const char* kImages = kImagesPath;
 constexpr int kMaxTarEntriesScanned = 100000;
-
-// Opens the store on first use: a broken images folder must not keep the daemon from serving
-// everything else.
-class ImageManager {
- public:
-  ImageManager(fs::path root, server::EventHub& events, server::OperationManager& operations)
-      : root_(std::move(root)), events_(events), operations_(operations) {}
-
-  Result<image::ImageStore*> store() {
-    std::lock_guard lock(open_mutex_);
-    if (!store_) store_ = TRY_CTX(image::ImageStore::create(root_), "image store");
-    return store_.get();
-  }
-
-  void lifecycle(const std::string& action, const std::string& ref) {
-    events_.publish("lifecycle", api::lifecycle_metadata(action, std::string(kImages) + "/" + ref));
-  }
-
-  server::OperationManager& operations() { return operations_; }
-
- private:
-  fs::path root_;
-  server::EventHub& events_;
-  server::OperationManager& operations_;
-  std::mutex open_mutex_;
-  std::unique_ptr<image::ImageStore> store_;
-};
-
-Json descriptor_json(const image::Descriptor& d) {
-  return {{"digest", d.digest.str()}, {"size", d.size}, {"media_type", d.media_type}};
-}
-
-Json image_json(const image::ImageInfo& info, bool detail) {
-  Json j = {{"name", info.tags.empty() ? "" : info.tags.front()},
-            {"tags", info.tags},
-            {"digest", info.manifest_digest.str()},
-            {"size", info.size},
-            {"layers", info.manifest.layers.size()},
-            {"os", info.config.os},
-            {"architecture", info.config.architecture}};
-  const Json& raw = info.config.raw;
-  if (raw.is_object() && raw.contains("created") && raw["created"].is_string())
-    j["created"] = raw["created"];
-  if (!detail) return j;
-  j["layers"] = Json::array();
-  for (const auto& layer : info.manifest.layers) j["layers"].push_back(descriptor_json(layer));
-  j["config"] = descriptor_json(info.manifest.config);
-  j["manifest_media_type"] = info.manifest.media_type;
-  Json diff_ids = Json::array();
-  for (const auto& d : info.config.diff_ids) diff_ids.push_back(d.str());
-  j["diff_ids"] = diff_ids;
-  j["process"] = {{"entrypoint", info.config.entrypoint},
-                  {"cmd", info.config.cmd},
-                  {"env", info.config.env},
-                  {"working_dir", info.config.working_dir},
-                  {"user", info.config.user}};
-  return j;
-}
 
 // The image named by the request: ?ref= wins over the path segment (see images.h).
 Result<std::string> ref_of(const Request& req) {
@@ -301,6 +245,7 @@ void add_image_routes(server::Router& router, server::EventHub& events,
       });
   add_import_route(router, m);
   add_export_route(router, m);
+  add_image_build_route(router, m);
 }
 
 }  // namespace vireo::daemon
