@@ -69,6 +69,12 @@ Result<ImageInfo> ImageStore::load_image(const Digest& manifest_digest) {
   return info;
 }
 
+Result<ImageInfo> ImageStore::commit(const std::string& manifest_json, std::string_view ref) {
+  Reference parsed = TRY(Reference::parse(ref));
+  std::lock_guard lock(mu_);
+  return commit_image(manifest_json, parsed);
+}
+
 Result<ImageInfo> ImageStore::commit_image(const std::string& manifest_json, const Reference& ref) {
   if (ref.tag.empty() || ref.digest)
     return make_error(ErrorCode::kInvalidArgument,

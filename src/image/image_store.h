@@ -88,6 +88,11 @@ class ImageStore {
   [[nodiscard]] Result<void> export_oci_archive(std::string_view ref,
                                                 const std::filesystem::path& tar);
 
+  // Stores and tags an image whose config and layer blobs are already in blobs() (a pull, a
+  // build): checks the config, unpacks the layers (verifying their diff_ids), stores the
+  // manifest. ref is NAME[:TAG] without a digest.
+  [[nodiscard]] Result<ImageInfo> commit(const std::string& manifest_json, std::string_view ref);
+
   [[nodiscard]] Result<std::vector<ImageInfo>> list();
   [[nodiscard]] Result<ImageInfo> show(std::string_view ref);
   [[nodiscard]] Result<void> tag(std::string_view source_ref, std::string_view new_ref);
