@@ -13,6 +13,8 @@ namespace {
 
 struct ImageFlags {
   std::string source, tag, type, ref, new_tag, output, export_type = "oci-layout";
+  std::string destination, creds, ca_file;
+  bool tls_verify = true;
 };
 
 template <typename F>
@@ -104,16 +106,72 @@ void add_change_commands(CLI::App* noun, Context& ctx, ImageFlags& f) {
       });
 }
 
+void add_registry_flags(CLI::App* cmd, ImageFlags& f) {
+  cmd->add_option("--creds", f.creds, "USER[:PASSWORD] for the registry");
+  cmd->add_option("--tls-verify", f.tls_verify,
+                  "Verify the registry's certificate, and never fall back to plain HTTP")
+      ->capture_default_str();
+  cmd->add_option("--ca-file", f.ca_file, "PEM file of a CA to trust (on vireod's host)");
+}
+
+// The registry part of a pull or push body.
+Json registry_body(const ImageFlags& f) {
+  Json body = Json::object();
+  if (!f.tls_verify) body["insecure"] = true;
+  if (!f.ca_file.empty())
+    body["ca_file"] = std::filesystem::absolute(f.ca_file).lexically_normal().string();
+  if (!f.creds.empty()) {
+    auto colon = f.creds.find(':');
+    body["credentials"] = {
+        {"username", f.creds.substr(0, colon)},
+        {"password", colon == std::string::npos ? "" : f.creds.substr(colon + 1)}};
+  }
+  return body;
+}
+
+void add_transfer_commands(CLI::App* noun, Context& ctx, ImageFlags& f) {
+  auto* pull = noun->add_subcommand("pull", "Download an image from a registry");
+  pull->add_option("reference", f.ref, "REGISTRY/NAME[:TAG|@DIGEST]")->required();
+  pull->add_option("--tag,-t", f.tag, "Store it under this NAME[:TAG] (default: the reference)");
+  add_registry_flags(pull, f);
+  run(pull, ctx, [&ctx, &f]() -> Result<void> {
+    Json body = registry_body(f);
+    body["ref"] = f.ref;
+    if (!f.tag.empty()) body["tag"] = f.tag;
+    print_image(ctx, TRY(run_image_operation(ctx, kImages + "/pull", body)));
+    return {};
+  });
+  auto* push = noun->add_subcommand("push", "Upload an image to a registry");
+  push->add_option("image", f.ref, "The local image, NAME[:TAG]")->required();
+  push->add_option("destination", f.destination,
+                   "REGISTRY/NAME[:TAG] (default: the image's own name)");
+  add_registry_flags(push, f);
+  run(push, ctx, [&ctx, &f]() -> Result<void> {
+    Json body = registry_body(f);
+    if (!f.destination.empty()) body["destination"] = f.destination;
+    Json r = TRY(run_image_operation(ctx, TRY(image_path(f.ref, "/push")), body));
+    print(ctx.format(), r,
+          {{"pushed:", plain(r.value("destination", Json()))},
+           {"digest:", plain(r.value("digest", Json()))},
+           {"blobs sent:", plain(r.value("blobs_sent", Json())) + " (" +
+                               bytes_text(r.value("bytes_sent", Json())) + "), " +
+                               plain(r.value("blobs_present", Json())) + " already there"}});
+    return {};
+  });
+}
+
 }  // namespace
 
 void add_image_commands(CLI::App& app, Context& ctx) {
   static ImageFlags flags;
-  auto* noun = app.add_subcommand("image", "Manage OCI images (import, export, tag, prune)");
+  auto* noun = app.add_subcommand(
+      "image", "Manage OCI images (pull, push, build, import, export, tag, prune)");
   noun->require_subcommand(1);
   add_import_command(noun, ctx, flags);
   add_query_commands(noun, ctx, flags);
   add_change_commands(noun, ctx, flags);
   add_export_command(noun, ctx, flags);
+  add_transfer_commands(noun, ctx, flags);
   add_image_build_command(noun, ctx);
 }
 

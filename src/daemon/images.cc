@@ -13,9 +13,11 @@
 #include "api/operation.h"
 #include "base/fd.h"
 #include "base/log.h"
+#include "base/strings.h"
 #include "daemon/image_build.h"
 #include "daemon/image_manager.h"
 #include "image/image_store.h"
+#include "image/remote/transfer.h"
 
 namespace vireo::daemon {
 
@@ -199,6 +201,99 @@ void add_export_route(server::Router& router, const std::shared_ptr<ImageManager
   router.add_sync(Method::kPost, std::string(kImages) + "/{name}/export", handler);
 }
 
+// Registry options of a pull or push body: {"credentials": {"username", "password"},
+// "insecure": bool, "ca_file": ABS}.
+Result<image::remote::SessionOptions> session_options(const Json& body) {
+  image::remote::SessionOptions o;
+  if (body.contains("insecure")) {
+    if (!body["insecure"].is_boolean())
+      return make_error(ErrorCode::kInvalidArgument, "field 'insecure' must be a boolean");
+    o.insecure = body["insecure"].get<bool>();
+  }
+  if (body.contains("ca_file"))
+    o.tls.ca_file = TRY(host_path(TRY(string_field(body, "ca_file", "")), "ca_file")).string();
+  if (body.contains("credentials")) {
+    const Json& c = body["credentials"];
+    o.credentials = image::remote::Credentials{
+        TRY(string_field(c, "username", "credentials.")),
+        c.is_object() && c.contains("password") && c["password"].is_string()
+            ? c["password"].get<std::string>()
+            : std::string()};
+  }
+  return o;
+}
+
+// Transfer progress as the operation's percent and stage line.
+image::remote::ProgressFn operation_progress(server::OperationContext& ctx) {
+  return [&ctx](const image::remote::TransferProgress& p) {
+    int percent = p.bytes_total == 0 ? 0 : static_cast<int>(p.bytes_done * 100 / p.bytes_total);
+    std::string stage = p.stage;
+    if (p.bytes_total > 0)
+      stage += fmt::format(" {} / {} ({}/{} blobs)", format_bytes(p.bytes_done),
+                           format_bytes(p.bytes_total), p.blobs_done, p.blobs_total);
+    ctx.set_progress(std::min(percent, 99), stage);
+  };
+}
+
+void add_pull_route(server::Router& router, const std::shared_ptr<ImageManager>& m) {
+  router.add_sync(
+      Method::kPost, std::string(kImages) + "/pull", [m](Request& req) -> Result<Response> {
+        Json body = TRY(req.json_body());
+        std::string ref = TRY(string_field(body, "ref", ""));
+        auto remote = TRY_CTX(image::remote::RemoteRef::parse(ref), "ref");
+        image::remote::PullOptions options;
+        options.session = TRY(session_options(body));
+        if (body.contains("tag")) {
+          auto local = TRY_CTX(image::Reference::parse(TRY(string_field(body, "tag", ""))), "tag");
+          if (local.digest)
+            return make_error(ErrorCode::kInvalidArgument, "tag '{}' must not name a digest",
+                              local.str());
+          options.local_ref = local.tagged();
+        }
+        TRY(m->store());
+        auto op = m->operations().start(
+            fmt::format("Pull image {}", remote.str()), Json::object(), server::Cancellable::kYes,
+            [m, ref, options](server::OperationContext& ctx) mutable -> Result<Json> {
+              options.progress = operation_progress(ctx);
+              options.cancelled = [&ctx] { return ctx.cancelled(); };
+              auto info = TRY(image::remote::pull(*TRY(m->store()), ref, options));
+              m->lifecycle("image-pulled", info.tags.empty() ? ref : info.tags.front());
+              return image_json(info, true);
+            });
+        return server::accepted(op);
+      });
+}
+
+void add_push_route(server::Router& router, const std::shared_ptr<ImageManager>& m) {
+  router.add_sync(
+      Method::kPost, std::string(kImages) + "/{name}/push", [m](Request& req) -> Result<Response> {
+        std::string ref = TRY(ref_of(req));
+        Json body = TRY(req.json_body());
+        std::string destination =
+            body.contains("destination") ? TRY(string_field(body, "destination", "")) : ref;
+        TRY_CTX(image::remote::RemoteRef::parse(destination), "destination");
+        image::remote::TransferOptions options;
+        options.session = TRY(session_options(body));
+        TRY(TRY(m->store())->show(ref));  // an unknown image is a 404 now
+        auto op = m->operations().start(
+            fmt::format("Push image {} to {}", ref, destination),
+            Json{{"images", {std::string(kImages) + "/" + ref}}}, server::Cancellable::kYes,
+            [m, ref, destination, options](server::OperationContext& ctx) mutable -> Result<Json> {
+              options.progress = operation_progress(ctx);
+              options.cancelled = [&ctx] { return ctx.cancelled(); };
+              auto r = TRY(image::remote::push(*TRY(m->store()), ref, destination, options));
+              m->lifecycle("image-pushed", ref);
+              return Json{{"image", ref},
+                          {"destination", r.destination},
+                          {"digest", r.manifest_digest.str()},
+                          {"blobs_sent", r.blobs_sent},
+                          {"blobs_present", r.blobs_present},
+                          {"bytes_sent", r.bytes_sent}};
+            });
+        return server::accepted(op);
+      });
+}
+
 }  // namespace
 
 void add_image_routes(server::Router& router, server::EventHub& events,
@@ -245,6 +340,8 @@ void add_image_routes(server::Router& router, server::EventHub& events,
       });
   add_import_route(router, m);
   add_export_route(router, m);
+  add_pull_route(router, m);
+  add_push_route(router, m);
   add_image_build_route(router, m);
 }
 

@@ -108,6 +108,19 @@ Result<BlobInfo> BlobStore::put_fd(int fd, const std::optional<Digest>& expected
   return *info;
 }
 
+Result<BlobInfo> BlobStore::adopt(const fs::path& file, const Digest& d) {
+  Fd fd(::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return errno_error(fmt::format("open {}", file.string()));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || ::fchmod(fd.get(), 0444) != 0 || ::fsync(fd.get()) != 0)
+    return errno_error(fmt::format("sync {}", file.string()));
+  if (::rename(file.c_str(), path_of(d).c_str()) != 0)
+    return errno_error(fmt::format("store blob {}", d.str()));
+  Fd dfd(::open(dir_of(d.algorithm).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd) ::fsync(dfd.get());
+  return BlobInfo{d, static_cast<uint64_t>(st.st_size)};
+}
+
 Result<BlobInfo> BlobStore::put_file(const fs::path& file, const std::optional<Digest>& expected) {
   Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return errno_error(fmt::format("open {}", file.string()));

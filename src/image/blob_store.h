@@ -56,6 +56,10 @@ class BlobStore {
                                      const std::optional<Digest>& expected = std::nullopt,
                                      DigestAlgorithm alg = DigestAlgorithm::kSha256);
 
+  // Moves a complete file on the store's file system into the store as blob d (made read-only,
+  // fsynced, renamed). For a caller that hashed the content as it wrote it (a download) and
+  // found d: the content is not read again.
+  [[nodiscard]] Result<BlobInfo> adopt(const std::filesystem::path& file, const Digest& d);
   bool has(const Digest& d) const;
   std::filesystem::path path_of(const Digest& d) const;
   [[nodiscard]] Result<uint64_t> size_of(const Digest& d) const;
