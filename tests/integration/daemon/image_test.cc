@@ -14,6 +14,7 @@
 #include "cli_expect.h"
 #include "client/client.h"
 #include "daemon_process.h"
+#include "test_peers.h"
 
 namespace vireo::testing {
 namespace {
@@ -225,6 +226,37 @@ TEST_F(ImageTest, BadInputIsRefusedWithOneLineAndNothingStored) {
   reply = (*c)->request("POST", "/1.0/images", &bad);
   ASSERT_FALSE(reply);
   EXPECT_EQ(reply.error().code(), ErrorCode::kInvalidArgument) << reply.error().message();
+}
+
+// Push to vireo-registry and pull back through vireod: the operation reports progress, the
+// pulled image has the pushed digest, and registry errors come back as one line.
+TEST_F(ImageTest, PushedToARegistryAndPulledBack) {
+  ReadyProcess registry("vireo-registry",
+                        {"--root", (d.dir() / "registry").string(), "--listen", "127.0.0.1:0"});
+  ASSERT_TRUE(registry.ready());
+  std::string url = registry.ready_line().substr(registry.ready_line().find("://") + 3);
+  ASSERT_EQ(d.cli({"image", "import", rootfs_tar, "--tag", "busybox:1"}).exit_code, 0);
+  const std::string digest = digest_of("busybox:1");
+  const std::string remote = url + "/library/busybox:1";
+
+  Json pushed = json({"image", "push", "busybox:1", remote});
+  EXPECT_EQ(pushed.value("digest", ""), digest) << pushed.dump();
+  EXPECT_EQ(pushed.value("blobs_sent", 0), 2) << pushed.dump();
+  auto inspect = run({"skopeo", "inspect", "--tls-verify=false", "docker://" + remote});
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  EXPECT_EQ(parse_json(inspect.out).value_or(Json()).value("Digest", ""), digest);
+
+  Json pulled = json({"image", "pull", remote});
+  EXPECT_EQ(pulled.value("digest", ""), digest) << pulled.dump();
+  EXPECT_EQ(digest_of(remote), digest);
+  json({"image", "pull", remote, "--tag", "again:2"});
+  EXPECT_EQ(digest_of("again:2"), digest);
+
+  expect_refused({"image", "pull", url + "/library/none:1"}, "NAME_UNKNOWN");
+  expect_refused({"image", "pull", url + "/library/busybox:9"}, "MANIFEST_UNKNOWN");
+  expect_refused({"image", "push", "nothere:1", remote}, "nothere");
+  expect_refused({"image", "push", "busybox:1", url + "/UPPER/case:1"}, "lowercase");
+  expect_refused({"image", "pull", "127.0.0.1:1/x:1"}, "127.0.0.1:1");
 }
 
 }  // namespace
