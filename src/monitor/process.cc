@@ -1,0 +1,91 @@
+#include "monitor/process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/fd.h"
+
+extern char** environ;
+
+namespace vireo::monitor {
+
+Result<pid_t> spawn(const std::vector<std::string>& argv, int in, int out, int err) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in, 0);
+  posix_spawn_file_actions_adddup2(&fa, out, 1);
+  posix_spawn_file_actions_adddup2(&fa, err, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = argv[0].find('/') == std::string::npos
+               ? posix_spawnp(&pid, args[0], &fa, &attr, args.data(), environ)
+               : posix_spawn(&pid, args[0], &fa, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return std::unexpected(Error::from_errno(rc, "start " + argv[0]));
+  return pid;
+}
+
+Result<int> wait_for(pid_t pid) {
+  int status = 0;
+  for (;;) {
+    if (::waitpid(pid, &status, 0) == pid) return status;
+    if (errno != EINTR) return errno_error("waitpid");
+  }
+}
+
+Result<void> write_file_atomic(const std::string& dir, const std::string& name,
+                               std::string_view data) {
+  std::string path = dir + "/" + name, tmp = path + ".tmp";
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) return errno_error("create " + tmp);
+  while (!data.empty()) {
+    ssize_t n = ::write(fd.get(), data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("write " + tmp);
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  if (::fsync(fd.get()) != 0) return errno_error("fsync " + tmp);
+  fd.reset();
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_error("rename to " + path);
+  return {};
+}
+
+std::string read_small_file(const std::string& path, size_t max) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return {};
+  std::string out;
+  char buf[4096];
+  while (out.size() < max) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+std::string describe_status(std::string_view what, int status) {
+  std::string s(what);
+  if (WIFEXITED(status)) return s + " exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return s + " was killed by signal " + std::to_string(WTERMSIG(status));
+  return s + " stopped";
+}
+
+}  // namespace vireo::monitor

@@ -1,0 +1,482 @@
+// vireo-monitor with the real vireo-runtime: logs, exit records, attach, tty, rotation, failure
+// reporting, surviving its parent, and its resident size. Every wait is on an event (the ready
+// fd, a pidfd, the attach socket) or a poll of a file with a deadline.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <thread>
+
+#include "runtime_fixture.h"
+
+extern char** environ;
+
+namespace vireo::container::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+constexpr auto kTimeout = std::chrono::seconds(20);
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Polls cond every 10 ms until it holds or the deadline passes (for files, which give no event).
+bool eventually(const std::function<bool()>& cond, std::chrono::seconds limit = kTimeout) {
+  auto deadline = Clock::now() + limit;
+  while (!cond()) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+// A process that is not our child: waited for through a pidfd.
+bool wait_pidfd(int pidfd, int timeout_ms = 20000) {
+  pollfd p{pidfd, POLLIN, 0};
+  return ::poll(&p, 1, timeout_ms) == 1;
+}
+
+bool process_alive(pid_t pid) {
+  return ::kill(pid, 0) == 0;
+}
+
+std::vector<Json> log_entries(const fs::path& file) {
+  std::vector<Json> out;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) out.push_back(Json::parse(line));
+  return out;
+}
+
+std::string joined_log(const fs::path& file, const std::string& stream) {
+  std::string out;
+  for (const auto& e : log_entries(file))
+    if (e["stream"] == stream) out += e["log"].get<std::string>();
+  return out;
+}
+
+// One attach connection speaking the framed protocol of src/monitor/attach.h.
+class AttachClient {
+ public:
+  explicit AttachClient(const fs::path& sock) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::string path = sock.string();
+    // The test's state directories are deep: reach a long path through a directory fd, as a
+    // client of a monitor with a long --state-dir has to.
+    if (path.size() >= sizeof addr.sun_path) {
+      dir_ = ::open(sock.parent_path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+      path = "/proc/self/fd/" + std::to_string(dir_) + "/" + sock.filename().string();
+    }
+    std::memcpy(addr.sun_path, path.c_str(), path.size());
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~AttachClient() {
+    ::close(fd_);
+    if (dir_ >= 0) ::close(dir_);
+  }
+  bool connected() const { return connected_; }
+
+  void send(uint8_t type, std::string_view payload) {
+    std::string f(1, static_cast<char>(type));
+    uint32_t n = static_cast<uint32_t>(payload.size());
+    for (int shift : {24, 16, 8, 0}) f += static_cast<char>(n >> shift);
+    f += payload;
+    ASSERT_EQ(::write(fd_, f.data(), f.size()), static_cast<ssize_t>(f.size()));
+  }
+  void send_stdin(std::string_view s) { send(0, s); }
+  void resize(uint16_t rows, uint16_t cols) {
+    char p[4] = {static_cast<char>(rows >> 8), static_cast<char>(rows),
+                 static_cast<char>(cols >> 8), static_cast<char>(cols)};
+    send(4, std::string_view(p, 4));
+  }
+  void close_stdin() { send(5, ""); }
+
+  // Reads frames until output (types 1 and 2) contains needle, or the exit frame came.
+  bool read_until(const std::string& needle) {
+    auto deadline = Clock::now() + kTimeout;
+    while (output_.find(needle) == std::string::npos) {
+      int left = static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+      if (left <= 0 || closed_) return false;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, left) != 1) return false;
+      char buf[4096];
+      ssize_t n = ::read(fd_, buf, sizeof buf);
+      if (n <= 0) {
+        closed_ = true;
+        return output_.find(needle) != std::string::npos;
+      }
+      raw_.append(buf, static_cast<size_t>(n));
+      parse();
+    }
+    return true;
+  }
+  // Reads until the monitor sends the exit frame and closes.
+  bool read_exit() {
+    read_until("\x01never\x01");
+    return !exit_json_.empty();
+  }
+  const std::string& output() const { return output_; }
+  const std::string& exit_json() const { return exit_json_; }
+
+ private:
+  void parse() {
+    while (raw_.size() >= 5) {
+      uint32_t n = 0;
+      for (int i = 1; i <= 4; ++i) n = n << 8 | static_cast<unsigned char>(raw_[i]);
+      if (raw_.size() < 5 + n) return;
+      uint8_t type = static_cast<uint8_t>(raw_[0]);
+      std::string payload = raw_.substr(5, n);
+      if (type == 1 || type == 2) output_ += payload;
+      if (type == 3) exit_json_ = payload;
+      raw_.erase(0, 5 + n);
+    }
+  }
+
+  int fd_ = -1;
+  int dir_ = -1;
+  bool connected_ = false;
+  bool closed_ = false;
+  std::string raw_, output_, exit_json_;
+};
+
+struct Monitor {
+  std::string id;
+  fs::path state;
+  std::string ready;  // the line read from the ready fd
+  pid_t pid = -1;     // the monitor's pid (from monitor.pid)
+  int pidfd = -1;
+  pid_t container_pid = -1;
+};
+
+class MonitorTest : public RuntimeTest {
+ public:
+  static void SetUpTestSuite() {
+    RuntimeTest::SetUpTestSuite();
+    if (!fs::exists(rootfs_ / "bin/stty")) fs::create_symlink("busybox", rootfs_ / "bin/stty");
+    const char* bin = ::getenv("VIREO_BIN_DIR");
+    monitor_bin_ = std::string(bin ? bin : "build/bin") + "/vireo-monitor";
+  }
+
+ protected:
+  void TearDown() override {
+    for (pid_t g : parent_groups_) {
+      if (::kill(-g, SIGKILL) == 0) ::waitpid(g, nullptr, 0);
+    }
+    for (auto& m : monitors_) {
+      if (m.pidfd < 0) continue;
+      if (process_alive(m.pid)) ::kill(m.pid, SIGKILL);
+      wait_pidfd(m.pidfd, 5000);
+      ::close(m.pidfd);
+    }
+    RuntimeTest::TearDown();
+  }
+
+  std::vector<std::string> monitor_argv(const Monitor& m, const fs::path& bundle_dir,
+                                        const std::vector<std::string>& extra, int ready_fd) {
+    std::vector<std::string> argv = {monitor_bin_,
+                                     "--id",
+                                     m.id,
+                                     "--bundle",
+                                     bundle_dir.string(),
+                                     "--runtime",
+                                     runtime_bin_,
+                                     "--runtime-root",
+                                     (root_ / "state").string(),
+                                     "--state-dir",
+                                     m.state.string(),
+                                     "--ready-fd",
+                                     std::to_string(ready_fd)};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+  }
+
+  // Starts a monitor for config (or for bundle_override when given) and waits for its ready
+  // line. With parent_pgid, the monitor is started by a `sh` in a process group of its own that
+  // stays alive (a stand-in for vireod), and *parent_pgid receives that group.
+  Monitor& start(const Json& config, const std::vector<std::string>& extra = {},
+                 const fs::path& bundle_override = {}, pid_t* parent_pgid = nullptr) {
+    Monitor& m = monitors_.emplace_back();
+    m.id = new_id();
+    m.state = root_ / ("monitor-" + m.id);
+    fs::create_directories(m.state);
+    fs::path dir = bundle_override.empty() ? bundle(config, m.id) : bundle_override;
+    int p[2];
+    EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    int ready_w = ::fcntl(p[1], F_DUPFD, 100);  // inherited: no O_CLOEXEC
+    ::close(p[1]);
+    std::vector<std::string> argv = monitor_argv(m, dir, extra, ready_w);
+    if (parent_pgid) {
+      std::string cmd;
+      for (const auto& a : argv) cmd += "'" + a + "' ";
+      argv = {"/bin/sh", "-c", cmd + "; exec sleep 60"};
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, (m.state / "spawn.err").c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    if (parent_pgid) {
+      posix_spawnattr_setpgroup(&attr, 0);
+      posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    }
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    pid_t child = -1;
+    EXPECT_EQ(::posix_spawn(&child, args[0], &fa, &attr, args.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    ::close(ready_w);
+    if (parent_pgid) {
+      *parent_pgid = child;
+      parent_groups_.push_back(child);
+    } else {
+      int status = 0;  // the monitor detaches: the process we started exits at once
+      EXPECT_EQ(::waitpid(child, &status, 0), child);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    }
+    pollfd pfd{p[0], POLLIN, 0};
+    EXPECT_EQ(::poll(&pfd, 1, 20000), 1) << "no ready line";
+    char buf[4096];
+    ssize_t n = ::read(p[0], buf, sizeof buf);
+    ::close(p[0]);
+    if (n > 0) m.ready.assign(buf, static_cast<size_t>(n));
+    m.pid = std::atoi(slurp(m.state / "monitor.pid").c_str());
+    if (m.pid > 0) m.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, m.pid, 0));
+    Json ready = Json::parse(m.ready, nullptr, false);
+    if (ready.is_object() && ready.contains("pid")) m.container_pid = ready["pid"].get<pid_t>();
+    return m;
+  }
+
+  // Waits for the monitor to exit and returns exit.json.
+  Json wait_exit(Monitor& m) {
+    EXPECT_TRUE(wait_pidfd(m.pidfd)) << "monitor did not exit";
+    std::string text = slurp(m.state / "exit.json");
+    EXPECT_FALSE(text.empty()) << "no exit.json";
+    return Json::parse(text, nullptr, false);
+  }
+
+  void expect_cleaned_up(const Monitor& m) {
+    EXPECT_FALSE(state_dir_exists(m.id)) << "runtime state left behind";
+    EXPECT_FALSE(fs::exists(m.state / "attach.sock"));
+    EXPECT_FALSE(process_alive(m.pid) &&
+                 slurp("/proc/" + std::to_string(m.pid) + "/stat").find(") Z ") ==
+                     std::string::npos)
+        << "monitor still running";
+  }
+
+  static std::string monitor_bin_;
+  std::deque<Monitor> monitors_;
+  std::vector<pid_t> parent_groups_;  // stand-in parents still to kill
+};
+
+std::string MonitorTest::monitor_bin_;
+
+TEST_F(MonitorTest, LogsBothStreamsAndRecordsExitCode) {
+  Monitor& m = start(config({"sh", "-c", "echo out; echo err >&2; echo 'q\"\\\\'; exit 3"}));
+  ASSERT_GT(m.container_pid, 0) << m.ready;
+  Json exit = wait_exit(m);
+  EXPECT_EQ(exit["exit_code"], 3);
+  EXPECT_TRUE(exit["signal"].is_null());
+  EXPECT_EQ(exit["oom_killed"], false);
+  EXPECT_TRUE(exit["started_at"].get<std::string>().ends_with("Z"));
+  EXPECT_LE(exit["started_at"].get<std::string>(), exit["finished_at"].get<std::string>());
+  EXPECT_EQ(joined_log(m.state / "ctr.log", "stdout"), "out\nq\"\\\\\n");
+  EXPECT_EQ(joined_log(m.state / "ctr.log", "stderr"), "err\n");
+  for (const auto& e : log_entries(m.state / "ctr.log")) EXPECT_TRUE(e.contains("time"));
+  expect_cleaned_up(m);
+}
+
+TEST_F(MonitorTest, RecordsExitCodeZero) {
+  Monitor& m = start(config({"true"}));
+  ASSERT_GT(m.container_pid, 0) << m.ready;
+  Json exit = wait_exit(m);
+  EXPECT_EQ(exit["exit_code"], 0);
+  EXPECT_TRUE(exit["signal"].is_null());
+  expect_cleaned_up(m);
+}
+
+TEST_F(MonitorTest, RecordsSigkillFromOutsideAs137) {
+  Monitor& m = start(config({"sleep", "60"}));
+  ASSERT_GT(m.container_pid, 0) << m.ready;
+  ASSERT_EQ(::kill(m.container_pid, SIGKILL), 0);
+  Json exit = wait_exit(m);
+  EXPECT_EQ(exit["exit_code"], 137);
+  EXPECT_EQ(exit["signal"], 9);
+  expect_cleaned_up(m);
+}
+
+TEST_F(MonitorTest, ForwardsSigtermToTheContainer) {
+  Monitor& m = start(config({"sh", "-c",
+                             "trap 'echo got TERM; exit 42' TERM; echo armed; "
+                             "while true; do sleep 0.05; done"}));
+  ASSERT_GT(m.container_pid, 0) << m.ready;
+  ASSERT_TRUE(
+      eventually([&] { return slurp(m.state / "ctr.log").find("armed") != std::string::npos; }));
+  ASSERT_EQ(::kill(m.pid, SIGTERM), 0);
+  Json exit = wait_exit(m);
+  EXPECT_EQ(exit["exit_code"], 42);
+  EXPECT_EQ(joined_log(m.state / "ctr.log", "stdout"), "armed\ngot TERM\n");
+}
+
+TEST_F(MonitorTest, SurvivesItsParentBeingKilledAndKeepsLogging) {
+  pid_t parent_group = -1;
+  Monitor& m = start(config({"sh", "-c",
+                             "i=0; while true; do i=$((i+1)); echo tick $i; "
+                             "sleep 0.02; done"}),
+                     {}, {}, &parent_group);
+  ASSERT_GT(m.container_pid, 0) << m.ready;
+  EXPECT_EQ(::getsid(m.pid), m.pid) << "the monitor leads its own session";
+  // The parent's whole process group is killed, as a service manager would kill vireod.
+  ASSERT_EQ(::kill(-parent_group, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(parent_group, &status, 0), parent_group);
+  parent_groups_.clear();
+  size_t before = log_entries(m.state / "ctr.log").size();
+  ASSERT_TRUE(eventually([&] { return log_entries(m.state / "ctr.log").size() > before + 5; }));
+  EXPECT_TRUE(process_alive(m.pid));
+  EXPECT_TRUE(process_alive(m.container_pid));
+  ASSERT_EQ(::kill(m.container_pid, SIGKILL), 0);
+  EXPECT_EQ(wait_exit(m)["exit_code"], 137);
+  expect_cleaned_up(m);
+}
+
+TEST_F(MonitorTest, TwoAttachClientsSeeOutputAndShareStdin) {
+  Monitor& m = start(config({"cat"}), {"--stdin"});
+  ASSERT_GT(m.container_pid, 0) << m.ready;
+  AttachClient a(m.state / "attach.sock"), b(m.state / "attach.sock");
+  ASSERT_TRUE(a.connected() && b.connected());
+  a.send_stdin("from a\n");
+  ASSERT_TRUE(a.read_until("from a\n"));
+  ASSERT_TRUE(b.read_until("from a\n"));
+  b.send_stdin("from b\n");
+  ASSERT_TRUE(a.read_until("from b\n"));
+  a.close_stdin();  // cat reads end of file and exits 0
+  ASSERT_TRUE(a.read_exit());
+  ASSERT_TRUE(b.read_exit());
+  EXPECT_EQ(Json::parse(b.exit_json())["exit_code"], 0);
+  EXPECT_EQ(wait_exit(m)["exit_code"], 0);
+  EXPECT_EQ(joined_log(m.state / "ctr.log", "stdout"), "from a\nfrom b\n");
+  expect_cleaned_up(m);
+}
+
+TEST_F(MonitorTest, StdinIsNullWithoutTheStdinOption) {
+  Monitor& m = start(config({"cat"}));
+  ASSERT_GT(m.container_pid, 0) << m.ready;
+  EXPECT_EQ(wait_exit(m)["exit_code"], 0);  // cat reads /dev/null's end of file
+}
+
+TEST_F(MonitorTest, TtyRelaysThePtyAndResizes) {
+  Json c = config({"sh", "-c", "echo ready; read line; stty size; echo \"got $line\""});
+  c["process"]["terminal"] = true;
+  Monitor& m = start(c, {"--tty"});
+  ASSERT_GT(m.container_pid, 0) << m.ready;
+  AttachClient a(m.state / "attach.sock");
+  ASSERT_TRUE(a.connected());
+  ASSERT_TRUE(
+      eventually([&] { return slurp(m.state / "ctr.log").find("ready") != std::string::npos; }));
+  a.resize(37, 123);
+  a.send_stdin("hi\n");
+  ASSERT_TRUE(a.read_until("got hi")) << a.output();
+  EXPECT_NE(a.output().find("37 123\r\n"), std::string::npos) << a.output();
+  EXPECT_EQ(wait_exit(m)["exit_code"], 0);
+  std::string logged = joined_log(m.state / "ctr.log", "stdout");
+  EXPECT_NE(logged.find("37 123"), std::string::npos) << logged;
+  expect_cleaned_up(m);
+}
+
+TEST_F(MonitorTest, RotatesLogsBySize) {
+  Monitor& m =
+      start(config({"seq", "1", "300"}), {"--log-max-size", "2000", "--log-max-files", "3"});
+  ASSERT_GT(m.container_pid, 0) << m.ready;
+  EXPECT_EQ(wait_exit(m)["exit_code"], 0);
+  for (const char* f : {"ctr.log", "ctr.log.1", "ctr.log.2"}) {
+    ASSERT_TRUE(fs::exists(m.state / f)) << f;
+    EXPECT_LE(fs::file_size(m.state / f), 2000u) << f;
+  }
+  EXPECT_FALSE(fs::exists(m.state / "ctr.log.3"));
+  std::string all = joined_log(m.state / "ctr.log.2", "stdout") +
+                    joined_log(m.state / "ctr.log.1", "stdout") +
+                    joined_log(m.state / "ctr.log", "stdout");
+  EXPECT_TRUE(all.ends_with("\n299\n300\n"));
+  EXPECT_FALSE(all.starts_with("1\n"));  // the oldest file was dropped
+}
+
+TEST_F(MonitorTest, CreateFailureIsReportedOnTheReadyFdAndLeavesNothing) {
+  fs::path bad = root_ / "bad-bundle";  // no config.json
+  fs::create_directories(bad);
+  Monitor& m = start(Json(), {}, bad);
+  Json ready = Json::parse(m.ready, nullptr, false);
+  ASSERT_TRUE(ready.is_object()) << m.ready;
+  ASSERT_TRUE(ready.contains("error")) << m.ready;
+  EXPECT_TRUE(ready["error"].get<std::string>().starts_with("create: ")) << m.ready;
+  EXPECT_EQ(m.ready.find('\n'), m.ready.size() - 1) << "one line";
+  ASSERT_GE(m.pidfd, 0);
+  EXPECT_TRUE(wait_pidfd(m.pidfd)) << "monitor still running";
+  EXPECT_FALSE(state_dir_exists(m.id));
+  EXPECT_FALSE(fs::exists(m.state / "exit.json"));
+  EXPECT_FALSE(fs::exists(m.state / "attach.sock"));
+}
+
+TEST_F(MonitorTest, MissingExecutableIsReportedAndCleanedUp) {
+  Monitor& m = start(config({"/no/such/binary"}));
+  Json ready = Json::parse(m.ready, nullptr, false);
+  ASSERT_TRUE(ready.is_object() && ready.contains("error")) << m.ready;
+  EXPECT_TRUE(wait_pidfd(m.pidfd));
+  EXPECT_FALSE(state_dir_exists(m.id));
+  EXPECT_FALSE(any_cgroup_exists(m.id));
+}
+
+TEST_F(MonitorTest, KilledMonitorIsDetectableByItsPidAndMissingExitJson) {
+  Monitor& m = start(config({"sleep", "60"}));
+  ASSERT_GT(m.container_pid, 0) << m.ready;
+  ASSERT_EQ(::kill(m.pid, SIGKILL), 0);
+  // What a caller does: a pidfd of monitor.pid's process becomes readable, and no exit.json.
+  EXPECT_TRUE(wait_pidfd(m.pidfd));
+  EXPECT_FALSE(fs::exists(m.state / "exit.json"));
+  // The container itself is not the monitor's to stop once the monitor is gone.
+  EXPECT_TRUE(process_alive(m.container_pid));
+}
+
+TEST_F(MonitorTest, RunningMonitorStaysUnderOneMebibyteResident) {
+  Monitor& m =
+      start(config({"sh", "-c", "while true; do echo line; sleep 0.01; done"}), {"--stdin"});
+  ASSERT_GT(m.container_pid, 0) << m.ready;
+  AttachClient a(m.state / "attach.sock"), b(m.state / "attach.sock");
+  ASSERT_TRUE(a.read_until("line\nline\n"));
+  ASSERT_TRUE(b.read_until("line\nline\n"));
+  std::string status = slurp("/proc/" + std::to_string(m.pid) + "/status");
+  size_t at = status.find("VmRSS:");
+  ASSERT_NE(at, std::string::npos);
+  long rss_kib = std::strtol(status.c_str() + at + 6, nullptr, 10);
+  RecordProperty("monitor_rss_kib", static_cast<int>(rss_kib));
+  std::printf("vireo-monitor VmRSS: %ld KiB\n", rss_kib);
+  EXPECT_LT(rss_kib, 1024);
+  ASSERT_EQ(::kill(m.container_pid, SIGKILL), 0);
+  EXPECT_EQ(wait_exit(m)["exit_code"], 137);
+}
+
+}  // namespace
+}  // namespace vireo::container::testing
