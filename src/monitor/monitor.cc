@@ -348,7 +348,12 @@ int Monitor::run() {
         if (ev & EPOLLOUT) write_stdin();
         if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_output(pty_, Stream::kStdout);
       } else if (stdin_ && fd == stdin_.get()) {
-        write_stdin();
+        // ERR: the container closed its stdin; level-triggered, so drop the pipe now.
+        if (ev & (EPOLLERR | EPOLLHUP)) {
+          close_stdin_pipe();
+        } else {
+          write_stdin();
+        }
       } else if (attach_->owns(fd)) {
         attach_->handle(fd, ev);
       }

@@ -341,6 +341,38 @@ TEST_F(MonitorTest, ForwardsSigtermToTheContainer) {
   EXPECT_EQ(joined_log(m.state / "ctr.log", "stdout"), "armed\ngot TERM\n");
 }
 
+TEST_F(MonitorTest, RecordsAnOomKill) {
+  Json c = config({"dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"});
+  c["linux"]["resources"]["memory"] = {{"limit", 16 * 1024 * 1024}};
+  Monitor& m = start(c);
+  ASSERT_GT(m.container_pid, 0) << m.ready;
+  Json exit = wait_exit(m);
+  EXPECT_EQ(exit["exit_code"], 137);
+  EXPECT_EQ(exit["signal"], 9);
+  EXPECT_EQ(exit["oom_killed"], true);
+  expect_cleaned_up(m);
+}
+
+TEST_F(MonitorTest, ContainerClosingItsStdinDoesNotMakeTheMonitorSpin) {
+  Monitor& m =
+      start(config({"sh", "-c", "exec 0<&-; echo closed; sleep 0.3; echo still here; sleep 60"}),
+            {"--stdin"});
+  ASSERT_GT(m.container_pid, 0) << m.ready;
+  AttachClient a(m.state / "attach.sock");
+  ASSERT_TRUE(a.read_until("closed\n"));
+  ASSERT_TRUE(a.read_until("still here\n"));
+  // A closed pipe stays "ready" for epoll: the monitor must drop it, not spin on it.
+  std::string stat = slurp("/proc/" + std::to_string(m.pid) + "/stat");
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  long cpu_ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i)
+    if (i == 14 || i == 15) cpu_ticks += std::stol(field);  // utime, stime
+  EXPECT_LT(cpu_ticks, 10) << "the monitor used CPU while the container slept";
+  ASSERT_EQ(::kill(m.container_pid, SIGKILL), 0);
+  EXPECT_EQ(wait_exit(m)["exit_code"], 137);
+}
+
 TEST_F(MonitorTest, SurvivesItsParentBeingKilledAndKeepsLogging) {
   pid_t parent_group = -1;
   Monitor& m = start(config({"sh", "-c",
