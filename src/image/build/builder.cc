@@ -811,7 +811,9 @@ class Builder {
             v = global_args_[d.name];
           }
           args_[d.name] = v;
-          chain(fmt::format("ARG {}={}", d.name, v.value_or("\x01unset")));
+          // Not the value: like Docker, a changed value misses the cache where it is used (RUN's
+          // environment, substituted arguments), not from the declaration on.
+          chain(fmt::format("ARG {}", d.name));
         }
         return {};
       case Keyword::kEnv:
@@ -859,6 +861,10 @@ class Builder {
     Json key_doc = {{"run", args}, {"env", env}, {"cwd", workdir()}, {"user", user}};
     std::string key = chain_key(key_doc.dump());
     if (TRY(reuse(key, in))) return {};
+    if (o_.runtime.empty())
+      return make_error(ErrorCode::kUnavailable,
+                        "line {}: RUN: vireo-runtime was not found next to vireod or on PATH",
+                        in.line);
 
     ImageConfig pc;
     pc.cmd = args;
