@@ -779,7 +779,6 @@ class Builder {
     if (!info)
       return make_error(info.error().code(), "line {}: FROM {}: {}", in.line, f.image,
                         info.error().message());
-    base_ = f.image;
     key_ = sha256_hex(fmt::format("FROM {}", info->manifest_digest.str()));
     if (info->config.raw.is_object()) config_ = info->config.raw;
     if (!config_.contains("config") || !config_["config"].is_object())
@@ -1178,7 +1177,6 @@ class Builder {
   Context ctx_;
   Cache cache_;
   fs::path scratch_;
-  std::string base_;
   std::string key_ = sha256_hex("FROM scratch");
   Json config_;
   std::vector<Descriptor> descriptors_;

@@ -352,5 +352,14 @@ TEST_F(BuilderIntegrationTest, AddExtractsArchivesAndCopiesOtherFiles) {
   EXPECT_EQ(r->image.config.entrypoint, std::vector<std::string>{"/opt/app/run.sh"});
 }
 
+TEST_F(BuilderIntegrationTest, AddExtractsOverExistingDirectories) {
+  write_test_file(ctx_ / "etc.tar", TarBuilder().dir("etc").file("etc/added", "added\n").build());
+  containerfile("FROM busybox:1\nADD etc.tar /\n");
+  auto r = build("over:1");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(flat_file("over:1", "etc/added"), "added\n");
+  EXPECT_NE(flat_file("over:1", "etc/passwd"), "<missing>");
+}
+
 }  // namespace
 }  // namespace vireo::image::build
