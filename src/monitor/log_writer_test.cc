@@ -173,6 +173,13 @@ TEST_F(LogWriterTest, OneFileMeansTruncateOnRotation) {
   EXPECT_EQ(e[0]["log"], "4\n");
 }
 
+TEST_F(LogWriterTest, MaxSizeZeroNeverRotates) {
+  auto w = writer({0, 3});
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(w->write(Stream::kStdout, "line\n", now_));
+  EXPECT_FALSE(fs::exists(dir_ / "ctr.log.1"));
+  EXPECT_EQ(entries().size(), 1000u);
+}
+
 TEST_F(LogWriterTest, AppendsToAnExistingLogAndCountsItsSize) {
   std::ofstream(dir_ / "ctr.log") << std::string(90, 'z') << "\n";
   auto w = writer({150, 2});

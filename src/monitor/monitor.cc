@@ -168,6 +168,11 @@ Result<std::unique_ptr<Monitor>> Monitor::create(const Options& o) {
       TRY(with_context(LogWriter::create(o.state_dir, {o.log_max_size, o.log_max_files}), "logs"));
   m->state_dir_ = Fd(::open(o.state_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!m->state_dir_) return errno_error("open " + o.state_dir);
+  // A record of an earlier run in the same directory would read as this container's exit.
+  for (const char* stale : {"exit.json", "exit.json.tmp", "container.pid"}) {
+    std::string path = o.state_dir + "/" + stale;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno_error("remove " + path);
+  }
   m->attach_ = TRY(AttachServer::create(m->socket_path("attach.sock"), m->epoll_.get(), m.get()));
   return m;
 }
