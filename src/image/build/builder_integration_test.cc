@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 
 #include <fstream>
 #include <set>
@@ -16,6 +17,7 @@
 #include "base/file.h"
 #include "base/subprocess.h"
 #include "image/build/builder.h"
+#include "image/build/layer_diff.h"
 #include "image/image_store.h"
 #include "image/tar_builder.h"
 #include "image/test_util.h"
@@ -359,6 +361,49 @@ TEST_F(BuilderIntegrationTest, AddExtractsOverExistingDirectories) {
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_EQ(flat_file("over:1", "etc/added"), "added\n");
   EXPECT_NE(flat_file("over:1", "etc/passwd"), "<missing>");
+}
+
+// layer_diff on a hand-made upper directory: overlayfs markers become OCI whiteouts, overlay
+// attributes are dropped, a redirect refuses the diff, hard links stay links.
+TEST_F(BuilderIntegrationTest, UpperDirectoryBecomesOciLayer) {
+  fs::path upper = tmp_.path() / "upper";
+  fs::create_directories(upper / "etc");
+  fs::create_directories(upper / "opaque/sub");
+  write_test_file(upper / "etc/file", "content");
+  fs::create_hard_link(upper / "etc/file", upper / "etc/link");
+  fs::create_symlink("/etc/file", upper / "sym");
+  ASSERT_EQ(::mknod((upper / "etc/gone").c_str(), S_IFCHR | 0000, makedev(0, 0)), 0);
+  ASSERT_EQ(::setxattr((upper / "opaque").c_str(), "trusted.overlay.opaque", "y", 1, 0), 0);
+  ASSERT_EQ(::setxattr((upper / "etc/file").c_str(), "trusted.overlay.origin", "x", 1, 0), 0);
+  ASSERT_EQ(::setxattr((upper / "etc/file").c_str(), "user.kept", "v", 1, 0), 0);
+  auto layer = write_layer(upper, store_->blobs(), tmp_.path());
+  ASSERT_TRUE(layer) << layer.error().message();
+  auto entries = tar_entries(layer->blob.digest);
+  EXPECT_EQ(entries["etc/.wh.gone"], "f 0:0");
+  EXPECT_FALSE(entries.contains("etc/gone"));
+  EXPECT_TRUE(entries.contains("opaque/.wh..wh..opq"));
+  EXPECT_TRUE(entries.contains("opaque/sub/")) << "directories end in /";
+  EXPECT_EQ(entries["etc/link"].substr(0, 1), "h");
+  EXPECT_EQ(entries["sym"].substr(0, 1), "l");
+  // The layer unpacks to the same markers overlayfs uses.
+  auto unpacked = store_->layers().unpack(
+      [reader = std::make_shared<BlobReader>(*store_->blobs().open(layer->blob.digest))](
+          void* b, size_t n) { return reader->read(b, n); },
+      layer->diff_id);
+  ASSERT_TRUE(unpacked) << unpacked.error().message();
+  struct stat st;
+  ASSERT_EQ(::lstat((unpacked->dir / "etc/gone").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  char value[8] = {};
+  EXPECT_EQ(::getxattr((unpacked->dir / "etc/file").c_str(), "user.kept", value, sizeof value), 1);
+  EXPECT_LT(::getxattr((unpacked->dir / "etc/file").c_str(), "trusted.overlay.origin", value,
+                       sizeof value),
+            0);
+
+  ASSERT_EQ(::setxattr((upper / "opaque/sub").c_str(), "trusted.overlay.redirect", "/x", 2, 0), 0);
+  auto refused = write_layer(upper, store_->blobs(), tmp_.path());
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("redirect"), std::string::npos);
 }
 
 }  // namespace
