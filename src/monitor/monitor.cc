@@ -309,16 +309,26 @@ void Monitor::delete_container(bool force) {
 }
 
 Result<void> Monitor::start() {
-  if (auto created = create_container(); !created) {
-    delete_container(true);
-    reap();
-    return created;
-  }
-  if (auto started = run_runtime({"start", o_.id}, 2, 2, 2, "start"); !started) {
-    delete_container(true);
-    reap();
-    return started;
-  }
+  auto started = start_container();
+  if (started) return {};
+  if (owns_container_) delete_container(true);
+  reap();
+  return started;
+}
+
+Result<void> Monitor::start_container() {
+  // An ID the runtime already knows belongs to another container: fail without deleting it.
+  Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!null) return errno_error("open /dev/null");
+  pid_t probe = TRY(with_context(
+      spawn(runtime_argv({"state", o_.id}), null.get(), null.get(), null.get()), "state"));
+  int probe_status = TRY(with_context(wait_for(probe), "state"));
+  if (WIFEXITED(probe_status) && WEXITSTATUS(probe_status) == 0)
+    return make_error(ErrorCode::kAlreadyExists,
+                      "create: the runtime already has a container " + o_.id);
+  owns_container_ = true;
+  TRY(create_container());
+  TRY(run_runtime({"start", o_.id}, 2, 2, 2, "start"));
   started_at_ = now_realtime();
   oom_ = find_oom_counter(pid_);
   if (oom_) oom_kills_at_start_ = read_oom_kills(*oom_);

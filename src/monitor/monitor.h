@@ -72,6 +72,7 @@ class Monitor final : public AttachSink {
   // Runs the runtime to completion; the error carries the runtime's own message.
   [[nodiscard]] Result<void> run_runtime(const std::vector<std::string>& args, int in, int out,
                                          int err, std::string_view what);
+  [[nodiscard]] Result<void> start_container();
   [[nodiscard]] Result<void> create_container();
   [[nodiscard]] Result<Fd> receive_pty(int listener);
   void delete_container(bool force);
@@ -100,7 +101,8 @@ class Monitor final : public AttachSink {
   std::string stdin_buf_;
   bool stdin_close_requested_ = false;
   bool log_failed_ = false;
-  pid_t pid_ = 0;  // the container's init
+  bool owns_container_ = false;  // the runtime's state of o_.id is this monitor's to delete
+  pid_t pid_ = 0;                // the container's init
   bool exited_ = false;
   int status_ = 0;
   timespec started_at_{};

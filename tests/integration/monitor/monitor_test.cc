@@ -217,8 +217,8 @@ class MonitorTest : public RuntimeTest {
                  const fs::path& bundle_override = {}, pid_t* parent_pgid = nullptr,
                  const std::function<void(const fs::path&)>& prepare_state = {}) {
     Monitor& m = monitors_.emplace_back();
-    m.id = new_id();
-    m.state = root_ / ("monitor-" + m.id);
+    m.id = reuse_id_.empty() ? new_id() : std::exchange(reuse_id_, "");
+    m.state = root_ / ("monitor-" + std::to_string(monitors_.size()) + "-" + m.id);
     fs::create_directories(m.state);
     if (prepare_state) prepare_state(m.state);
     fs::path dir = bundle_override.empty() ? bundle(config, m.id) : bundle_override;
@@ -297,6 +297,7 @@ class MonitorTest : public RuntimeTest {
   static std::string monitor_bin_;
   std::deque<Monitor> monitors_;
   std::vector<pid_t> parent_groups_;  // stand-in parents still to kill
+  std::string reuse_id_;              // the ID for the next start() instead of a new one
 };
 
 std::string MonitorTest::monitor_bin_;
@@ -509,6 +510,20 @@ TEST_F(MonitorTest, MissingExecutableIsReportedAndCleanedUp) {
   EXPECT_TRUE(wait_pidfd(m.pidfd));
   EXPECT_FALSE(state_dir_exists(m.id));
   EXPECT_FALSE(any_cgroup_exists(m.id));
+}
+
+TEST_F(MonitorTest, RefusesAnIdTheRuntimeHasWithoutTouchingThatContainer) {
+  Monitor& first = start(config({"sleep", "60"}));
+  ASSERT_GT(first.container_pid, 0) << first.ready;
+  reuse_id_ = first.id;
+  Monitor& second = start(config({"true"}));
+  Json ready = Json::parse(second.ready, nullptr, false);
+  ASSERT_TRUE(ready.is_object() && ready.contains("error")) << second.ready;
+  EXPECT_TRUE(wait_pidfd(second.pidfd));
+  EXPECT_TRUE(process_alive(first.container_pid)) << "the other container was deleted";
+  EXPECT_TRUE(state_dir_exists(first.id));
+  ASSERT_EQ(::kill(first.container_pid, SIGKILL), 0);
+  EXPECT_EQ(wait_exit(first)["exit_code"], 137);
 }
 
 TEST_F(MonitorTest, KilledMonitorIsDetectableByItsPidAndMissingExitJson) {
