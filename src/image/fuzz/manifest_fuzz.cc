@@ -1,11 +1,15 @@
 // Fuzz target: the JSON parsers of the image store (manifest, index, config, descriptor kind)
-// and the reference and digest parsers, on the same input.
+// the reference and digest parsers, and what the registry client parses from a server's
+// headers (WWW-Authenticate challenges, Location URLs), on the same input.
 #include <string_view>
 
 #include "base/log.h"
 #include "image/manifest.h"
 #include "image/media_types.h"
 #include "image/reference.h"
+#include "image/remote/http_client.h"
+#include "image/remote/session.h"
+#include "image/remote/www_authenticate.h"
 #include "storage/fuzz/fuzz.h"
 
 using namespace vireo;
@@ -21,6 +25,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)parse_config(text);
   (void)Reference::parse(text);
   (void)Digest::parse(text);
+  (void)remote::parse_www_authenticate(text);
+  (void)remote::RemoteRef::parse(text);
+  if (auto url = remote::Url::parse(text)) (void)url->resolve(text);
+  static const remote::Url base = *remote::Url::parse("http://127.0.0.1:5000/v2/");
+  (void)base.resolve(text);
   return 0;
 }
 
@@ -41,5 +50,8 @@ std::vector<std::string> vireo_fuzz_seeds() {
                  {"config", {{"Env", {"A=b"}}, {"Cmd", {"sh"}}, {"User", "1:2"}}},
                  {"rootfs", {{"type", "layers"}, {"diff_ids", {d}}}}};
   return {manifest.dump(), index.dump(), config.dump(), "busybox:1.36@" + d,
-          "registry.example:5000/a/b:c"};
+          "registry.example:5000/a/b:c",
+          R"(Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull")",
+          R"(Basic realm="x", Bearer realm=http://t/x,error="invalid_token")",
+          "https://[::1]:5000/v2/a/blobs/uploads/u?_state=x"};
 }

@@ -196,6 +196,31 @@ TEST_F(ImageRemoteTest, PullsWhatSkopeoPushedAndUnpacksIt) {
   EXPECT_EQ(again->manifest_digest, info->manifest_digest);
 }
 
+// Docker v2 schema 2 manifests (skopeo --format v2s2) and zstd-compressed layers pull too.
+TEST_F(ImageRemoteTest, PullsDockerSchema2AndZstdLayers) {
+  RegistryProcess reg(root_ / "reg");
+  ASSERT_TRUE(reg.ready());
+  skopeo_push(reg.host(), "docker/img:t", {"--format", "v2s2"});
+  auto docker = remote::pull(*store_, reg.host() + "/docker/img:t", {});
+  ASSERT_TRUE(docker) << docker.error().message();
+  EXPECT_EQ(docker->manifest.media_type, "application/vnd.docker.distribution.manifest.v2+json");
+  EXPECT_TRUE(image_has_file(*docker, "hello.txt"));
+  // Recompressed into a layout first: pushing straight would reuse the gzip blobs.
+  fs::path zstd_layout = root_ / "zstd";
+  auto recompress =
+      skopeo({"copy", "--dest-compress", "--dest-compress-format", "zstd",
+              "oci:" + layout_.string() + ":t", "oci:" + zstd_layout.string() + ":t"});
+  ASSERT_TRUE(recompress.ok()) << recompress.err;
+  auto push = skopeo({"copy", "--dest-tls-verify=false", "oci:" + zstd_layout.string() + ":t",
+                      "docker://" + reg.host() + "/zstd/img:t"});
+  ASSERT_TRUE(push.ok()) << push.err;
+  auto zstd = remote::pull(*store_, reg.host() + "/zstd/img:t", {});
+  ASSERT_TRUE(zstd) << zstd.error().message();
+  ASSERT_FALSE(zstd->manifest.layers.empty());
+  EXPECT_EQ(zstd->manifest.layers[0].media_type, "application/vnd.oci.image.layer.v1.tar+zstd");
+  EXPECT_TRUE(image_has_file(*zstd, "bin/busybox"));
+}
+
 TEST_F(ImageRemoteTest, PushedImageIsReadBySkopeo) {
   auto imported = store_->import_oci_layout(layout_, "local/img:t");
   ASSERT_TRUE(imported) << imported.error().message();
