@@ -1,6 +1,7 @@
 // vireo image build through vireod and the CLI (root: overlay mounts and containers): a
 // Containerfile with RUN, COPY, ENV, WORKDIR, USER, CMD built on a busybox image imported from
-// /bin/busybox, shown by `vireo image show`, built again from the cache, an "image-built" event;
+// /bin/busybox, shown by `vireo image show`, built again from the cache, exported and unpacked
+// by umoci with its whiteouts applied, an "image-built" event;
 // bad Containerfiles and a failing RUN refused with one line, exit status 1, no tag.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -104,6 +105,30 @@ TEST_F(ImageBuildTest, BuildsShowsAndRebuildsFromTheCache) {
   Json fresh = json({"image", "build", "--no-cache", "--tag", "app:4", ctx.string()});
   EXPECT_EQ(fresh.value("cached", -1), 0);
   expect_nothing_left();
+}
+
+// A peer reads what the build wrote: umoci unpacks the exported image with the whiteout of a
+// file removed by RUN and the opaque directory of one replaced by RUN applied.
+TEST_F(ImageBuildTest, ExportedBuildUnpackedByUmoci) {
+  if (find_program("umoci").empty()) GTEST_SKIP() << "umoci not installed";
+  write(ctx / "Containerfile",
+        "FROM busybox:1\n"
+        "RUN mkdir -p /opt && echo old > /opt/old && echo x > /etc/gone\n"
+        "RUN rm /etc/gone && rm -rf /opt && mkdir /opt && echo new > /opt/new\n");
+  ASSERT_EQ(d.cli({"image", "build", "--tag", "peer:1", ctx.string()}).exit_code, 0);
+  const fs::path layout = d.dir() / "layout";
+  auto exported =
+      d.cli({"image", "export", "peer:1", "--type", "oci-layout", "--output", layout.string()});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  auto unpacked = run_process(
+      {"umoci", "unpack", "--image", layout.string() + ":1", (d.dir() / "bundle").string()},
+      {.timeout = 60s});
+  ASSERT_TRUE(unpacked && unpacked->exit_code == 0) << (unpacked ? unpacked->err : "");
+  const fs::path rootfs = d.dir() / "bundle/rootfs";
+  EXPECT_TRUE(fs::exists(rootfs / "etc/passwd"));
+  EXPECT_FALSE(fs::exists(rootfs / "etc/gone"));
+  EXPECT_FALSE(fs::exists(rootfs / "opt/old"));
+  EXPECT_TRUE(fs::exists(rootfs / "opt/new"));
 }
 
 TEST_F(ImageBuildTest, BuildIsALifecycleEvent) {
