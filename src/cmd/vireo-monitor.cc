@@ -2,6 +2,7 @@
 // container; it starts the container through the OCI runtime, holds its stdio, writes its logs,
 // serves attach clients and records its exit, independently of vireod's own lifetime.
 // Interface: src/monitor/options.h and docs/containers.md, section "vireo-monitor".
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -30,6 +31,11 @@ int fail(Options& o, const vireo::Error& e) {
 
 int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
+  // Buffers for a burst of output (attach queues) are large allocations: keep them mmapped, so
+  // that freeing them returns the memory, instead of letting malloc raise its threshold and
+  // keep them on the heap.
+  ::mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+  ::mallopt(M_TRIM_THRESHOLD, 128 * 1024);
   std::vector<std::string> args(argv + 1, argv + argc);
   for (const auto& a : args) {
     if (a == "--help" || a == "-h") {

@@ -159,7 +159,7 @@ bool AttachServer::flush(Client& c) {
   c.out.clear();
   c.out_offset = 0;
   // A burst can leave a large buffer behind; give it back.
-  if (c.out.capacity() > 64 * 1024) c.out.shrink_to_fit();
+  if (c.out.capacity() > 16 * 1024) c.out.shrink_to_fit();
   return true;
 }
 

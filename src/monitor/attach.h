@@ -52,7 +52,7 @@ void append_frame(std::string& out, FrameType type, std::string_view payload);
 
 class AttachServer {
  public:
-  static constexpr size_t kMaxQueued = 256 * 1024;
+  static constexpr size_t kMaxQueued = 1024 * 1024;
   static constexpr size_t kMaxClientPayload = 64 * 1024;
 
   // Binds path (replacing a stale socket) and registers the listener with epoll_fd; the epoll

@@ -114,6 +114,8 @@ Result<void> LogWriter::add_entry(Stream stream, std::string_view piece, bool pa
     TRY(rotate());
   }
   batch_ += entry_;
+  // Bounded, so a burst of short lines does not grow a large buffer.
+  if (batch_.size() >= kBatchSize) return write_batch();
   return {};
 }
 
@@ -123,7 +125,7 @@ Result<void> LogWriter::write_batch() {
   // On failure (a full disk) the batch is dropped: the container must not wait on its log.
   size_ += batch_.size();
   batch_.clear();
-  if (batch_.capacity() > 4 * kMaxEntry) batch_.shrink_to_fit();
+  if (batch_.capacity() > 2 * kBatchSize + 8 * kMaxEntry) batch_.shrink_to_fit();
   return with_context(std::move(written), kFileName);
 }
 

@@ -30,6 +30,7 @@ class LogWriter {
  public:
   static constexpr size_t kMaxEntry = 16 * 1024;  // bytes of output per entry, as Docker
   static constexpr const char* kFileName = "ctr.log";
+  static constexpr size_t kBatchSize = 16 * 1024;  // encoded bytes written at once
 
   // Opens (appends to) <dir>/ctr.log.
   [[nodiscard]] static Result<std::unique_ptr<LogWriter>> create(const std::string& dir,

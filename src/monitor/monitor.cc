@@ -1,6 +1,7 @@
 #include "monitor/monitor.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -26,6 +27,7 @@ namespace {
 
 constexpr size_t kMaxStdinBuffer = 64 * 1024;
 constexpr int kDrainRounds = 4096;
+constexpr size_t kTrimInterval = 256 * 1024;
 constexpr int kForwardedSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
 // Output is read through one static buffer: a large stack array would stay resident.
@@ -417,6 +419,13 @@ bool Monitor::read_output(Fd& fd, Stream stream, int max_rounds) {
       log_error("log", logged.error());
     }
     attach_->broadcast(stream, data);
+    // After a burst, hand the pages its buffers used back to the kernel: free heap chunks in
+    // the middle of the heap otherwise stay resident.
+    output_since_trim_ += static_cast<size_t>(n);
+    if (output_since_trim_ >= kTrimInterval) {
+      ::malloc_trim(0);
+      output_since_trim_ = 0;
+    }
   }
   return true;
 }

@@ -101,6 +101,7 @@ class Monitor final : public AttachSink {
   std::string stdin_buf_;
   bool stdin_close_requested_ = false;
   bool log_failed_ = false;
+  size_t output_since_trim_ = 0;
   bool owns_container_ = false;  // the runtime's state of o_.id is this monitor's to delete
   pid_t pid_ = 0;                // the container's init
   bool exited_ = false;

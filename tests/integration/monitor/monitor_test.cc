@@ -112,13 +112,16 @@ class AttachClient {
   // Reads frames until output (types 1 and 2) contains needle, or the exit frame came.
   bool read_until(const std::string& needle) {
     auto deadline = Clock::now() + kTimeout;
-    while (output_.find(needle) == std::string::npos) {
+    // Searched from where the needle could start in what is new, so that reading stays linear.
+    size_t from = 0;
+    while (output_.find(needle, from) == std::string::npos) {
+      from = output_.size() >= needle.size() ? output_.size() - needle.size() + 1 : 0;
       int left = static_cast<int>(
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
       if (left <= 0 || closed_) return false;
       pollfd p{fd_, POLLIN, 0};
       if (::poll(&p, 1, left) != 1) return false;
-      char buf[4096];
+      static char buf[256 * 1024];
       ssize_t n = ::read(fd_, buf, sizeof buf);
       if (n <= 0) {
         closed_ = true;
@@ -445,6 +448,22 @@ TEST_F(MonitorTest, TwoAttachClientsSeeOutputAndShareStdin) {
   expect_cleaned_up(m);
 }
 
+TEST_F(MonitorTest, SlowAttachClientHoldsBackNeitherTheContainerNorOtherClients) {
+  // About 1.3 MB of output: far more than a socket buffer and the per-client queue together.
+  Monitor& m = start(config({"sh", "-c", "read go; seq 1 200000"}), {"--stdin"});
+  ASSERT_GT(m.container_pid, 0) << m.ready;
+  AttachClient slow(m.state / "attach.sock"), fast(m.state / "attach.sock");
+  ASSERT_TRUE(slow.connected() && fast.connected());
+  fast.send_stdin("go\n");
+  // The slow client reads nothing until the container is done.
+  ASSERT_TRUE(fast.read_until("\n199999\n200000\n"));
+  EXPECT_EQ(wait_exit(m)["exit_code"], 0);
+  EXPECT_TRUE(slow.read_exit() == false) << "the slow client should have been dropped";
+  EXPECT_LT(slow.output().size(), fast.output().size());
+  std::string logged = joined_log(m.state / "ctr.log", "stdout");
+  EXPECT_TRUE(logged.ends_with("\n199999\n200000\n"));
+}
+
 TEST_F(MonitorTest, StdinIsNullWithoutTheStdinOption) {
   Monitor& m = start(config({"cat"}));
   ASSERT_GT(m.container_pid, 0) << m.ready;
@@ -541,18 +560,30 @@ TEST_F(MonitorTest, RunningMonitorStaysUnderOneMebibyteResident) {
 #ifdef VIREO_SANITIZE_BUILD
   GTEST_SKIP() << "sanitizer builds link the monitor dynamically with the sanitizer runtime";
 #endif
-  Monitor& m =
-      start(config({"sh", "-c", "while true; do echo line; sleep 0.01; done"}), {"--stdin"});
+  // A burst of output (about 600 KB) to two attach clients first, then steady output: what the
+  // burst needed must have been given back.
+  Monitor& m = start(config({"sh", "-c",
+                             "read go; seq 1 100000; echo burst done; "
+                             "while true; do echo line; sleep 0.01; done"}),
+                     {"--stdin"});
   ASSERT_GT(m.container_pid, 0) << m.ready;
   AttachClient a(m.state / "attach.sock"), b(m.state / "attach.sock");
-  ASSERT_TRUE(a.read_until("line\nline\n"));
-  ASSERT_TRUE(b.read_until("line\nline\n"));
+  a.send_stdin("go\n");
+  ASSERT_TRUE(a.read_until("burst done\nline\nline\n"));
+  ASSERT_TRUE(b.read_until("burst done\nline\nline\n"));
   std::string status = slurp("/proc/" + std::to_string(m.pid) + "/status");
   size_t at = status.find("VmRSS:");
   ASSERT_NE(at, std::string::npos);
   long rss_kib = std::strtol(status.c_str() + at + 6, nullptr, 10);
   RecordProperty("monitor_rss_kib", static_cast<int>(rss_kib));
-  std::printf("vireo-monitor VmRSS: %ld KiB\n", rss_kib);
+  auto field = [&](const char* name) {
+    size_t f = status.find(name);
+    return f == std::string::npos
+               ? 0L
+               : std::strtol(status.c_str() + f + std::strlen(name), nullptr, 10);
+  };
+  std::printf("vireo-monitor VmRSS: %ld KiB (anonymous %ld, file %ld)\n", rss_kib,
+              field("RssAnon:"), field("RssFile:"));
   EXPECT_LT(rss_kib, 1024);
   ASSERT_EQ(::kill(m.container_pid, SIGKILL), 0);
   EXPECT_EQ(wait_exit(m)["exit_code"], 137);
