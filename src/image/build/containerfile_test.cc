@@ -4,6 +4,10 @@
 
 #include <map>
 
+#include "image/build/builder.h"
+#include "image/tar_builder.h"
+#include "image/test_util.h"
+
 namespace vireo::image::build {
 namespace {
 
@@ -264,6 +268,93 @@ TEST(ContainerfileTest, IgnoreRules) {
   EXPECT_TRUE(rules.excluded("tmp/x"));
   EXPECT_FALSE(rules.excluded("src/main.c"));
   EXPECT_TRUE(IgnoreRules::parse("\n# x\n").empty());
+}
+
+// Builds of metadata instructions only need no root and no runtime: the config they lead to.
+class MetadataBuildTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = ImageStore::create(tmp_.path() / "store", {.privileged = false});
+    ASSERT_TRUE(s) << s.error().message();
+    store_ = std::move(*s);
+    testing::write_test_file(tmp_.path() / "base.tar",
+                             testing::TarBuilder().file("etc/os-release", "ID=test\n").build());
+    ASSERT_TRUE(store_->import_rootfs_tar(tmp_.path() / "base.tar", "base:1"));
+  }
+
+  Result<BuildResult> build(const std::string& text, std::map<std::string, std::string> args = {}) {
+    testing::write_test_file(tmp_.path() / "Containerfile", text);
+    BuildOptions o{tmp_.path() / "Containerfile", tmp_.path(), "out:1", std::move(args), false, {}};
+    BuildProgress progress;
+    return image::build::build(*store_, o, progress);
+  }
+
+  testing::TempDir tmp_;
+  std::unique_ptr<ImageStore> store_;
+};
+
+TEST_F(MetadataBuildTest, ConfigFollowsTheInstructions) {
+  auto r = build(
+      "ARG BASE=nope\nFROM ${BASE}:1\nARG V=1\nENV A=$V B=${A}x\nENV C=${A}y\n"
+      "ENTRYPOINT [\"/e\"]\nLABEL l=$A\nEXPOSE 80 53/udp\nUSER 5:6\nWORKDIR rel\nWORKDIR ../sub/\n",
+      {{"BASE", "base"}, {"V", "2"}});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->steps, 11);
+  EXPECT_EQ(r->cached, 0);
+  const ImageConfig& c = r->image.config;
+  auto has = [&](const std::string& e) {
+    return std::find(c.env.begin(), c.env.end(), e) != c.env.end();
+  };
+  EXPECT_TRUE(has("A=2"));
+  EXPECT_TRUE(has("B=x")) << "one ENV sees the values from before it";
+  EXPECT_TRUE(has("C=2y"));
+  EXPECT_FALSE(has("V=2")) << "ARGs are not stored";
+  EXPECT_EQ(c.entrypoint, std::vector<std::string>{"/e"});
+  EXPECT_TRUE(c.cmd.empty()) << "ENTRYPOINT clears the base image's CMD";
+  EXPECT_EQ(c.user, "5:6");
+  EXPECT_EQ(c.working_dir, "/sub");
+  EXPECT_EQ(c.raw["config"]["Labels"]["l"], "2");
+  EXPECT_TRUE(c.raw["config"]["ExposedPorts"].contains("53/udp"));
+  EXPECT_EQ(c.diff_ids.size(), 1u);  // the base layer only
+  ASSERT_EQ(c.raw["history"].size(), 1u + 9u);
+  EXPECT_EQ(c.raw["history"].back()["created_by"], "WORKDIR ../sub/");
+  EXPECT_TRUE(c.raw["history"].back()["empty_layer"].get<bool>());
+  EXPECT_EQ(r->image.tags, std::vector<std::string>{"out:1"});
+}
+
+TEST_F(MetadataBuildTest, CmdBeforeEntrypointStaysAndScratchHasNoLayers) {
+  auto r = build("FROM scratch\nCMD [\"a\"]\nENTRYPOINT /bin/run\n");
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->image.config.cmd, std::vector<std::string>{"a"});
+  EXPECT_EQ(r->image.config.entrypoint, (std::vector<std::string>{"/bin/sh", "-c", "/bin/run"}));
+  EXPECT_TRUE(r->image.manifest.layers.empty());
+}
+
+TEST_F(MetadataBuildTest, BadInputFailsBeforeAnyWorkWithOneLine) {
+  struct Case {
+    std::string text, expect;
+  } cases[] = {
+      {"FROM nope:1\n", "line 1: FROM nope:1: image nope:1 not found"},
+      {"FROM base:1\nWORKDIR ${W:?set W}\n", "line 2: WORKDIR: W: set W"},
+      {"FROM base:1\nEXPOSE $P\n", "line 2: EXPOSE: invalid port ''"},
+      {"FROM ${B}\n", "line 1: FROM: the image name is empty"},
+      {"FROM base:1\nBOGUS\n", "line 2: unknown instruction 'BOGUS'"},
+  };
+  for (const auto& c : cases) {
+    auto r = build(c.text);
+    ASSERT_FALSE(r) << c.text;
+    EXPECT_NE(r.error().message().find(c.expect), std::string::npos)
+        << c.text << "\n→ " << r.error().message();
+    EXPECT_EQ(r.error().message().find('\n'), std::string::npos);
+  }
+  EXPECT_FALSE(store_->show("out:1"));
+  BuildOptions relative{"Containerfile", tmp_.path(), "", {}, false, {}};
+  BuildProgress progress;
+  EXPECT_FALSE(image::build::build(*store_, relative, progress));
+  BuildOptions missing{tmp_.path() / "nope", tmp_.path(), "", {}, false, {}};
+  auto r = image::build::build(*store_, missing, progress);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("Containerfile"), std::string::npos);
 }
 
 }  // namespace
