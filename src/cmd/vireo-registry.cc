@@ -1,5 +1,7 @@
 // vireo-registry: a standalone OCI distribution-spec 1.1 registry (docs/registry.md).
-//   vireo-registry --root DIR --listen HOST:PORT [--tls-cert F --tls-key F] [--htpasswd F]
+//   vireo-registry --root DIR --listen HOST:PORT [--tls-cert F --tls-key F]
+//                  [--htpasswd F | --token-realm URL --token-service S --token-issuer I
+//                   --token-cert-bundle F]
 //   vireo-registry gc --root DIR
 // Prints "ready http://HOST:PORT" (or https) on stdout once it accepts connections.
 #include <signal.h>
@@ -73,16 +75,31 @@ void maintain(Store& store, Registry& registry, int gc_interval) {
   }).detach();
 }
 
+// --htpasswd or --token-*: who may do what (auth.h); neither: everyone.
+Result<std::shared_ptr<const Authenticator>> make_authenticator(const std::string& htpasswd_file,
+                                                                TokenAuthOptions token,
+                                                                const std::string& bundle_file) {
+  bool token_auth = !token.realm.empty() || !token.service.empty() || !token.issuer.empty() ||
+                    !bundle_file.empty();
+  if (token_auth && !htpasswd_file.empty())
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--htpasswd and --token-* are exclusive: choose one way to authenticate");
+  if (!htpasswd_file.empty())
+    return std::shared_ptr<const Authenticator>(basic_authenticator(TRY(read_file(htpasswd_file))));
+  if (!token_auth) return std::shared_ptr<const Authenticator>();
+  if (bundle_file.empty())
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--token-cert-bundle is required with token authentication");
+  token.cert_bundle = TRY(read_file(bundle_file));
+  return std::shared_ptr<const Authenticator>(
+      TRY_CTX(token_authenticator(std::move(token)), "{}", bundle_file));
+}
+
 int serve(const std::string& root, const std::string& listen, ServerOptions options,
-          const std::string& htpasswd_file, int gc_interval) {
+          int gc_interval) {
   auto hp = parse_listen(listen);
   if (!hp) return fail(hp.error());
   options.host = hp->first, options.port = hp->second;
-  if (!htpasswd_file.empty()) {
-    auto text = read_file(htpasswd_file);
-    if (!text) return fail(text.error());
-    options.htpasswd = *text;
-  }
   auto store = Store::create(root);
   if (!store) return fail(store.error());
   Registry registry(**store);
@@ -117,6 +134,13 @@ int main(int argc, char** argv) {
   app.add_option("--tls-cert", options.tls_cert, "TLS certificate chain (PEM)");
   app.add_option("--tls-key", options.tls_key, "TLS private key (PEM)");
   app.add_option("--htpasswd", htpasswd, "htpasswd file (bcrypt) for basic authentication");
+  TokenAuthOptions token;
+  std::string token_bundle;
+  app.add_option("--token-realm", token.realm, "token server URL for bearer-token authentication");
+  app.add_option("--token-service", token.service, "service name (the tokens' audience)");
+  app.add_option("--token-issuer", token.issuer, "issuer the tokens must name");
+  app.add_option("--token-cert-bundle", token_bundle,
+                 "PEM certificates whose keys sign the tokens");
   app.add_option("--gc-interval", gc_interval, "seconds between garbage collections (0: off)");
   app.add_option("--log-level", log_level, "debug, info, warn or error");
   auto* gc = app.add_subcommand("gc",
@@ -139,5 +163,8 @@ int main(int argc, char** argv) {
                 (unsigned long long)stats->bytes_removed);
     return 0;
   }
-  return serve(root, listen, options, htpasswd, gc_interval);
+  auto auth = make_authenticator(htpasswd, token, token_bundle);
+  if (!auth) return fail(auth.error());
+  options.auth = *auth;
+  return serve(root, listen, options, gc_interval);
 }

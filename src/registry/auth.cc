@@ -40,10 +40,7 @@ bool check_password(const std::string& htpasswd, const std::string& user,
   return false;
 }
 
-}  // namespace
-
-bool authorized(const std::string& htpasswd, const std::string& authorization) {
-  if (htpasswd.empty()) return true;
+bool basic_authorized(const std::string& htpasswd, const std::string& authorization) {
   if (!authorization.starts_with("Basic ")) return false;
   static std::mutex mu;
   static std::set<std::string> verified;
@@ -62,10 +59,24 @@ bool authorized(const std::string& htpasswd, const std::string& authorization) {
   return true;
 }
 
-Response unauthorized_response() {
-  Response r = Response::error(RegistryError(Code::kUnauthorized, "authentication required"));
-  r.header("WWW-Authenticate", "Basic realm=\"vireo-registry\"");
-  return r;
+class BasicAuthenticator : public Authenticator {
+ public:
+  explicit BasicAuthenticator(std::string htpasswd) : htpasswd_(std::move(htpasswd)) {}
+  std::optional<Response> check(const Request& req) const override {
+    if (basic_authorized(htpasswd_, req.header("authorization"))) return std::nullopt;
+    Response r = Response::error(RegistryError(Code::kUnauthorized, "authentication required"));
+    r.header("WWW-Authenticate", "Basic realm=\"vireo-registry\"");
+    return r;
+  }
+
+ private:
+  std::string htpasswd_;
+};
+
+}  // namespace
+
+std::unique_ptr<Authenticator> basic_authenticator(std::string htpasswd) {
+  return std::make_unique<BasicAuthenticator>(std::move(htpasswd));
 }
 
 }  // namespace vireo::registry

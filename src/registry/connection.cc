@@ -139,8 +139,8 @@ bool Connection::serve_one() {
     return body.read(buf, cap);
   };
   auto started = std::chrono::steady_clock::now();
-  Response res = authorized(htpasswd_, req.header("authorization")) ? registry_.handle(req)
-                                                                    : unauthorized_response();
+  std::optional<Response> refused = auth_ ? auth_->check(req) : std::nullopt;
+  Response res = refused ? std::move(*refused) : registry_.handle(req);
   bool keep_alive = head.get().keep_alive() && finish_body(req, body, !expect_continue);
   spdlog::debug("{} {} -> {} in {} ms", req.method, req.path, res.status,
                 std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -9,6 +9,7 @@
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 
+#include "registry/auth.h"
 #include "registry/body_decoder.h"
 #include "registry/registry.h"
 #include "registry/stream.h"
@@ -17,8 +18,9 @@ namespace vireo::registry {
 
 class Connection {
  public:
-  Connection(Registry& registry, Stream& stream, const std::string& htpasswd)
-      : registry_(registry), stream_(stream), htpasswd_(htpasswd) {}
+  // auth may be null: everyone may do everything.
+  Connection(Registry& registry, Stream& stream, const Authenticator* auth)
+      : registry_(registry), stream_(stream), auth_(auth) {}
   void run();
 
  private:
@@ -32,7 +34,7 @@ class Connection {
 
   Registry& registry_;
   Stream& stream_;
-  const std::string& htpasswd_;
+  const Authenticator* auth_;
   boost::beast::flat_buffer buffer_;  // header bytes read ahead
 };
 

@@ -123,7 +123,7 @@ void Server::serve(int fd, uint64_t id) {
     SSL* ssl = ssl_ctx_ ? SSL_new(ssl_ctx_) : nullptr;
     Stream stream(Fd(fd), ssl, options_.idle_timeout);
     if (stream.handshake()) {
-      Connection conn(registry_, stream, options_.htpasswd);
+      Connection conn(registry_, stream, options_.auth.get());
       conn.run();
     }
     std::lock_guard lock(mu_);

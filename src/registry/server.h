@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "registry/auth.h"
 #include "registry/registry.h"
 
 typedef struct ssl_ctx_st SSL_CTX;
@@ -27,8 +28,8 @@ struct ServerOptions {
   uint16_t port = 0;  // 0 picks a free port
   std::string tls_cert;
   std::string tls_key;
-  // "user:$2y$..." lines; empty means no authentication. See auth.h.
-  std::string htpasswd;
+  // Who may do what (auth.h); null: no authentication.
+  std::shared_ptr<const Authenticator> auth;
   std::chrono::milliseconds idle_timeout{120000};
   size_t max_connections = 1024;
 };

@@ -486,5 +486,73 @@ TEST_F(ImageRemoteTest, BearerTokenFlowWithDockerRegistry) {
   EXPECT_EQ(pulled->manifest_digest, imported->manifest_digest);
 }
 
+// vireo-registry's own token authentication (--token-*): the client's bearer flow and skopeo's
+// against it; tokens signed by a key outside the bundle, and tokens that grant only pull, are
+// refused for what they do not cover.
+TEST_F(ImageRemoteTest, VireoRegistryTokenAuthentication) {
+  if (!have_programs({"openssl"})) GTEST_SKIP() << "openssl missing";
+  auto keypair = [&](const std::string& name) {
+    fs::path cert = root_ / (name + ".crt"), key = root_ / (name + ".key");
+    auto gen = run({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=" + name, "-keyout", key.string(), "-out", cert.string()});
+    EXPECT_TRUE(gen.ok()) << gen.err;
+    return std::pair{key, cert};
+  };
+  auto [key, cert] = keypair("issuer");
+  auto [rogue_key, rogue_cert] = keypair("rogue");
+  TokenServer tokens(key, cert, "vireo-issuer", "vireo-registry", "alice", "secret");
+  TokenServer rogue(rogue_key, rogue_cert, "vireo-issuer", "vireo-registry", "alice", "secret");
+  TokenServer readonly(key, cert, "vireo-issuer", "vireo-registry", "alice", "secret");
+  readonly.grant_only("pull");
+  auto start = [&](uint16_t token_port, const std::string& dir) {
+    return std::make_unique<RegistryProcess>(
+        root_ / dir,
+        std::vector<std::string>{"--token-realm",
+                                 "http://127.0.0.1:" + std::to_string(token_port) + "/token",
+                                 "--token-service", "vireo-registry", "--token-issuer",
+                                 "vireo-issuer", "--token-cert-bundle", cert.string()});
+  };
+  auto reg = start(tokens.port(), "reg");
+  ASSERT_TRUE(reg->ready());
+  auto imported = store_->import_oci_layout(layout_, "local/img:t");
+  ASSERT_TRUE(imported) << imported.error().message();
+  std::string dest = reg->host() + "/team/img:v1";
+
+  auto anonymous = remote::push(*store_, "local/img:t", dest, {});
+  ASSERT_FALSE(anonymous);
+  EXPECT_EQ(anonymous.error().code(), ErrorCode::kUnauthorized) << anonymous.error().message();
+  remote::TransferOptions alice;
+  alice.session.credentials = remote::Credentials{"alice", "secret"};
+  auto pushed = remote::push(*store_, "local/img:t", dest, alice);
+  ASSERT_TRUE(pushed) << pushed.error().message();
+  EXPECT_GE(tokens.tokens_issued(), 1);
+  auto inspect =
+      skopeo({"inspect", "--tls-verify=false", "--creds", "alice:secret", "docker://" + dest});
+  ASSERT_TRUE(inspect.ok()) << inspect.err;
+  EXPECT_EQ((*parse_json(inspect.out))["Digest"], imported->manifest_digest.str());
+  skopeo_push(reg->host(), "team/skopeo:t", {"--dest-creds", "alice:secret"});
+
+  // The same registry data behind a realm whose tokens the bundle does not vouch for.
+  reg.reset();
+  auto untrusted = start(rogue.port(), "reg");
+  ASSERT_TRUE(untrusted->ready());
+  remote::PullOptions p;
+  p.session.credentials = alice.session.credentials;
+  auto refused = remote::pull(*store_, untrusted->host() + "/team/img:v1", p);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kUnauthorized) << refused.error().message();
+  untrusted.reset();
+
+  // A read-only account: pulls, but cannot push.
+  auto ro = start(readonly.port(), "reg");
+  ASSERT_TRUE(ro->ready());
+  auto pulled = remote::pull(*store_, ro->host() + "/team/img:v1", p);
+  ASSERT_TRUE(pulled) << pulled.error().message();
+  EXPECT_EQ(pulled->manifest_digest, imported->manifest_digest);
+  auto denied = remote::push(*store_, "local/img:t", ro->host() + "/team/other:v1", alice);
+  ASSERT_FALSE(denied);
+  EXPECT_EQ(denied.error().code(), ErrorCode::kUnauthorized) << denied.error().message();
+}
+
 }  // namespace
 }  // namespace vireo::registry::testing

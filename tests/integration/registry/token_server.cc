@@ -146,6 +146,7 @@ std::string TokenServer::make_token(const std::string& scope) {
   if (first != std::string::npos && last != first) {
     Json actions = Json::array();
     std::string list = scope.substr(last + 1);
+    if (!only_.empty()) list = only_;
     for (size_t p = 0; p <= list.size();) {
       auto comma = list.find(',', p);
       actions.push_back(list.substr(p, comma == std::string::npos ? std::string::npos : comma - p));

@@ -19,6 +19,8 @@ class TokenServer {
               std::string service, std::string user, std::string password);
   ~TokenServer();
   uint16_t port() const { return port_; }
+  // Grant only this action whatever is asked for (a read-only account); empty: all asked.
+  void grant_only(std::string action) { only_ = std::move(action); }
   int tokens_issued() const { return issued_; }
 
  private:
@@ -27,7 +29,7 @@ class TokenServer {
   std::string make_token(const std::string& scope);
 
   std::filesystem::path key_, cert_;
-  std::string issuer_, service_, user_, password_;
+  std::string issuer_, service_, user_, password_, only_;
   int listen_fd_ = -1;
   uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
