@@ -363,6 +363,18 @@ TEST_F(BuilderIntegrationTest, AddExtractsOverExistingDirectories) {
   EXPECT_NE(flat_file("over:1", "etc/passwd"), "<missing>");
 }
 
+// RUN shares the host's network namespace (package installs need it) and nothing else of it.
+TEST_F(BuilderIntegrationTest, RunSharesTheHostNetworkNamespace) {
+  containerfile(
+      "FROM busybox:1\nRUN busybox readlink /proc/self/ns/net; busybox readlink "
+      "/proc/self/ns/pid\n");
+  auto r = build("net:1");
+  ASSERT_TRUE(r) << r.error().message();
+  auto host = [](const char* ns) { return fs::read_symlink(fmt::format("/proc/self/ns/{}", ns)); };
+  EXPECT_NE(r->log[1].output.find(host("net").string()), std::string::npos) << r->log[1].output;
+  EXPECT_EQ(r->log[1].output.find(host("pid").string()), std::string::npos) << r->log[1].output;
+}
+
 // layer_diff on a hand-made upper directory: overlayfs markers become OCI whiteouts, overlay
 // attributes are dropped, a redirect refuses the diff, hard links stay links.
 TEST_F(BuilderIntegrationTest, UpperDirectoryBecomesOciLayer) {
