@@ -349,7 +349,9 @@ int Monitor::run() {
     int n = ::epoll_wait(epoll_.get(), events, 16, -1);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
+      // Cannot happen with a valid epoll fd; still record a true exit rather than none.
       log_error("epoll_wait", Error::from_errno(errno, "epoll_wait"));
+      if (::waitpid(pid_, &status_, 0) == pid_) exited_ = true;
       break;
     }
     for (int i = 0; i < n; ++i) {
