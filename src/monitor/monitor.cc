@@ -197,15 +197,18 @@ Result<void> Monitor::watch(int fd, uint32_t events) {
   return {};
 }
 
-std::vector<std::string> Monitor::runtime_argv(const std::vector<std::string>& args) const {
+std::vector<std::string> Monitor::runtime_argv(const std::vector<std::string>& args,
+                                               RuntimeLog log) const {
   std::vector<std::string> argv{o_.runtime};
   if (!o_.runtime_root.empty()) {
     argv.push_back("--root");
     argv.push_back(o_.runtime_root);
   }
-  for (std::string a : {std::string("--log"), o_.state_dir + "/runtime.log",
-                        std::string("--log-format"), std::string("json")})
-    argv.push_back(std::move(a));
+  if (log == RuntimeLog::kKeep) {
+    for (std::string a : {std::string("--log"), o_.state_dir + "/runtime.log",
+                          std::string("--log-format"), std::string("json")})
+      argv.push_back(std::move(a));
+  }
   argv.insert(argv.end(), args.begin(), args.end());
   return argv;
 }
@@ -214,7 +217,7 @@ Result<void> Monitor::run_runtime(const std::vector<std::string>& args, int in, 
                                   std::string_view what) {
   std::string log_path = o_.state_dir + "/runtime.log";
   size_t log_offset = file_size(log_path);
-  std::vector<std::string> argv = runtime_argv(args);
+  std::vector<std::string> argv = runtime_argv(args, RuntimeLog::kKeep);
   pid_t pid = TRY(with_context(spawn(argv, in, out, err), what));
   int status = TRY(with_context(wait_for(pid), what));
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
@@ -322,8 +325,9 @@ Result<void> Monitor::start_container() {
   // An ID the runtime already knows belongs to another container: fail without deleting it.
   Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!null) return errno_error("open /dev/null");
-  pid_t probe = TRY(with_context(
-      spawn(runtime_argv({"state", o_.id}), null.get(), null.get(), null.get()), "state"));
+  pid_t probe = TRY(with_context(spawn(runtime_argv({"state", o_.id}, RuntimeLog::kDiscard),
+                                       null.get(), null.get(), null.get()),
+                                 "state"));
   int probe_status = TRY(with_context(wait_for(probe), "state"));
   if (WIFEXITED(probe_status) && WEXITSTATUS(probe_status) == 0)
     return make_error(ErrorCode::kAlreadyExists,

@@ -68,7 +68,9 @@ class Monitor final : public AttachSink {
   // one through /proc/<monitor pid>/fd/ when the state directory's path is long. The runtime
   // (same user) can connect to it too.
   std::string socket_path(std::string_view name) const;
-  std::vector<std::string> runtime_argv(const std::vector<std::string>& args) const;
+  // kKeep adds --log <state-dir>/runtime.log; kDiscard is for a probe whose failure is expected.
+  enum class RuntimeLog { kKeep, kDiscard };
+  std::vector<std::string> runtime_argv(const std::vector<std::string>& args, RuntimeLog log) const;
   // Runs the runtime to completion; the error carries the runtime's own message.
   [[nodiscard]] Result<void> run_runtime(const std::vector<std::string>& args, int in, int out,
                                          int err, std::string_view what);
