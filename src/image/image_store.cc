@@ -1,5 +1,8 @@
 #include "image/image_store.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+
 #include <set>
 
 #include "base/file.h"
@@ -20,12 +23,21 @@ ReadFn reader_fn(BlobReader& reader) {
 
 Result<std::unique_ptr<ImageStore>> ImageStore::create(const fs::path& root, StoreOptions options) {
   TRY(make_dirs(root, 0755));
+  // One owner per root: two processes would each prune what the other is writing.
+  Fd lock(::open((root / "lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!lock) return errno_error("open " + (root / "lock").string());
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0)
+    return make_error(ErrorCode::kConflict,
+                      "image store {} is in use by another process (one vireod per state root)",
+                      root.string());
   TRY(make_dirs(root / "tmp", 0700));
   auto blobs = TRY(BlobStore::create(root));
   auto layers = TRY(LayerStore::create(root, options.privileged));
   auto tags = TRY(TagStore::load(root));
-  return std::unique_ptr<ImageStore>(new ImageStore(root, std::move(blobs), std::move(layers),
-                                                    std::move(tags), options.privileged));
+  auto store = std::unique_ptr<ImageStore>(new ImageStore(root, std::move(blobs), std::move(layers),
+                                                          std::move(tags), options.privileged));
+  store->lock_ = std::move(lock);
+  return store;
 }
 
 Result<fs::path> ImageStore::make_scratch_dir() {
@@ -159,6 +171,9 @@ Result<std::vector<Layer>> ImageStore::unpack(std::string_view ref) {
 
 Result<PruneReport> ImageStore::prune(const std::vector<Digest>& in_use) {
   std::lock_guard lock(mu_);
+  if (work_ > 0)
+    return make_error(ErrorCode::kConflict,
+                      "a pull, push or build is in progress: prune when it has finished");
   std::set<Digest> blobs, layers;
   std::vector<std::pair<std::string, Digest>> roots(tags_.all().begin(), tags_.all().end());
   for (const auto& d : in_use) roots.emplace_back(d.str(), d);

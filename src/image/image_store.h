@@ -8,7 +8,9 @@
 // An image is a tag naming a manifest; removing a tag leaves the data to prune(), which deletes
 // every blob and layer no tag reaches. Every import verifies every digest and diff_id and
 // unpacks the layers, so a stored image is complete. All methods are serialized by an internal
-// mutex; one ImageStore per root and process (the daemon's).
+// mutex; one ImageStore per root at a time, also across processes (an flock on <root>/lock:
+// a second one is refused with kConflict).
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -16,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/result.h"
 #include "image/blob_store.h"
 #include "image/layer_store.h"
@@ -102,6 +105,23 @@ class ImageStore {
   // the caller knows) reaches.
   [[nodiscard]] Result<PruneReport> prune(const std::vector<Digest>& in_use = {});
 
+  // Held by work that adds blobs and layers before it tags them (a pull, a build, a push that
+  // reads them): while one is held, prune() is refused with kConflict instead of deleting what
+  // that work has stored but not tagged yet, or its scratch files.
+  class Work {
+   public:
+    explicit Work(ImageStore& s) : s_(&s) { ++s_->work_; }
+    ~Work() {
+      if (s_) --s_->work_;
+    }
+    Work(const Work&) = delete;
+    Work& operator=(const Work&) = delete;
+
+   private:
+    ImageStore* s_;
+  };
+  [[nodiscard]] Work begin_work() { return Work(*this); }
+
   // The image's unpacked layers, bottom first (unpacking again any that is missing).
   [[nodiscard]] Result<std::vector<Layer>> unpack(std::string_view ref);
 
@@ -148,6 +168,8 @@ class ImageStore {
   std::unique_ptr<LayerStore> layers_;
   TagStore tags_;
   std::mutex mu_;
+  Fd lock_;  // flock on <root>/lock: one ImageStore per root across processes
+  std::atomic<int> work_{0};
 };
 
 }  // namespace vireo::image

@@ -46,6 +46,27 @@ class ImageStoreTest : public ::testing::Test {
   testing::TempDir tmp_;
 };
 
+TEST_F(ImageStoreTest, OneStorePerRootAtATime) {
+  auto first = open_store("shared");
+  auto second = ImageStore::create(path("shared"));
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code(), ErrorCode::kConflict);
+  EXPECT_NE(second.error().message().find("in use by another process"), std::string::npos);
+  first.reset();
+  EXPECT_TRUE(ImageStore::create(path("shared")));
+}
+
+TEST_F(ImageStoreTest, PruneWaitsForPullsAndBuilds) {
+  auto store = open_store("s");
+  {
+    auto work = store->begin_work();
+    auto refused = store->prune();
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code(), ErrorCode::kConflict);
+  }
+  EXPECT_TRUE(store->prune());
+}
+
 TEST_F(ImageStoreTest, ImportRootfsTarMakesOneLayerImage) {
   write(path("rootfs.tar.gz"), base_layer());
   auto store = open_store("store");
@@ -61,7 +82,9 @@ TEST_F(ImageStoreTest, ImportRootfsTarMakesOneLayerImage) {
   ASSERT_TRUE(shown);
   EXPECT_EQ(shown->manifest_digest, image->manifest_digest);
   EXPECT_EQ(store->list()->size(), 1u);
+  store.reset();  // one store per root at a time
   auto again = ImageStore::create(path("store"));
+  ASSERT_TRUE(again) << again.error().message();
   EXPECT_EQ((*again)->show("base:1")->manifest_digest, image->manifest_digest);
 }
 

@@ -1,5 +1,7 @@
 #include "image/layer_unpack.h"
 
+#include <sys/statvfs.h>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -91,13 +93,26 @@ class Extractor {
   UnpackSummary summary_;
   std::vector<DeferredDir> dirs_;
   bool truncated_end_ = false;
+  uint64_t written_ = 0;
+  uint64_t max_bytes_ = 0;
 };
 
 Result<UnpackSummary> Extractor::run(const ReadFn& source) {
+  max_bytes_ = opts_.max_bytes;
+  if (max_bytes_ == 0) {
+    struct statvfs vfs {};
+    if (::fstatvfs(root_, &vfs) != 0) return errno_error("statvfs of the unpack destination");
+    uint64_t free_bytes = uint64_t{vfs.f_bavail} * vfs.f_frsize;
+    max_bytes_ = free_bytes > kDiskReserve ? free_bytes - kDiskReserve : 0;
+  }
   TRY(tar_.open(source));
   for (;;) {
     archive_entry* e = TRY(tar_.next());
     if (!e) break;
+    if (summary_.entries >= opts_.max_entries)
+      return make_error(ErrorCode::kTooLarge,
+                        "more than {} entries: refusing what looks like a decompression bomb",
+                        opts_.max_entries);
     const char* name = archive_entry_pathname(e);
     TRY_CTX(entry(e), "entry '{}'", shown(name ? name : ""));
     ++summary_.entries;
@@ -196,6 +211,13 @@ Result<void> Extractor::regular(int parent, const std::string& leaf, archive_ent
     }
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return std::unexpected(tar_.error("read data"));
     end = std::max<la_int64_t>(end, offset + static_cast<la_int64_t>(size));
+    written_ += size;
+    if (written_ > max_bytes_)
+      return make_error(ErrorCode::kTooLarge,
+                        "the data expands beyond {} bytes ({}): refusing what looks like a "
+                        "decompression bomb",
+                        max_bytes_,
+                        opts_.max_bytes ? "the limit" : "the free space less a 1 GiB reserve");
     for (size_t done = 0; done < size;) {
       ssize_t n = ::pwrite(fd.get(), static_cast<const char*>(buf) + done, size - done,
                            offset + static_cast<off_t>(done));

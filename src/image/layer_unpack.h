@@ -33,9 +33,17 @@ enum class UnpackMode {
   kArchive,  // plain archive (an OCI layout or docker save tarball): names taken literally
 };
 
+// Decompression bombs: a few MB of gzip can expand to terabytes or to millions of entries.
+inline constexpr uint64_t kDiskReserve = uint64_t{1} << 30;
+inline constexpr uint64_t kMaxEntries = 1'000'000;
+
 struct UnpackOptions {
   UnpackMode mode = UnpackMode::kLayer;
   bool privileged = ::geteuid() == 0;  // chown, device nodes, whiteout devices, trusted xattrs
+  // File data written at most (kTooLarge past it); 0: the free space of the destination's file
+  // system when the unpack starts, less kDiskReserve.
+  uint64_t max_bytes = 0;
+  uint64_t max_entries = kMaxEntries;
 };
 
 struct UnpackSummary {

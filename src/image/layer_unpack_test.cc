@@ -150,6 +150,25 @@ TEST_F(UnpackTest, StreamEndingRightAfterLastFileDataIsAccepted) {
   EXPECT_FALSE(unpack(tar.substr(0, 512 + 512 + 512 + 2)));
 }
 
+TEST_F(UnpackTest, DecompressionBombsAreRefused) {
+  // 64 MiB of zeros gzip to ~64 KiB.
+  std::string bomb =
+      TarBuilder().file("zeros", std::string(64 << 20, '\0')).build(Compression::kGzip);
+  ASSERT_LT(bomb.size(), 1u << 20);
+  auto big = unpack(bomb, {.max_bytes = 1 << 20});
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().code(), ErrorCode::kTooLarge);
+  EXPECT_NE(big.error().message().find("decompression bomb"), std::string::npos);
+  TarBuilder many;
+  for (int i = 0; i < 50; ++i) many.file("f" + std::to_string(i), "x");
+  auto entries = unpack(many.build(Compression::kGzip), {.max_entries = 20});
+  ASSERT_FALSE(entries);
+  EXPECT_EQ(entries.error().code(), ErrorCode::kTooLarge);
+  // Under the limits (and with the free-space default) the same archives unpack.
+  EXPECT_TRUE(unpack(many.build(Compression::kGzip), {}));
+  EXPECT_TRUE(unpack(bomb, {}));
+}
+
 TEST_F(UnpackTest, EmptyLayerIsValid) {
   for (auto c : {Compression::kNone, Compression::kGzip}) {
     auto r = unpack(TarBuilder().build(c));

@@ -1218,6 +1218,7 @@ Result<BuildResult> build(ImageStore& store, const BuildOptions& options, BuildP
                         options.tag);
   }
   Context ctx = TRY(Context::open(options.context));
+  auto work = store.begin_work();  // no prune while steps are stored but not tagged
   Builder b(store, options, progress, std::move(ctx));
   return b.run(file);
 }

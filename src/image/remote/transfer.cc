@@ -349,6 +349,7 @@ Result<Document> resolve_manifest(RegistrySession& s, HttpClient& c, const PullO
 Result<ImageInfo> pull(ImageStore& store, std::string_view ref_text, const PullOptions& o) {
   RemoteRef remote = TRY(RemoteRef::parse(ref_text));
   std::string local = TRY(local_name(remote, ref_text, o.local_ref));
+  auto work = store.begin_work();
   TRY_CTX(Reference::parse(local), "local name");
   RegistrySession session(remote, o.session, "pull");
   ProgressTracker progress(o.progress);
@@ -443,6 +444,7 @@ Result<void> upload_blob(RegistrySession& s, HttpClient& c, BlobStore& blobs, co
 
 Result<PushResult> push(ImageStore& store, std::string_view local_ref, std::string_view destination,
                         const TransferOptions& o) {
+  auto work = store.begin_work();
   ImageInfo info = TRY(store.show(local_ref));
   RemoteRef remote =
       TRY_CTX(RemoteRef::parse(destination.empty() ? local_ref : destination), "destination");
