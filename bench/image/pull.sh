@@ -58,6 +58,9 @@ ref=$addr/bench/img:t
 vireo_round() {
   vireo image rm "$ref" >/dev/null 2>&1 || true
   vireo image prune >/dev/null
+  # Nothing left to reuse: every blob and layer moves again.
+  [[ -d $work/vireod/images/blobs && -z $(find "$work/vireod/images/layers" "$work/vireod/images/blobs" -mindepth 2 -print -quit) ]] ||
+    { echo "pull.sh: prune left blobs or layers behind" >&2; exit 1; }
   sync
   local t0 t1
   t0=$(now)

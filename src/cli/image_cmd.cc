@@ -41,10 +41,12 @@ void add_import_command(CLI::App* noun, Context& ctx, ImageFlags& f) {
 }
 
 void add_export_command(CLI::App* noun, Context& ctx, ImageFlags& f) {
-  auto* cmd = noun->add_subcommand("export", "Write an image as an OCI layout or archive");
+  auto* cmd = noun->add_subcommand(
+      "export", "Write an image as an OCI layout, an OCI or docker archive, or a rootfs tar");
   cmd->add_option("image", f.ref, "NAME[:TAG] or NAME@DIGEST")->required();
-  cmd->add_option("--type", f.export_type, "oci-layout (a directory) or oci-archive (a tar)")
-      ->check(CLI::IsMember({"oci-layout", "oci-archive"}))
+  cmd->add_option("--type", f.export_type,
+                  "oci-layout (a directory), oci-archive, docker-archive or rootfs-tar (flattened)")
+      ->check(CLI::IsMember({"oci-layout", "oci-archive", "docker-archive", "rootfs-tar"}))
       ->capture_default_str();
   cmd->add_option("--output,-o", f.output, "Directory or file to write (on vireod's host)")
       ->required();

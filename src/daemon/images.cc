@@ -178,9 +178,11 @@ void add_export_route(server::Router& router, const std::shared_ptr<ImageManager
     std::string ref = TRY(ref_of(req));
     Json body = TRY(req.json_body());
     std::string type = TRY(string_field(body, "type", ""));
-    if (type != "oci-layout" && type != "oci-archive")
+    if (type != "oci-layout" && type != "oci-archive" && type != "docker-archive" &&
+        type != "rootfs-tar")
       return make_error(ErrorCode::kInvalidArgument,
-                        "type '{}': expected oci-layout or oci-archive", type);
+                        "type '{}': expected oci-layout, oci-archive, docker-archive or rootfs-tar",
+                        type);
     fs::path path = TRY(host_path(TRY(string_field(body, "path", "")), "path"));
     auto* store = TRY(m->store());
     TRY(store->show(ref));  // an unknown image is a 404 now, not a failed operation
@@ -191,8 +193,12 @@ void add_export_route(server::Router& router, const std::shared_ptr<ImageManager
           auto* s = TRY(m->store());
           if (type == "oci-layout")
             TRY(s->export_oci_layout(ref, path));
-          else
+          else if (type == "oci-archive")
             TRY(s->export_oci_archive(ref, path));
+          else if (type == "docker-archive")
+            TRY(s->export_docker_archive(ref, path));
+          else
+            TRY(s->export_rootfs_tar(ref, path));
           m->lifecycle("image-exported", ref);
           return Json{{"image", ref}, {"type", type}, {"path", path.string()}};
         });

@@ -90,6 +90,13 @@ class ImageStore {
   // The same layout as one tar file (written to a temporary file, then renamed).
   [[nodiscard]] Result<void> export_oci_archive(std::string_view ref,
                                                 const std::filesystem::path& tar);
+  // A `docker save` tarball (manifest.json with RepoTags, config, layers as stored).
+  [[nodiscard]] Result<void> export_docker_archive(std::string_view ref,
+                                                   const std::filesystem::path& tar);
+  // The image's layers flattened (whiteouts applied) into one root file system tar; needs
+  // scratch space for the flattened tree under <root>/tmp while it is written.
+  [[nodiscard]] Result<void> export_rootfs_tar(std::string_view ref,
+                                               const std::filesystem::path& tar);
 
   // Stores and tags an image whose config and layer blobs are already in blobs() (a pull, a
   // build): checks the config, unpacks the layers (verifying their diff_ids), stores the

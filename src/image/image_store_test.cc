@@ -300,6 +300,50 @@ TEST_F(StackedLayersTest, OverlayRefusesLayersWithListedWhiteouts) {
   EXPECT_TRUE(release_rootfs(path("ctr")));
 }
 
+// The stacked image exported flattened: one root file system tar with the whiteouts applied,
+// which imports again as a one-layer image holding the same files.
+TEST_F(StackedLayersTest, RootfsTarExportIsTheFlattenedTree) {
+  auto store = open_store("store", testing::is_root());
+  ASSERT_TRUE(store->import_oci_layout(path("layout"), "stack"));
+  auto r = store->export_rootfs_tar("stack", path("rootfs.tar"));
+  ASSERT_TRUE(r) << r.error().message();
+  auto flat = store->import_rootfs_tar(path("rootfs.tar"), "flat:1");
+  ASSERT_TRUE(flat) << flat.error().message();
+  ASSERT_EQ(flat->manifest.layers.size(), 1u);
+  fs::path layer = store->layers().path_of(flat->config.diff_ids[0]);
+  EXPECT_EQ(*read_file(layer / "etc/kept"), "k");
+  EXPECT_FALSE(fs::exists(layer / "etc/removed"));
+  EXPECT_FALSE(fs::exists(layer / "etc/.wh.removed"));
+  EXPECT_FALSE(fs::exists(layer / "d/old"));
+  EXPECT_EQ(*read_file(layer / "d/new"), "new");
+  EXPECT_EQ(*read_file(layer / "evil/passwd"), "inside");
+  EXPECT_FALSE(fs::exists(path("outside/passwd")));
+  // Nothing left in the scratch space.
+  EXPECT_TRUE(fs::is_empty(path("store/tmp")));
+}
+
+TEST_F(StackedLayersTest, DockerArchiveExportImportsWithTheSameLayers) {
+  auto store = open_store("store");
+  auto stacked = store->import_oci_layout(path("layout"), "stack:v1");
+  ASSERT_TRUE(stacked) << stacked.error().message();
+  auto r = store->export_docker_archive("stack:v1", path("docker.tar"));
+  ASSERT_TRUE(r) << r.error().message();
+  auto second = open_store("second");
+  auto back = second->import_docker_archive(path("docker.tar"), "");
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->tags, std::vector<std::string>{"stack:v1"});
+  EXPECT_EQ(back->config.diff_ids, stacked->config.diff_ids);
+  EXPECT_EQ(back->manifest.config.digest, stacked->manifest.config.digest);
+  if (find_program("skopeo").empty()) return;
+  auto inspect = run_process({"skopeo", "inspect", "docker-archive:" + path("docker.tar").string()},
+                             {.timeout = std::chrono::seconds(60)});
+  ASSERT_TRUE(inspect && inspect->ok()) << (inspect ? inspect->err : "");
+  EXPECT_NE(inspect->out.find(stacked->config.diff_ids[1].str()), std::string::npos)
+      << inspect->out;
+  EXPECT_FALSE(store->export_docker_archive("nope:1", path("nope.tar")));
+  EXPECT_FALSE(fs::exists(path("nope.tar")));
+}
+
 TEST_F(ImageStoreTest, ProcessConfigNeedsACommand) {
   ImageConfig c;
   auto r = process_config(c, {});

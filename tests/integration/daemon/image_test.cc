@@ -105,7 +105,19 @@ TEST_F(ImageTest, RootfsTarImportedListedShownTaggedExportedAndReimported) {
   r = d.cli({"image", "import", archive, "--tag", "copy:archive"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(digest_of("copy:archive"), digest);
-  EXPECT_EQ(json({"image", "show", "copy:archive"}).value("tags", Json::array()).size(), 5u);
+
+  // A docker save archive (same digest once imported again) and a flattened rootfs tar.
+  const std::string saved = (d.dir() / "busybox-docker.tar").string();
+  r = d.cli({"image", "export", "busybox:1", "--type", "docker-archive", "--output", saved});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(d.cli({"image", "import", saved, "--tag", "copy:docker"}).exit_code, 0);
+  EXPECT_EQ(digest_of("copy:docker"), digest);
+  const std::string flat = (d.dir() / "busybox-rootfs.tar").string();
+  r = d.cli({"image", "export", "busybox:1", "--type", "rootfs-tar", "--output", flat});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto listing = run({"tar", "-tf", flat});
+  EXPECT_NE(listing.out.find("bin/busybox"), std::string::npos) << listing.out;
+  EXPECT_EQ(json({"image", "show", "copy:archive"}).value("tags", Json::array()).size(), 6u);
 }
 
 // skopeo turns the exported layout into a `docker save` archive; imported without --tag, the
