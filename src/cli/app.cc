@@ -66,6 +66,7 @@ int run(int argc, char** argv) {
   add_network_commands(app, ctx);
   add_storage_commands(app, ctx);
   add_image_commands(app, ctx);
+  add_container_commands(app, ctx);
   add_debug_commands(app, ctx);
   add_app_commands(app, ctx);
   add_completion_command(app, ctx);

@@ -38,6 +38,7 @@ void add_vm_commands(CLI::App& app, Context& ctx);
 void add_network_commands(CLI::App& app, Context& ctx);
 void add_storage_commands(CLI::App& app, Context& ctx);
 void add_image_commands(CLI::App& app, Context& ctx);
+void add_container_commands(CLI::App& app, Context& ctx);
 void add_debug_commands(CLI::App& app, Context& ctx);
 void add_app_commands(CLI::App& app, Context& ctx);
 void add_completion_command(CLI::App& app, Context& ctx);

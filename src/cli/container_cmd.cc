@@ -1,0 +1,416 @@
+// vireo ct: containers through vireod (/1.0/containers), the commands a Docker or Podman user
+// expects: run, create, start, stop, restart, kill, rm, ps, logs, inspect, wait.
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "api/operation.h"
+#include "base/ids.h"
+#include "base/strings.h"
+#include "cli/context.h"
+
+namespace vireo::cli {
+
+namespace {
+
+const std::string kContainers = "/1.0/containers";
+constexpr int kLogPollSeconds = 20;
+
+struct CreateFlags {
+  std::string name, workdir, user, network, memory, restart, entrypoint;
+  std::vector<std::string> env, env_files, volumes, cap_add, cap_drop;
+  double cpus = 0;
+  int64_t pids_limit = 0;
+  bool detach = false, interactive = false, tty = false, remove = false, read_only = false;
+};
+
+struct Flags {
+  CreateFlags create;
+  std::vector<std::string> args;
+  std::vector<std::string> names;
+  std::string name, signal = "KILL", since;
+  int timeout = 10;
+  int64_t tail = -1;
+  bool all = false, force = false, follow = false;
+};
+
+template <typename F>
+void run(CLI::App* cmd, Context& ctx, F body) {
+  cmd->callback([&ctx, body] { ctx.outcome = body(); });
+}
+
+Result<std::string> container_path(const std::string& name, const std::string& suffix = "") {
+  bool ok = !name.empty();
+  for (char c : name)
+    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-');
+  if (!ok) return make_error(ErrorCode::kInvalidArgument, "invalid container name '{}'", name);
+  return kContainers + "/" + name + suffix;
+}
+
+Result<Json> request(Context& ctx, const char* method, const std::string& path,
+                     const Json* body = nullptr) {
+  return TRY(TRY(ctx.client())->request(method, path, body)).body;
+}
+
+// The daemon answered with an operation: wait for it (no progress bar: these are quick or
+// have nothing to show) and return its result.
+Result<Json> finish_operation(Context& ctx, const Json& reply) {
+  auto op = TRY(api::operation_from_json(reply));
+  auto* c = TRY(ctx.client());
+  for (;;) {
+    op = TRY(c->wait_operation(op.id, std::chrono::seconds(30)));
+    if (op.status == api::OperationStatus::kSuccess) return op.result;
+    if (op.status == api::OperationStatus::kFailure)
+      return make_error(ErrorCode::kIo, "{}", op.error);
+    if (op.status == api::OperationStatus::kCancelled)
+      return make_error(ErrorCode::kCancelled, "operation {} was cancelled", op.id);
+  }
+}
+
+Result<std::vector<std::string>> read_env_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return make_error(ErrorCode::kNotFound, "--env-file {}: cannot be read", path);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) {
+    std::string t(trim(line));
+    if (t.empty() || t.starts_with("#")) continue;
+    out.push_back(t);
+  }
+  return out;
+}
+
+// K=V stays; a bare K takes the value of K in the CLI's environment (as docker -e K).
+std::vector<std::string> resolve_env(const std::vector<std::string>& items) {
+  std::vector<std::string> out;
+  for (const auto& e : items) {
+    if (e.find('=') != std::string::npos) {
+      out.push_back(e);
+    } else if (const char* v = std::getenv(e.c_str())) {
+      out.push_back(e + "=" + v);
+    }
+  }
+  return out;
+}
+
+Result<Json> parse_volume(const std::string& text) {
+  auto parts = split(text, ':');
+  if (parts.size() < 2 || parts.size() > 3 ||
+      (parts.size() == 3 && parts[2] != "ro" && parts[2] != "rw"))
+    return make_error(ErrorCode::kInvalidArgument, "-v {}: use /HOST/PATH:/PATH[:ro]", text);
+  if (!parts[0].starts_with("/"))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "-v {}: named volumes are not supported yet; give an absolute host path",
+                      text);
+  if (!parts[1].starts_with("/"))
+    return make_error(ErrorCode::kInvalidArgument, "-v {}: the container path must be absolute",
+                      text);
+  return Json{{"source", parts[0]},
+              {"target", parts[1]},
+              {"read_only", parts.size() == 3 && parts[2] == "ro"}};
+}
+
+Result<Json> parse_restart(const std::string& text) {
+  auto colon = text.find(':');
+  std::string policy = text.substr(0, colon);
+  if (policy != "no" && policy != "on-failure" && policy != "always" && policy != "unless-stopped")
+    return make_error(ErrorCode::kInvalidArgument,
+                      "--restart {}: use no, on-failure[:N], always or unless-stopped", text);
+  Json r = {{"policy", policy}};
+  if (colon == std::string::npos) return r;
+  if (policy != "on-failure")
+    return make_error(ErrorCode::kInvalidArgument, "--restart {}: only on-failure takes :N", text);
+  try {
+    size_t used = 0;
+    int n = std::stoi(text.substr(colon + 1), &used);
+    if (used != text.size() - colon - 1 || n < 0) throw std::invalid_argument("n");
+    r["max_retries"] = n;
+  } catch (const std::exception&) {
+    return make_error(ErrorCode::kInvalidArgument, "--restart {}: N must be a whole number", text);
+  }
+  return r;
+}
+
+// The create request from the flags and [IMAGE, CMD...].
+Result<Json> create_body(const CreateFlags& f, const std::vector<std::string>& image_and_command) {
+  if (image_and_command.empty())
+    return make_error(ErrorCode::kInvalidArgument,
+                      "an IMAGE is required: vireo ct run IMAGE [CMD...]");
+  if (f.interactive || f.tty)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "-i and -t need attach, which vireo ct does not have yet; run without them "
+                      "(output is streamed) or detached with -d");
+  Json body = {{"image", image_and_command.front()}};
+  if (image_and_command.size() > 1)
+    body["command"] =
+        std::vector<std::string>(image_and_command.begin() + 1, image_and_command.end());
+  if (!f.name.empty()) body["name"] = f.name;
+  std::vector<std::string> env;
+  for (const auto& file : f.env_files) {
+    auto lines = TRY(read_env_file(file));
+    env.insert(env.end(), lines.begin(), lines.end());
+  }
+  env.insert(env.end(), f.env.begin(), f.env.end());
+  if (!env.empty()) body["env"] = resolve_env(env);
+  if (!f.workdir.empty()) body["workdir"] = f.workdir;
+  if (!f.user.empty()) body["user"] = f.user;
+  if (!f.entrypoint.empty()) body["entrypoint"] = std::vector<std::string>{f.entrypoint};
+  if (!f.network.empty()) body["network"] = f.network;
+  if (!f.memory.empty()) body["memory"] = TRY_CTX(parse_size(f.memory), "--memory");
+  if (f.cpus < 0) return make_error(ErrorCode::kInvalidArgument, "--cpus must be positive");
+  if (f.cpus > 0) body["cpus"] = f.cpus;
+  if (f.pids_limit < 0)
+    return make_error(ErrorCode::kInvalidArgument, "--pids-limit must be positive");
+  if (f.pids_limit > 0) body["pids_limit"] = f.pids_limit;
+  if (!f.cap_add.empty()) body["cap_add"] = f.cap_add;
+  if (!f.cap_drop.empty()) body["cap_drop"] = f.cap_drop;
+  if (f.read_only) body["read_only"] = true;
+  if (!f.restart.empty()) body["restart"] = TRY(parse_restart(f.restart));
+  Json mounts = Json::array();
+  for (const auto& v : f.volumes) mounts.push_back(TRY(parse_volume(v)));
+  if (!mounts.empty()) body["mounts"] = mounts;
+  return body;
+}
+
+void add_create_flags(CLI::App* cmd, CreateFlags& f, bool run) {
+  cmd->add_option("--name", f.name, "Container name (generated when omitted)");
+  cmd->add_option("-e,--env", f.env, "Environment variable K=V (or K: take it from here)")
+      ->allow_extra_args(false);
+  cmd->add_option("--env-file", f.env_files, "File of K=V lines")->allow_extra_args(false);
+  cmd->add_option("-w,--workdir", f.workdir, "Working directory inside the container");
+  cmd->add_option("-u,--user", f.user, "USER[:GROUP] or UID[:GID]");
+  cmd->add_option("-v,--volume", f.volumes, "Bind mount /HOST:/PATH[:ro]")->allow_extra_args(false);
+  cmd->add_option("--net,--network", f.network, "none (default) or host");
+  cmd->add_option("--memory,-m", f.memory, "Memory limit (256M, 1G)");
+  cmd->add_option("--cpus", f.cpus, "CPU limit (1.5 = one and a half CPUs)");
+  cmd->add_option("--pids-limit", f.pids_limit, "Maximum number of processes");
+  cmd->add_option("--restart", f.restart, "no, on-failure[:N], always or unless-stopped");
+  cmd->add_option("--cap-add", f.cap_add, "Add a capability (NET_ADMIN, ALL)")
+      ->allow_extra_args(false);
+  cmd->add_option("--cap-drop", f.cap_drop, "Drop a capability")->allow_extra_args(false);
+  cmd->add_option("--entrypoint", f.entrypoint, "Override the image's entrypoint");
+  cmd->add_flag("--read-only", f.read_only, "Mount the root file system read-only");
+  cmd->add_flag("-i,--interactive", f.interactive, "Keep stdin open (needs attach: not yet)");
+  cmd->add_flag("-t,--tty", f.tty, "Allocate a terminal (needs attach: not yet)");
+  if (!run) return;
+  cmd->add_flag("-d,--detach", f.detach, "Start in the background and print the name");
+  cmd->add_flag("--rm", f.remove, "Remove the container when it exits");
+}
+
+std::string short_id(const Json& c) {
+  return plain(c.value("id", Json())).substr(0, 12);
+}
+
+void print_container(Context& ctx, const Json& c) {
+  print(ctx.format(), c,
+        {{"name:", plain(c.value("name", Json()))},
+         {"id:", short_id(c)},
+         {"image:", plain(c.value("image", Json()))},
+         {"state:", plain(c.value("state", Json()))},
+         {"exit code:", plain(c.value("exit_code", Json()))},
+         {"created:", plain(c.value("created_at", Json()))},
+         {"started:", plain(c.value("started_at", Json()))},
+         {"finished:", plain(c.value("finished_at", Json()))},
+         {"restarts:", plain(c.value("restart_count", Json()))}});
+}
+
+// Prints log lines to the streams they came from; returns the new cursor and whether the
+// container still runs.
+struct LogPage {
+  std::string cursor;
+  bool running = false;
+  size_t lines = 0;
+};
+
+Result<LogPage> print_logs(Context& ctx, const std::string& name, const std::string& query) {
+  Json page = TRY(request(ctx, "GET", TRY(container_path(name, "/logs")) + query));
+  LogPage out{
+      .cursor = page.value("cursor", ""), .running = page.value("running", false), .lines = 0};
+  for (const auto& line : page.value("lines", Json::array())) {
+    std::string text = line.value("log", "");
+    FILE* stream = line.value("stream", "") == "stderr" ? stderr : stdout;
+    std::fwrite(text.data(), 1, text.size(), stream);
+    ++out.lines;
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  return out;
+}
+
+// Streams the container's output until it has exited and everything is printed.
+Result<void> stream_logs(Context& ctx, const std::string& name, std::string query) {
+  std::string cursor;
+  for (;;) {
+    std::string q =
+        query + (query.empty() ? "?" : "&") + "follow=1&timeout=" + std::to_string(kLogPollSeconds);
+    if (!cursor.empty()) q += "&cursor=" + cursor;
+    LogPage page = TRY(print_logs(ctx, name, q));
+    if (!page.cursor.empty()) cursor = page.cursor;
+    if (!page.running && page.lines == 0) return {};
+    query.clear();  // tail/since apply to the first page only
+  }
+}
+
+Result<void> run_container(Context& ctx, const CreateFlags& f,
+                           const std::vector<std::string>& args) {
+  Json body = TRY(create_body(f, args));
+  body["start"] = true;
+  if (f.detach) {
+    if (f.remove) body["auto_remove"] = true;
+    Json c = TRY(request(ctx, "POST", kContainers, &body));
+    std::printf("%s\n", plain(c.value("name", Json())).c_str());
+    return {};
+  }
+  // In the foreground the CLI removes the container itself (--rm) once it has printed all of
+  // its output: the daemon removing it would race the last log lines.
+  // The name is chosen here when not given: the operation's result comes only at the exit,
+  // and the output has to be read from the start.
+  if (!body.contains("name")) body["name"] = "ct-" + random_hex(4);
+  std::string name = body["name"];
+  body["wait"] = true;
+  Json reply = TRY(request(ctx, "POST", kContainers, &body));
+  TRY(stream_logs(ctx, name, ""));
+  Json done = TRY(finish_operation(ctx, reply));
+  if (f.remove) TRY(request(ctx, "DELETE", TRY(container_path(name))));
+  const Json& code = done.contains("exit_code") ? done["exit_code"] : Json();
+  ctx.exit_code = code.is_number_integer() ? code.get<int>() : 1;
+  return {};
+}
+
+// IMAGE [CMD...]: everything from the image on belongs to the command, flags included.
+void add_image_and_command(CLI::App* cmd, std::vector<std::string>& args) {
+  cmd->add_option("image-and-command", args, "IMAGE [CMD [ARGS...]]");
+  cmd->positionals_at_end(true);
+}
+
+void add_run_commands(CLI::App* noun, Context& ctx, Flags& f) {
+  auto* run_cmd = noun->add_subcommand("run", "Create and start a container, streaming its output");
+  add_create_flags(run_cmd, f.create, true);
+  add_image_and_command(run_cmd, f.args);
+  run(run_cmd, ctx, [&ctx, &f]() -> Result<void> { return run_container(ctx, f.create, f.args); });
+  auto* create = noun->add_subcommand("create", "Create a container without starting it");
+  add_create_flags(create, f.create, false);
+  add_image_and_command(create, f.args);
+  run(create, ctx, [&ctx, &f]() -> Result<void> {
+    Json body = TRY(create_body(f.create, f.args));
+    print_container(ctx, TRY(request(ctx, "POST", kContainers, &body)));
+    return {};
+  });
+}
+
+void add_lifecycle_commands(CLI::App* noun, Context& ctx, Flags& f) {
+  auto* start = noun->add_subcommand("start", "Start created or stopped containers");
+  start->add_option("names", f.names, "Containers")->required();
+  run(start, ctx, [&ctx, &f]() -> Result<void> {
+    for (const auto& n : f.names) {
+      TRY(request(ctx, "POST", TRY(container_path(n, "/start"))));
+      std::printf("%s\n", n.c_str());
+    }
+    return {};
+  });
+  for (const char* verb : {"stop", "restart"}) {
+    auto* cmd = noun->add_subcommand(
+        verb, std::string(verb == std::string("stop")
+                              ? "Stop containers (SIGTERM, then SIGKILL after -t seconds)"
+                              : "Stop and start containers again"));
+    cmd->add_option("names", f.names, "Containers")->required();
+    cmd->add_option("-t,--time", f.timeout, "Seconds to wait before SIGKILL")
+        ->capture_default_str();
+    std::string suffix = std::string("/") + verb;
+    run(cmd, ctx, [&ctx, &f, suffix]() -> Result<void> {
+      for (const auto& n : f.names) {
+        Json body = {{"timeout", f.timeout}};
+        TRY(finish_operation(ctx,
+                             TRY(request(ctx, "POST", TRY(container_path(n, suffix)), &body))));
+        std::printf("%s\n", n.c_str());
+      }
+      return {};
+    });
+  }
+  auto* kill = noun->add_subcommand("kill", "Send a signal to containers");
+  kill->add_option("names", f.names, "Containers")->required();
+  kill->add_option("-s,--signal", f.signal, "Signal name or number")->capture_default_str();
+  run(kill, ctx, [&ctx, &f]() -> Result<void> {
+    for (const auto& n : f.names) {
+      Json body = {{"signal", f.signal}};
+      TRY(request(ctx, "POST", TRY(container_path(n, "/kill")), &body));
+      std::printf("%s\n", n.c_str());
+    }
+    return {};
+  });
+  auto* rm = noun->add_subcommand("rm", "Remove containers");
+  rm->add_option("names", f.names, "Containers")->required();
+  rm->add_flag("-f,--force", f.force, "Kill a running container first");
+  run(rm, ctx, [&ctx, &f]() -> Result<void> {
+    for (const auto& n : f.names) {
+      TRY(request(ctx, "DELETE", TRY(container_path(n)) + (f.force ? "?force=1" : "")));
+      std::printf("%s\n", n.c_str());
+    }
+    return {};
+  });
+  auto* wait = noun->add_subcommand("wait", "Wait for a container to exit; print its exit code");
+  wait->add_option("name", f.name, "Container")->required();
+  run(wait, ctx, [&ctx, &f]() -> Result<void> {
+    Json done =
+        TRY(finish_operation(ctx, TRY(request(ctx, "POST", TRY(container_path(f.name, "/wait"))))));
+    std::printf("%s\n", plain(done.value("exit_code", Json())).c_str());
+    return {};
+  });
+}
+
+void add_query_commands(CLI::App* noun, Context& ctx, Flags& f) {
+  auto* ps = noun->add_subcommand("ps", "List running containers (-a: all)");
+  ps->alias("ls");
+  ps->add_flag("-a,--all", f.all, "Also created and exited containers");
+  run(ps, ctx, [&ctx, &f]() -> Result<void> {
+    Json list = TRY(request(ctx, "GET", kContainers + (f.all ? "?all=1" : "")));
+    std::vector<std::vector<std::string>> rows = {
+        {"NAME", "ID", "IMAGE", "STATE", "EXIT", "CREATED"}};
+    for (const auto& c : list)
+      rows.push_back({plain(c.value("name", Json())), short_id(c), plain(c.value("image", Json())),
+                      plain(c.value("state", Json())), plain(c.value("exit_code", Json())),
+                      plain(c.value("created_at", Json()))});
+    print(ctx.format(), list, rows);
+    return {};
+  });
+  auto* inspect = noun->add_subcommand("inspect", "Show a container");
+  inspect->alias("show");
+  inspect->add_option("name", f.name, "Container")->required();
+  run(inspect, ctx, [&ctx, &f]() -> Result<void> {
+    Json c = TRY(request(ctx, "GET", TRY(container_path(f.name))));
+    if (ctx.format() == Format::kTable) {
+      std::printf("%s\n", c.dump(2).c_str());
+      return {};
+    }
+    print_container(ctx, c);
+    return {};
+  });
+  auto* logs = noun->add_subcommand("logs", "Print a container's output");
+  logs->add_option("name", f.name, "Container")->required();
+  logs->add_flag("-f,--follow", f.follow, "Keep printing until the container exits");
+  logs->add_option("--tail", f.tail, "Only the last N lines");
+  logs->add_option("--since", f.since, "Only lines after this time (RFC 3339 or Unix seconds)");
+  run(logs, ctx, [&ctx, &f]() -> Result<void> {
+    std::string q;
+    if (f.tail >= 0) q += "&tail=" + std::to_string(f.tail);
+    if (!f.since.empty()) q += "&since=" + f.since;
+    if (!q.empty()) q[0] = '?';
+    if (f.follow) return stream_logs(ctx, f.name, q);
+    TRY(print_logs(ctx, f.name, q));
+    return {};
+  });
+}
+
+}  // namespace
+
+void add_container_commands(CLI::App& app, Context& ctx) {
+  static Flags flags;
+  auto* noun = app.add_subcommand("ct", "Run and manage containers (run, ps, logs, stop, rm)");
+  noun->alias("container");
+  noun->require_subcommand(1);
+  add_run_commands(noun, ctx, flags);
+  add_lifecycle_commands(noun, ctx, flags);
+  add_query_commands(noun, ctx, flags);
+}
+
+}  // namespace vireo::cli
