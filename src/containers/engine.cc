@@ -1,0 +1,660 @@
+#include "containers/engine.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/file.h"
+#include "base/ids.h"
+#include "base/log.h"
+#include "base/rollback.h"
+#include "base/subprocess.h"
+#include "base/time.h"
+#include "containers/engine_impl.h"
+#include "image/image_store.h"
+#include "image/rootfs.h"
+
+extern char** environ;
+
+namespace vireo::containers {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr size_t kGraveyard = 256;
+constexpr auto kKillWait = std::chrono::seconds(10);
+
+bool is_hex_id(const std::string& s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+State parse_state(const std::string& s) {
+  if (s == "running") return State::kRunning;
+  if (s == "exited") return State::kExited;
+  if (s == "restarting") return State::kRestarting;
+  return State::kCreated;
+}
+
+bool is_mountpoint(const fs::path& p) {
+  struct stat a {
+  }, b{};
+  if (::stat(p.c_str(), &a) != 0 || ::stat(p.parent_path().c_str(), &b) != 0) return false;
+  return a.st_dev != b.st_dev;
+}
+
+// Reads the monitor's one ready line from fd, waiting at most timeout.
+Result<std::string> read_ready_line(int fd, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  std::string line;
+  char buf[512];
+  while (line.find('\n') == std::string::npos) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0)
+      return make_error(ErrorCode::kTimeout, "vireo-monitor did not report within {} s",
+                        timeout.count() / 1000);
+    pollfd p{fd, POLLIN, 0};
+    int n = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("poll ready fd");
+    if (n == 0) continue;
+    ssize_t got = ::read(fd, buf, sizeof buf);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return errno_error("read ready fd");
+    if (got == 0) break;
+    line.append(buf, static_cast<size_t>(got));
+  }
+  if (line.empty())
+    return make_error(ErrorCode::kIo, "vireo-monitor exited without reporting (see monitor.log)");
+  return line.substr(0, line.find('\n'));
+}
+
+// Starts the monitor (which detaches: the process started here exits at once) with the write end
+// of the ready pipe as its fd 3.
+Result<void> spawn_monitor(const std::vector<std::string>& argv, int ready_w) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, ready_w, 3);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  auto args = c_strings(argv);
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, argv[0].c_str(), &fa, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return std::unexpected(Error::from_errno(rc, "spawn " + argv[0]));
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return make_error(ErrorCode::kInternal, "vireo-monitor refused its command line (status {})",
+                      WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  return {};
+}
+
+Result<pid_t> read_pid(const fs::path& path) {
+  std::string text = TRY(read_file(path));
+  try {
+    int pid = std::stoi(text);
+    if (pid > 0) return pid;
+  } catch (...) {
+  }
+  return make_error(ErrorCode::kIo, "{}: not a pid", path.string());
+}
+
+}  // namespace
+
+int pidfd_open(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
+int pidfd_signal(int pidfd, int sig) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+std::string monitor_dir(const Record& r) {
+  return (r.dir / "monitor").string();
+}
+
+std::string_view to_string(State s) {
+  switch (s) {
+    case State::kCreated:
+      return "created";
+    case State::kRunning:
+      return "running";
+    case State::kExited:
+      return "exited";
+    case State::kRestarting:
+      return "restarting";
+  }
+  return "created";
+}
+
+Json to_json(const Container& c) {
+  Json j = {{"id", c.id},
+            {"name", c.name},
+            {"image", c.image},
+            {"image_digest", c.image_digest},
+            {"state", to_string(c.state)},
+            {"pid", c.pid},
+            {"exit_code", c.exit_code ? Json(*c.exit_code) : Json(nullptr)},
+            {"oom_killed", c.oom_killed},
+            {"created_at", c.created_at},
+            {"started_at", c.started_at},
+            {"finished_at", c.finished_at},
+            {"restart_count", c.restart_count},
+            {"config", c.config}};
+  if (!c.error.empty()) j["error"] = c.error;
+  return j;
+}
+
+Json state_json(const Record& r) {
+  Json j = to_json(r.c);
+  j.erase("config");
+  j["stopped"] = r.stopped;
+  j["lower_dirs"] = r.lower_dirs;
+  return j;
+}
+
+Result<int> parse_signal(std::string_view name) {
+  static const std::pair<const char*, int> kSignals[] = {
+      {"HUP", SIGHUP},   {"INT", SIGINT},     {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
+      {"USR1", SIGUSR1}, {"USR2", SIGUSR2},   {"TERM", SIGTERM}, {"STOP", SIGSTOP},
+      {"CONT", SIGCONT}, {"WINCH", SIGWINCH}, {"ALRM", SIGALRM}, {"PIPE", SIGPIPE}};
+  std::string n(name);
+  std::transform(n.begin(), n.end(), n.begin(), [](char c) { return std::toupper(c); });
+  if (n.starts_with("SIG")) n.erase(0, 3);
+  for (auto [s, v] : kSignals)
+    if (n == s) return v;
+  if (!n.empty() && std::all_of(n.begin(), n.end(), [](char c) { return std::isdigit(c); }) &&
+      n.size() < 3) {
+    int v = std::stoi(n);
+    if (v >= 1 && v <= 64) return v;
+  }
+  return make_error(ErrorCode::kInvalidArgument, "unknown signal '{}'", name);
+}
+
+// --- Impl ------------------------------------------------------------------------------------
+
+std::shared_ptr<Record> Engine::Impl::find_locked(const std::string& name, Error* error) {
+  for (auto& [id, r] : by_id)
+    if (r->c.name == name && !r->removed) return r;
+  if (auto it = by_id.find(name); it != by_id.end() && !it->second->removed) return it->second;
+  std::shared_ptr<Record> found;
+  if (!name.empty() && name.size() < 64) {
+    for (auto it = by_id.lower_bound(name); it != by_id.end() && it->first.starts_with(name);
+         ++it) {
+      if (it->second->removed) continue;
+      if (found) {
+        *error =
+            Error(ErrorCode::kConflict, fmt::format("container id prefix '{}' is ambiguous", name));
+        return nullptr;
+      }
+      found = it->second;
+    }
+  }
+  if (!found) *error = Error(ErrorCode::kNotFound, fmt::format("container {} not found", name));
+  return found;
+}
+
+Result<std::shared_ptr<Record>> Engine::Impl::find(const std::string& name) {
+  std::lock_guard lock(mu);
+  Error e(ErrorCode::kNotFound, "");
+  auto r = find_locked(name, &e);
+  if (!r) return std::unexpected(e);
+  return r;
+}
+
+void Engine::Impl::emit(const std::string& action, const Container& c) {
+  if (o.on_event) o.on_event(action, c);
+}
+
+void Engine::Impl::persist(Record& r) {
+  std::lock_guard save(r.save);
+  Json j;
+  uint64_t version = 0;
+  {
+    std::lock_guard lock(mu);
+    if (r.removed) return;
+    j = state_json(r);
+    version = r.version;
+  }
+  if (version < r.saved_version) return;
+  if (auto w = write_file_atomic(r.dir / "state.json", j.dump(2) + "\n", 0600); !w)
+    spdlog::warn("container {}: {}", r.c.name, w.error().message());
+  r.saved_version = version;
+}
+
+// After a host reboot the overlay is gone: mount it again over the same lowers and upper.
+Result<void> Engine::Impl::ensure_rootfs(Record& r) {
+  fs::path bundle = r.dir / "bundle";
+  if (r.lower_dirs.empty() || is_mountpoint(bundle / "rootfs")) return {};
+  std::string lower;
+  for (const auto& l : r.lower_dirs) lower += (lower.empty() ? "" : ":") + l;
+  std::string data = fmt::format("lowerdir={},upperdir={},workdir={}", lower,
+                                 (bundle / "upper").string(), (bundle / "work").string());
+  if (::mount("overlay", (bundle / "rootfs").c_str(), "overlay", 0, data.c_str()) != 0)
+    return errno_error("mount the overlay of container " + r.c.name);
+  return {};
+}
+
+void Engine::Impl::signal_container(Record& r, int sig) {
+  if (r.ctr_pidfd && pidfd_signal(r.ctr_pidfd.get(), sig) == 0) return;
+  if (!r.ctr_pidfd && r.c.pid > 0) ::kill(r.c.pid, sig);
+}
+
+Result<void> Engine::Impl::start_locked(const std::shared_ptr<Record>& r) {
+  TRY(ensure_rootfs(*r));
+  fs::path mdir = monitor_dir(*r);
+  TRY(make_dirs(mdir, 0700));
+  std::vector<std::string> argv = {o.monitor,
+                                   "--id",
+                                   r->c.id,
+                                   "--bundle",
+                                   (r->dir / "bundle").string(),
+                                   "--runtime",
+                                   o.runtime,
+                                   "--runtime-root",
+                                   runtime_root.string(),
+                                   "--state-dir",
+                                   mdir.string(),
+                                   "--ready-fd",
+                                   "3"};
+  if (r->req.tty) argv.push_back("--tty");
+  if (r->req.stdin_open && !r->req.tty) argv.push_back("--stdin");
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe");
+  Fd rd(p[0]), wr(p[1]);
+  if (wr.get() == 3) wr.reset(::fcntl(p[1], F_DUPFD_CLOEXEC, 4));  // dup2(3, 3) keeps CLOEXEC
+  TRY(spawn_monitor(argv, wr.get()));
+  wr.reset();
+  auto line = read_ready_line(rd.get(), o.start_timeout);
+  if (!line) {
+    // A monitor that hangs is killed, and what the runtime may hold of the container deleted.
+    if (auto pid = read_pid(fs::path(mdir) / "monitor.pid"); pid) ::kill(*pid, SIGKILL);
+    (void)run_process({o.runtime, "--root", runtime_root.string(), "delete", "--force", r->c.id},
+                      RunOptions{.timeout = std::chrono::seconds(10)});
+    return std::unexpected(std::move(line.error()).with_context("start " + r->c.name));
+  }
+  auto ready = parse_json(*line);
+  if (!ready || !ready->is_object())
+    return make_error(ErrorCode::kInternal, "start {}: bad ready line from vireo-monitor: {}",
+                      r->c.name, *line);
+  if (ready->contains("error"))
+    return make_error(ErrorCode::kConflict, "start {}: {}", r->c.name,
+                      ready->value("error", std::string("unknown error")));
+  int pid = ready->value("pid", 0);
+  auto mpid = read_pid(fs::path(mdir) / "monitor.pid");
+  Fd monitor_fd(mpid ? pidfd_open(*mpid) : -1);
+  Fd ctr_fd(pidfd_open(pid));
+  Container snap;
+  {
+    std::lock_guard lock(mu);
+    r->c.state = State::kRunning;
+    r->c.pid = pid;
+    r->c.exit_code.reset();
+    r->c.oom_killed = false;
+    r->c.error.clear();
+    r->c.started_at = now_timestamp();
+    r->c.finished_at.clear();
+    r->ctr_pidfd = std::move(ctr_fd);
+    r->run_started = Clock::now();
+    r->restart_at.reset();
+    r->version++;
+    snap = r->c;
+  }
+  persist(*r);
+  // The monitor may be gone already (a container that exits at once): the watcher then reads
+  // exit.json as for any other end.
+  watch(r, std::move(monitor_fd));
+  emit("container-started", snap);
+  return {};
+}
+
+Result<void> Engine::Impl::remove_locked(const std::shared_ptr<Record>& r, bool force) {
+  uint64_t runs = 0;
+  {
+    std::unique_lock lock(mu);
+    if (r->removed) return {};
+    if (r->c.state == State::kRunning) {
+      if (!force)
+        return make_error(ErrorCode::kConflict,
+                          "container {} is running: stop it first or use --force", r->c.name);
+      r->stopped = true;
+      runs = r->runs_ended;
+      signal_container(*r, SIGKILL);
+      cv.wait_for(lock, kKillWait, [&] { return r->runs_ended != runs; });
+      if (r->runs_ended == runs)
+        return make_error(ErrorCode::kTimeout, "container {} did not exit after SIGKILL",
+                          r->c.name);
+    }
+    r->restart_at.reset();
+    r->stopped = true;
+    r->removed = true;
+    by_id.erase(r->c.id);
+    graveyard.push_back(r);
+    if (graveyard.size() > kGraveyard) graveyard.pop_front();
+  }
+  if (auto rel = image::release_rootfs(r->dir / "bundle"); !rel)
+    spdlog::warn("container {}: {}", r->c.name, rel.error().message());
+  std::error_code ec;
+  fs::remove_all(r->dir, ec);
+  if (ec) spdlog::warn("container {}: remove {}: {}", r->c.name, r->dir.string(), ec.message());
+  Container snap;
+  {
+    std::lock_guard lock(mu);
+    snap = r->c;
+  }
+  emit("container-deleted", snap);
+  return {};
+}
+
+Result<void> Engine::Impl::load(const fs::path& dir) {
+  auto spec = TRY(parse_json(TRY(read_file(dir / "spec.json"))));
+  auto st = TRY(parse_json(TRY(read_file(dir / "state.json"))));
+  auto r = std::make_shared<Record>();
+  r->dir = dir;
+  r->req = TRY(parse_create_request(spec));
+  r->c.config = to_json(r->req);
+  r->c.id = dir.filename().string();
+  r->c.name = st.value("name", r->req.name);
+  r->c.image = st.value("image", r->req.image);
+  r->c.image_digest = st.value("image_digest", "");
+  r->c.state = parse_state(st.value("state", ""));
+  r->c.pid = st.value("pid", 0);
+  if (st.contains("exit_code") && st["exit_code"].is_number_integer())
+    r->c.exit_code = st["exit_code"].get<int>();
+  r->c.oom_killed = st.value("oom_killed", false);
+  r->c.created_at = st.value("created_at", "");
+  r->c.started_at = st.value("started_at", "");
+  r->c.finished_at = st.value("finished_at", "");
+  r->c.restart_count = st.value("restart_count", 0);
+  r->c.error = st.value("error", "");
+  r->stopped = st.value("stopped", false);
+  if (st.contains("lower_dirs") && st["lower_dirs"].is_array())
+    r->lower_dirs = st["lower_dirs"].get<std::vector<std::string>>();
+  if (!valid_name(r->c.name)) return make_error(ErrorCode::kInvalidArgument, "bad name in state");
+
+  bool was_running = r->c.state == State::kRunning;
+  Fd monitor_fd;
+  if (was_running) {
+    if (auto mpid = read_pid(fs::path(monitor_dir(*r)) / "monitor.pid"); mpid) {
+      Fd fd(pidfd_open(*mpid));
+      auto cmdline = read_file(fmt::format("/proc/{}/cmdline", *mpid));
+      // The pid may belong to another process by now: a monitor names its container's id.
+      if (fd && cmdline && cmdline->find(r->c.id) != std::string::npos) monitor_fd = std::move(fd);
+    }
+    if (monitor_fd) r->ctr_pidfd = Fd(pidfd_open(r->c.pid));
+    r->run_started = Clock::now();
+  }
+  {
+    std::lock_guard lock(mu);
+    for (const auto& [id, other] : by_id)
+      if (other->c.name == r->c.name)
+        return make_error(ErrorCode::kAlreadyExists, "name {} used twice", r->c.name);
+    by_id[r->c.id] = r;
+    bool always_restart = r->req.restart.kind == RestartKind::kAlways ||
+                          (r->req.restart.kind == RestartKind::kUnlessStopped && !r->stopped);
+    if (r->c.state == State::kRestarting ||
+        (r->c.state == State::kExited && always_restart && r->c.started_at != "")) {
+      r->c.state = State::kRestarting;
+      r->stopped = false;
+      r->restart_at = Clock::now();
+    }
+  }
+  if (was_running) {
+    if (monitor_fd) {
+      watch(r, std::move(monitor_fd));
+    } else {
+      handle_end(r);  // reads exit.json, or records a dead monitor
+    }
+  }
+  return {};
+}
+
+// --- Engine ----------------------------------------------------------------------------------
+
+Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
+  if (!options.images) return make_error(ErrorCode::kInvalidArgument, "containers: no image store");
+  if (options.runtime.empty() || options.monitor.empty())
+    return make_error(ErrorCode::kUnavailable,
+                      "containers: vireo-runtime or vireo-monitor not found next to vireod or on "
+                      "PATH");
+  auto impl = std::make_unique<Impl>();
+  impl->o = std::move(options);
+  impl->runtime_root = impl->o.state_dir / "runtime";
+  TRY_CTX(make_dirs(impl->o.state_dir, 0711), "containers");
+  TRY_CTX(make_dirs(impl->runtime_root, 0700), "containers");
+  TRY(impl->start_watcher());
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(impl->o.state_dir, ec)) {
+    std::string id = entry.path().filename().string();
+    if (!is_hex_id(id)) continue;
+    if (auto loaded = impl->load(entry.path()); !loaded)
+      spdlog::warn("container {}: not loaded: {}", id.substr(0, 12), loaded.error().message());
+  }
+  if (ec)
+    return make_error(ErrorCode::kIo, "containers: list {}: {}", impl->o.state_dir.string(),
+                      ec.message());
+  impl->notify();
+  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
+}
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Engine::~Engine() {
+  impl_->stop_watcher();
+}
+
+std::vector<Container> Engine::list(bool all) {
+  std::lock_guard lock(impl_->mu);
+  std::vector<Container> out;
+  for (const auto& [id, r] : impl_->by_id)
+    if (r->removed)
+      continue;
+    else if (all || r->c.state == State::kRunning || r->c.state == State::kRestarting)
+      out.push_back(r->c);
+  std::sort(out.begin(), out.end(),
+            [](const Container& a, const Container& b) { return a.created_at > b.created_at; });
+  return out;
+}
+
+Result<Container> Engine::get(const std::string& name) {
+  auto r = TRY(impl_->find(name));
+  std::lock_guard lock(impl_->mu);
+  return r->c;
+}
+
+Result<Container> Engine::create(const CreateRequest& request) {
+  Impl& m = *impl_;
+  CreateRequest req = request;
+  if (!req.name.empty() && !valid_name(req.name))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "invalid container name '{}': expected [a-zA-Z0-9][a-zA-Z0-9_.-]*", req.name);
+  auto r = std::make_shared<Record>();
+  r->c.id = random_hex(32);
+  r->dir = m.o.state_dir / r->c.id;
+  Rollback undo;
+  {
+    // The name is taken by a placeholder record until the container exists (or is rolled back).
+    std::lock_guard lock(m.mu);
+    auto taken = [&](const std::string& n) {
+      return std::any_of(m.by_id.begin(), m.by_id.end(),
+                         [&](const auto& e) { return e.second->c.name == n; });
+    };
+    if (req.name.empty()) {
+      for (int i = 0; i < 20 && (req.name.empty() || taken(req.name)); ++i)
+        req.name = generate_name();
+      if (taken(req.name)) req.name = "ctr-" + random_hex(4);
+    }
+    if (taken(req.name))
+      return make_error(ErrorCode::kAlreadyExists, "container name {} is already in use", req.name);
+    r->c.name = req.name;
+    r->removed = true;  // a placeholder: invisible to persist()
+    m.by_id[r->c.id] = r;
+  }
+  undo.add([&m, id = r->c.id] {
+    std::lock_guard lock(m.mu);
+    m.by_id.erase(id);
+  });
+
+  auto info = m.o.images->show(req.image);
+  if (!info) {
+    if (info.error().code() == ErrorCode::kNotFound)
+      return make_error(ErrorCode::kNotFound, "image {} not found", req.image);
+    return std::unexpected(std::move(info.error()));
+  }
+  auto layers = TRY(m.o.images->unpack(req.image));
+  fs::path bundle = r->dir / "bundle";
+  Json spec = TRY(build_spec(req, req.name, info->config, layers, bundle / "rootfs"));
+
+  TRY(make_dirs(r->dir, 0700));
+  undo.add([dir = r->dir] {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  });
+  TRY(make_dirs(bundle / "rootfs", 0755));
+  undo.add([bundle] { (void)image::release_rootfs(bundle); });
+  bool pending = std::any_of(layers.begin(), layers.end(),
+                             [](const image::Layer& l) { return l.has_pending_markers(); });
+  if (::geteuid() == 0 && !pending) {
+    TRY(make_dirs(bundle / "upper", 0755));
+    TRY(make_dirs(bundle / "work", 0700));
+    TRY(image::mount_overlay(layers, bundle / "upper", bundle / "work", bundle / "rootfs"));
+    for (const auto& l : image::overlay_lower_dirs(layers)) r->lower_dirs.push_back(l.string());
+  } else {
+    TRY(image::flatten_layers(layers, bundle / "rootfs", ::geteuid() == 0));
+  }
+  TRY(write_file_atomic(bundle / "config.json", spec.dump(2) + "\n", 0600));
+  r->req = req;
+  r->req.start = r->req.wait = false;
+  TRY(write_file_atomic(r->dir / "spec.json", to_json(r->req).dump(2) + "\n", 0600));
+  r->c.image = req.image;
+  r->c.image_digest = info->manifest_digest.str();
+  r->c.created_at = now_timestamp();
+  r->c.config = to_json(r->req);
+  r->c.state = State::kCreated;
+  {
+    std::lock_guard lock(m.mu);
+    r->removed = false;
+    r->version++;
+  }
+  m.persist(*r);
+  if (!fs::exists(r->dir / "state.json"))
+    return make_error(ErrorCode::kIo, "container {}: state.json not written", req.name);
+  undo.commit();
+  m.emit("container-created", r->c);
+  if (request.start) return start(r->c.id);
+  return get(r->c.id);
+}
+
+Result<Container> Engine::start(const std::string& name) {
+  auto r = TRY(impl_->find(name));
+  std::lock_guard action(r->action);
+  {
+    std::lock_guard lock(impl_->mu);
+    if (r->removed) return make_error(ErrorCode::kNotFound, "container {} not found", name);
+    if (r->c.state == State::kRunning) return r->c;
+    r->stopped = false;
+    r->restart_at.reset();
+  }
+  TRY(impl_->start_locked(r));
+  std::lock_guard lock(impl_->mu);
+  return r->c;
+}
+
+Result<Container> Engine::stop(const std::string& name, std::chrono::seconds timeout) {
+  Impl& m = *impl_;
+  auto r = TRY(m.find(name));
+  std::lock_guard action(r->action);
+  Container snap;
+  {
+    std::unique_lock lock(m.mu);
+    r->stopped = true;
+    r->restart_at.reset();
+    if (r->c.state == State::kRestarting) {
+      r->c.state = State::kExited;
+      r->version++;
+    } else if (r->c.state == State::kRunning) {
+      uint64_t runs = r->runs_ended;
+      if (r->monitor_pidfd >= 0)
+        pidfd_signal(r->monitor_pidfd, SIGTERM);  // forwarded to the container's init
+      else
+        m.signal_container(*r, SIGTERM);
+      if (!m.cv.wait_for(lock, timeout, [&] { return r->runs_ended != runs; })) {
+        m.signal_container(*r, SIGKILL);
+        if (!m.cv.wait_for(lock, kKillWait, [&] { return r->runs_ended != runs; }))
+          return make_error(ErrorCode::kTimeout, "container {} did not exit after SIGKILL",
+                            r->c.name);
+      }
+      r->version++;
+    }
+    snap = r->c;
+  }
+  m.persist(*r);
+  m.emit("container-stopped", snap);
+  return snap;
+}
+
+Result<Container> Engine::restart(const std::string& name, std::chrono::seconds timeout) {
+  auto c = TRY(stop(name, timeout));
+  return start(c.id);
+}
+
+Result<Container> Engine::kill(const std::string& name, int signal) {
+  auto r = TRY(impl_->find(name));
+  std::lock_guard lock(impl_->mu);
+  if (r->c.state != State::kRunning)
+    return make_error(ErrorCode::kConflict, "container {} is not running", r->c.name);
+  impl_->signal_container(*r, signal);
+  return r->c;
+}
+
+Result<void> Engine::remove(const std::string& name, bool force) {
+  auto r = TRY(impl_->find(name));
+  std::lock_guard action(r->action);
+  return impl_->remove_locked(r, force);
+}
+
+Result<Container> Engine::wait(const std::string& name, std::chrono::milliseconds timeout) {
+  Impl& m = *impl_;
+  std::unique_lock lock(m.mu);
+  Error e(ErrorCode::kNotFound, "");
+  auto r = m.find_locked(name, &e);
+  if (!r) {
+    // Removed (--rm) just before the wait: its exit is still known by its full id.
+    for (const auto& g : m.graveyard)
+      if (g->c.id == name) r = g;
+    if (!r) return std::unexpected(e);
+  }
+  if (!r->removed && (r->c.state == State::kRunning || r->c.state == State::kRestarting)) {
+    uint64_t runs = r->runs_ended;
+    if (!m.cv.wait_for(lock, timeout, [&] { return r->runs_ended != runs; }))
+      return make_error(ErrorCode::kTimeout, "container {} still running", r->c.name);
+  }
+  return r->last_exit && r->c.state != State::kCreated ? *r->last_exit : r->c;
+}
+
+Result<LogPage> Engine::logs(const std::string& name, const LogQuery& q) {
+  auto r = TRY(impl_->find(name));
+  return read_logs(monitor_dir(*r), q);
+}
+
+}  // namespace vireo::containers

@@ -1,0 +1,114 @@
+#pragma once
+// Engine: the host's containers, the library behind vireod's /1.0/containers. Each container
+// lives in <state>/<id>/:
+//   spec.json   the create request, normalized (request.h)
+//   state.json  state, pids, exit, timestamps, restart count (written atomically)
+//   bundle/     config.json, and the root file system: rootfs (overlay), upper, work
+//   monitor/    vireo-monitor's state directory (ctr.log*, exit.json, attach.sock, monitor.pid)
+// and the runtime's own state under <state>/runtime. A container runs under its own
+// vireo-monitor, which outlives the engine: open() re-adopts the monitors that still run,
+// records the exits that happened meanwhile and applies the restart policies.
+//
+// One thread watches the monitors (epoll over their pidfds), runs the restart policies with
+// their back-off and removes --rm containers once they exited; it also serves log followers
+// (inotify). Thread-safe: one mutex guards the table and is never held across slow work; the
+// lifecycle actions of one container (start, stop, remove, restart) are serialized per
+// container.
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/json.h"
+#include "base/result.h"
+#include "containers/logs.h"
+#include "containers/request.h"
+
+namespace vireo::image {
+class ImageStore;
+}
+
+namespace vireo::containers {
+
+enum class State { kCreated, kRunning, kExited, kRestarting };
+std::string_view to_string(State s);
+
+struct Container {
+  std::string id;  // 64 hex
+  std::string name;
+  std::string image;  // as requested
+  std::string image_digest;
+  State state = State::kCreated;
+  int pid = 0;
+  std::optional<int> exit_code;
+  bool oom_killed = false;
+  std::string created_at, started_at, finished_at;  // RFC 3339, "" when not yet
+  int restart_count = 0;
+  std::string error;  // why the last run ended abnormally (a dead monitor), else ""
+  Json config;        // the normalized create request
+};
+
+// The API form (the contract of /1.0/containers).
+Json to_json(const Container& c);
+
+struct EngineOptions {
+  std::filesystem::path state_dir;
+  image::ImageStore* images = nullptr;  // not owned; outlives the engine
+  std::string runtime;                  // vireo-runtime
+  std::string monitor;                  // vireo-monitor
+  // Lifecycle events: container-created, -started, -died, -oom, -restarted, -stopped, -deleted.
+  // Called from any thread, never under the engine's lock.
+  std::function<void(const std::string& action, const Container& c)> on_event;
+  std::chrono::seconds start_timeout{30};  // bound on the monitor's ready line
+};
+
+// Log followers get the lines that arrived (possibly none, on timeout), the cursor and whether
+// the container still runs. Called on the engine's thread.
+using FollowFn = std::function<void(Result<LogPage> page, bool running)>;
+
+class Engine {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Engine>> open(EngineOptions options);
+  ~Engine();
+
+  // all=false: running (and restarting) containers only.
+  std::vector<Container> list(bool all);
+  // By name, full id or unique id prefix.
+  [[nodiscard]] Result<Container> get(const std::string& name);
+
+  // Errors: kInvalidArgument (bad name, no command), kNotFound (image, bind source),
+  // kAlreadyExists (name taken). Nothing is left behind on failure.
+  [[nodiscard]] Result<Container> create(const CreateRequest& request);
+  // Already running: unchanged.
+  [[nodiscard]] Result<Container> start(const std::string& name);
+  // SIGTERM, then SIGKILL after timeout; disables the restart policy until the next start.
+  [[nodiscard]] Result<Container> stop(const std::string& name, std::chrono::seconds timeout);
+  [[nodiscard]] Result<Container> restart(const std::string& name, std::chrono::seconds timeout);
+  // kConflict when not running.
+  [[nodiscard]] Result<Container> kill(const std::string& name, int signal);
+  // kConflict while running unless force (then killed first).
+  [[nodiscard]] Result<void> remove(const std::string& name, bool force);
+  // The container as its current run ended (returns at once when it does not run); kTimeout.
+  [[nodiscard]] Result<Container> wait(const std::string& name, std::chrono::milliseconds timeout);
+
+  [[nodiscard]] Result<LogPage> logs(const std::string& name, const LogQuery& q);
+  // Calls done once: when lines after q.cursor arrive, the container stops running, or timeout
+  // passes. Returns at once.
+  void follow_logs(const std::string& name, const LogQuery& q, std::chrono::milliseconds timeout,
+                   FollowFn done);
+
+  struct Impl;
+
+ private:
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// "KILL", "SIGKILL", "9" → 9; kInvalidArgument otherwise.
+[[nodiscard]] Result<int> parse_signal(std::string_view name);
+
+}  // namespace vireo::containers

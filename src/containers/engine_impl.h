@@ -1,0 +1,95 @@
+#pragma once
+// Engine internals shared by engine.cc (the table and the lifecycle actions) and watcher.cc
+// (the monitor watcher thread: exits, restart policies, auto-removal, log followers).
+#include <sys/types.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "base/fd.h"
+#include "containers/engine.h"
+
+namespace vireo::containers {
+
+using Clock = std::chrono::steady_clock;
+
+struct Record {
+  // Guarded by Impl::mu.
+  Container c;
+  CreateRequest req;
+  std::filesystem::path dir;
+  std::vector<std::string> lower_dirs;  // overlay lowers, topmost first ("" when a copy)
+  int monitor_pidfd = -1;               // owned by the watcher's epoll set
+  Fd ctr_pidfd;                         // the container's init, for signals
+  uint64_t runs_ended = 0;
+  std::optional<Container> last_exit;  // as the last run ended
+  bool stopped = false;                // explicitly stopped: no restart
+  bool removed = false;
+  std::optional<Clock::time_point> restart_at;
+  Clock::time_point run_started{};
+  Backoff backoff;
+  uint64_t version = 0;  // bumped by each change, for ordered state.json writes
+
+  std::mutex action;  // serializes start, stop, remove, restart of this container
+  std::mutex save;    // serializes state.json writes
+  uint64_t saved_version = 0;
+};
+
+struct Engine::Impl {
+  EngineOptions o;
+  std::filesystem::path runtime_root;
+
+  std::mutex mu;
+  std::condition_variable cv;  // runs_ended changed
+  std::map<std::string, std::shared_ptr<Record>> by_id;
+  std::deque<std::shared_ptr<Record>> graveyard;  // removed, still waitable by id
+  std::map<int, std::shared_ptr<Record>> by_pidfd;
+  std::vector<std::shared_ptr<Record>> ended;  // monitors found gone without a pidfd event
+
+  struct Follower {
+    std::shared_ptr<Record> rec;
+    LogQuery q;
+    Clock::time_point deadline;
+    FollowFn done;
+    int wd = -1;
+  };
+  std::vector<Follower> followers;
+  std::map<int, int> wd_refs;
+
+  Fd epoll, wake, inotify;
+  std::thread watcher;
+  bool shutting_down = false;
+
+  // --- engine.cc
+  Result<std::shared_ptr<Record>> find(const std::string& name);  // locks mu
+  std::shared_ptr<Record> find_locked(const std::string& name, Error* error);
+  void emit(const std::string& action, const Container& c);
+  void persist(Record& r);                                      // not under mu
+  Result<void> start_locked(const std::shared_ptr<Record>& r);  // r->action held
+  Result<void> remove_locked(const std::shared_ptr<Record>& r, bool force);
+  Result<void> ensure_rootfs(Record& r);
+  void signal_container(Record& r, int sig);
+  Result<void> load(const std::filesystem::path& dir);
+
+  // --- watcher.cc
+  Result<void> start_watcher();
+  void stop_watcher();
+  void watch(const std::shared_ptr<Record>& r, Fd pidfd);  // takes mu
+  void notify();
+  void run();
+  void handle_end(const std::shared_ptr<Record>& r);
+  void run_due_restarts();
+  void serve_followers(bool changed);
+};
+
+Json state_json(const Record& r);
+std::string monitor_dir(const Record& r);
+int pidfd_open(pid_t pid);
+int pidfd_signal(int pidfd, int sig);
+
+}  // namespace vireo::containers

@@ -1,0 +1,415 @@
+#include "containers/request.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <set>
+
+#include "base/ids.h"
+#include "container/default_spec.h"
+#include "image/rootfs.h"
+
+namespace vireo::containers {
+
+namespace {
+
+constexpr std::array<std::string_view, 41> kCapabilities = {"CAP_CHOWN",
+                                                            "CAP_DAC_OVERRIDE",
+                                                            "CAP_DAC_READ_SEARCH",
+                                                            "CAP_FOWNER",
+                                                            "CAP_FSETID",
+                                                            "CAP_KILL",
+                                                            "CAP_SETGID",
+                                                            "CAP_SETUID",
+                                                            "CAP_SETPCAP",
+                                                            "CAP_LINUX_IMMUTABLE",
+                                                            "CAP_NET_BIND_SERVICE",
+                                                            "CAP_NET_BROADCAST",
+                                                            "CAP_NET_ADMIN",
+                                                            "CAP_NET_RAW",
+                                                            "CAP_IPC_LOCK",
+                                                            "CAP_IPC_OWNER",
+                                                            "CAP_SYS_MODULE",
+                                                            "CAP_SYS_RAWIO",
+                                                            "CAP_SYS_CHROOT",
+                                                            "CAP_SYS_PTRACE",
+                                                            "CAP_SYS_PACCT",
+                                                            "CAP_SYS_ADMIN",
+                                                            "CAP_SYS_BOOT",
+                                                            "CAP_SYS_NICE",
+                                                            "CAP_SYS_RESOURCE",
+                                                            "CAP_SYS_TIME",
+                                                            "CAP_SYS_TTY_CONFIG",
+                                                            "CAP_MKNOD",
+                                                            "CAP_LEASE",
+                                                            "CAP_AUDIT_WRITE",
+                                                            "CAP_AUDIT_CONTROL",
+                                                            "CAP_SETFCAP",
+                                                            "CAP_MAC_OVERRIDE",
+                                                            "CAP_MAC_ADMIN",
+                                                            "CAP_SYSLOG",
+                                                            "CAP_WAKE_ALARM",
+                                                            "CAP_BLOCK_SUSPEND",
+                                                            "CAP_AUDIT_READ",
+                                                            "CAP_PERFMON",
+                                                            "CAP_BPF",
+                                                            "CAP_CHECKPOINT_RESTORE"};
+
+constexpr std::array<std::string_view, 16> kAdjectives = {
+    "brave", "calm",  "eager", "fancy", "gentle", "happy", "jolly", "keen",
+    "lucid", "merry", "noble", "proud", "quiet",  "swift", "vivid", "witty"};
+constexpr std::array<std::string_view, 16> kNouns = {
+    "finch", "heron",  "kestrel", "lark",  "magpie", "oriole", "osprey", "petrel",
+    "robin", "shrike", "sparrow", "swift", "tern",   "thrush", "vireo",  "wren"};
+
+Error bad(std::string_view field, std::string_view what) {
+  return Error(ErrorCode::kInvalidArgument, fmt::format("field '{}' must be {}", field, what));
+}
+
+Result<std::vector<std::string>> string_list(const Json& v, std::string_view field) {
+  if (!v.is_array()) return std::unexpected(bad(field, "an array of strings"));
+  std::vector<std::string> out;
+  for (const auto& e : v) {
+    if (!e.is_string()) return std::unexpected(bad(field, "an array of strings"));
+    out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+Result<bool> boolean(const Json& v, std::string_view field) {
+  if (!v.is_boolean()) return std::unexpected(bad(field, "a boolean"));
+  return v.get<bool>();
+}
+
+Result<std::string> string(const Json& v, std::string_view field) {
+  if (!v.is_string()) return std::unexpected(bad(field, "a string"));
+  return v.get<std::string>();
+}
+
+Result<int64_t> integer(const Json& v, std::string_view field, int64_t min) {
+  if (!v.is_number_integer() || v.get<int64_t>() < min)
+    return std::unexpected(bad(field, fmt::format("an integer of at least {}", min)));
+  return v.get<int64_t>();
+}
+
+Result<BindMount> parse_mount(const Json& m) {
+  if (!m.is_object()) return std::unexpected(bad("mounts", "an array of objects"));
+  BindMount b;
+  for (const auto& [k, v] : m.items()) {
+    if (k == "source")
+      b.source = TRY(string(v, "mounts[].source"));
+    else if (k == "target")
+      b.target = TRY(string(v, "mounts[].target"));
+    else if (k == "read_only")
+      b.read_only = TRY(boolean(v, "mounts[].read_only"));
+    else
+      return make_error(ErrorCode::kInvalidArgument, "unknown field 'mounts[].{}'", k);
+  }
+  if (!b.source.starts_with('/') || !b.target.starts_with('/'))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "mounts: source and target must be absolute paths");
+  return b;
+}
+
+Result<RestartPolicy> parse_restart(const Json& v) {
+  if (!v.is_object()) return std::unexpected(bad("restart", "an object"));
+  RestartPolicy p;
+  for (const auto& [k, e] : v.items()) {
+    if (k == "policy") {
+      std::string s = TRY(string(e, "restart.policy"));
+      if (s == "no")
+        p.kind = RestartKind::kNo;
+      else if (s == "on-failure")
+        p.kind = RestartKind::kOnFailure;
+      else if (s == "always")
+        p.kind = RestartKind::kAlways;
+      else if (s == "unless-stopped")
+        p.kind = RestartKind::kUnlessStopped;
+      else
+        return make_error(ErrorCode::kInvalidArgument,
+                          "restart.policy '{}': expected no, on-failure, always or unless-stopped",
+                          s);
+    } else if (k == "max_retries") {
+      p.max_retries =
+          static_cast<int>(std::min<int64_t>(TRY(integer(e, "restart.max_retries", 0)), 1000000));
+    } else {
+      return make_error(ErrorCode::kInvalidArgument, "unknown field 'restart.{}'", k);
+    }
+  }
+  return p;
+}
+
+const char* policy_name(RestartKind k) {
+  switch (k) {
+    case RestartKind::kOnFailure:
+      return "on-failure";
+    case RestartKind::kAlways:
+      return "always";
+    case RestartKind::kUnlessStopped:
+      return "unless-stopped";
+    case RestartKind::kNo:
+      break;
+  }
+  return "no";
+}
+
+// Image env, then the request's: a request variable replaces the image's of the same name.
+std::vector<std::string> merge_env(const std::vector<std::string>& base,
+                                   const std::vector<std::string>& extra) {
+  std::vector<std::string> out = base;
+  for (const auto& e : extra) {
+    std::string key = e.substr(0, e.find('='));
+    auto same = std::find_if(out.begin(), out.end(),
+                             [&](const std::string& o) { return o.substr(0, o.find('=')) == key; });
+    if (same != out.end())
+      *same = e;
+    else
+      out.push_back(e);
+  }
+  return out;
+}
+
+Result<Json> capabilities(const CreateRequest& r) {
+  std::set<std::string> caps;
+  for (const auto& c : container::default_capabilities()) caps.insert(c.get<std::string>());
+  for (const auto& d : r.cap_drop) {
+    if (d == "ALL" || d == "all") {
+      caps.clear();
+      continue;
+    }
+    caps.erase(TRY(capability_name(d)));
+  }
+  for (const auto& a : r.cap_add) {
+    if (a == "ALL" || a == "all") {
+      for (auto c : kCapabilities) caps.insert(std::string(c));
+      continue;
+    }
+    caps.insert(TRY(capability_name(a)));
+  }
+  return Json(std::vector<std::string>(caps.begin(), caps.end()));
+}
+
+}  // namespace
+
+bool valid_name(std::string_view name) {
+  if (name.empty() || name.size() > 128 || !std::isalnum(static_cast<unsigned char>(name[0])))
+    return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+  });
+}
+
+std::string generate_name() {
+  std::string hex = random_hex(2);
+  unsigned v = std::stoul(hex, nullptr, 16);
+  return fmt::format("{}_{}", kAdjectives[v % kAdjectives.size()],
+                     kNouns[(v / kAdjectives.size()) % kNouns.size()]);
+}
+
+Result<std::string> capability_name(std::string_view name) {
+  std::string n(name);
+  std::transform(n.begin(), n.end(), n.begin(), [](char c) { return std::toupper(c); });
+  if (!n.starts_with("CAP_")) n = "CAP_" + n;
+  if (std::find(kCapabilities.begin(), kCapabilities.end(), n) == kCapabilities.end())
+    return make_error(ErrorCode::kInvalidArgument, "unknown capability '{}'", name);
+  return n;
+}
+
+Result<CreateRequest> parse_create_request(const Json& body) {
+  if (!body.is_object()) return make_error(ErrorCode::kInvalidArgument, "body must be an object");
+  CreateRequest r;
+  for (const auto& [k, v] : body.items()) {
+    if (v.is_null() && k != "image") continue;  // null: absent (the normalized form has them)
+    if (k == "image") {
+      r.image = TRY(string(v, k));
+    } else if (k == "name") {
+      r.name = TRY(string(v, k));
+    } else if (k == "command") {
+      r.command = TRY(string_list(v, k));
+    } else if (k == "entrypoint") {
+      r.entrypoint = TRY(string_list(v, k));
+    } else if (k == "env") {
+      r.env = TRY(string_list(v, k));
+      for (const auto& e : r.env)
+        if (e.empty() || e.front() == '=')
+          return make_error(ErrorCode::kInvalidArgument, "env '{}': expected KEY=VALUE", e);
+    } else if (k == "workdir") {
+      r.workdir = TRY(string(v, k));
+      if (!r.workdir.empty() && !r.workdir.starts_with('/'))
+        return make_error(ErrorCode::kInvalidArgument, "workdir '{}' must be absolute", r.workdir);
+    } else if (k == "user") {
+      r.user = TRY(string(v, k));
+    } else if (k == "tty") {
+      r.tty = TRY(boolean(v, k));
+    } else if (k == "stdin") {
+      r.stdin_open = TRY(boolean(v, k));
+    } else if (k == "read_only") {
+      r.read_only = TRY(boolean(v, k));
+    } else if (k == "auto_remove") {
+      r.auto_remove = TRY(boolean(v, k));
+    } else if (k == "memory") {
+      r.memory = TRY(integer(v, k, 4 * 1024 * 1024));
+    } else if (k == "cpus") {
+      if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() <= 0 ||
+          v.get<double>() > 4096)
+        return std::unexpected(bad(k, "a positive number"));
+      r.cpus = v.get<double>();
+    } else if (k == "pids_limit") {
+      r.pids_limit = TRY(integer(v, k, 1));
+    } else if (k == "cap_add" || k == "cap_drop") {
+      auto caps = TRY(string_list(v, k));
+      for (const auto& c : caps)
+        if (c != "ALL" && c != "all") TRY(capability_name(c));
+      (k == "cap_add" ? r.cap_add : r.cap_drop) = caps;
+    } else if (k == "mounts") {
+      if (!v.is_array()) return std::unexpected(bad(k, "an array of objects"));
+      for (const auto& m : v) r.mounts.push_back(TRY(parse_mount(m)));
+    } else if (k == "network") {
+      std::string n = TRY(string(v, k));
+      if (n == "none")
+        r.network = NetworkMode::kNone;
+      else if (n == "host")
+        r.network = NetworkMode::kHost;
+      else
+        return make_error(ErrorCode::kInvalidArgument, "network '{}': expected none or host", n);
+    } else if (k == "restart") {
+      r.restart = TRY(parse_restart(v));
+    } else if (k == "labels") {
+      if (!v.is_object()) return std::unexpected(bad(k, "an object of strings"));
+      for (const auto& [lk, lv] : v.items()) r.labels[lk] = TRY(string(lv, "labels." + lk));
+    } else if (k == "start") {
+      r.start = TRY(boolean(v, k));
+    } else if (k == "wait") {
+      r.wait = TRY(boolean(v, k));
+    } else {
+      return make_error(ErrorCode::kInvalidArgument, "unknown field '{}'", k);
+    }
+  }
+  if (r.image.empty())
+    return make_error(ErrorCode::kInvalidArgument, "field 'image' is required (a string)");
+  if (!r.name.empty() && !valid_name(r.name))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "invalid container name '{}': expected [a-zA-Z0-9][a-zA-Z0-9_.-]*", r.name);
+  if (r.wait && !r.start)
+    return make_error(ErrorCode::kInvalidArgument, "field 'wait' needs 'start'");
+  if (r.restart.kind != RestartKind::kNo && r.auto_remove)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "auto_remove cannot be combined with a restart policy");
+  return r;
+}
+
+Json to_json(const CreateRequest& r) {
+  Json mounts = Json::array();
+  for (const auto& m : r.mounts)
+    mounts.push_back({{"source", m.source}, {"target", m.target}, {"read_only", m.read_only}});
+  Json j = {{"image", r.image},
+            {"name", r.name},
+            {"command", r.command ? Json(*r.command) : Json(nullptr)},
+            {"entrypoint", r.entrypoint ? Json(*r.entrypoint) : Json(nullptr)},
+            {"env", r.env},
+            {"workdir", r.workdir},
+            {"user", r.user},
+            {"tty", r.tty},
+            {"stdin", r.stdin_open},
+            {"read_only", r.read_only},
+            {"auto_remove", r.auto_remove},
+            {"memory", r.memory ? Json(*r.memory) : Json(nullptr)},
+            {"cpus", r.cpus ? Json(*r.cpus) : Json(nullptr)},
+            {"pids_limit", r.pids_limit ? Json(*r.pids_limit) : Json(nullptr)},
+            {"cap_add", r.cap_add},
+            {"cap_drop", r.cap_drop},
+            {"mounts", mounts},
+            {"network", r.network == NetworkMode::kHost ? "host" : "none"},
+            {"restart",
+             {{"policy", policy_name(r.restart.kind)}, {"max_retries", r.restart.max_retries}}},
+            {"labels", r.labels}};
+  return j;
+}
+
+Result<Json> build_spec(const CreateRequest& r, const std::string& hostname,
+                        const image::ImageConfig& image, const std::vector<image::Layer>& layers,
+                        const std::filesystem::path& rootfs) {
+  image::ImageConfig c = image;
+  if (r.entrypoint) {
+    c.entrypoint = *r.entrypoint;
+    if (!r.command) c.cmd.clear();  // as docker: a new entrypoint drops the image's Cmd
+  }
+  if (r.command) c.cmd = *r.command;
+  std::vector<std::string> defaults = {
+      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+  if (r.tty) defaults.push_back("TERM=xterm");
+  c.env = merge_env(merge_env(defaults, c.env), r.env);
+  if (!r.workdir.empty()) c.working_dir = r.workdir;
+  if (!r.user.empty()) c.user = r.user;
+  if (c.entrypoint.empty() && c.cmd.empty())
+    return make_error(ErrorCode::kInvalidArgument,
+                      "no command: the image has neither Entrypoint nor Cmd and the request gives "
+                      "no command");
+  image::ProcessConfig process = TRY(image::process_config(c, layers));
+  if (!r.user.empty() && !process.uid)
+    return make_error(ErrorCode::kInvalidArgument, "user '{}' not found in the image", r.user);
+
+  Json spec = container::default_spec();
+  image::apply_process_config(process, spec);
+  spec["process"]["terminal"] = r.tty;
+  spec["process"]["capabilities"] = {};
+  Json caps = TRY(capabilities(r));
+  for (const char* set : {"bounding", "effective", "permitted"})
+    spec["process"]["capabilities"][set] = caps;
+  spec["process"]["capabilities"]["ambient"] = Json::array();
+  spec["root"] = {{"path", rootfs.string()}, {"readonly", r.read_only}};
+  spec["hostname"] = hostname;
+
+  for (const auto& m : r.mounts) {
+    struct stat st {};
+    if (::stat(m.source.c_str(), &st) != 0)
+      return make_error(ErrorCode::kNotFound, "bind mount source {}: {}", m.source,
+                        std::strerror(errno));
+    spec["mounts"].push_back({{"destination", m.target},
+                              {"type", "bind"},
+                              {"source", m.source},
+                              {"options", {"rbind", m.read_only ? "ro" : "rw"}}});
+  }
+
+  Json& linux = spec["linux"];
+  if (r.network == NetworkMode::kHost) {
+    Json namespaces = Json::array();
+    for (const auto& ns : linux["namespaces"])
+      if (ns.value("type", "") != "network") namespaces.push_back(ns);
+    linux["namespaces"] = namespaces;
+  }
+  Json& res = linux["resources"];
+  if (r.memory) res["memory"] = {{"limit", *r.memory}};
+  if (r.cpus) {
+    constexpr int64_t kPeriod = 100000;
+    res["cpu"] = {{"quota", static_cast<int64_t>(std::llround(*r.cpus * kPeriod))},
+                  {"period", kPeriod}};
+  }
+  if (r.pids_limit) res["pids"] = {{"limit", *r.pids_limit}};
+  return spec;
+}
+
+bool should_restart(const RestartPolicy& p, int exit_code, int restarts, bool stopped) {
+  if (stopped) return false;
+  switch (p.kind) {
+    case RestartKind::kNo:
+      return false;
+    case RestartKind::kOnFailure:
+      return exit_code != 0 && (p.max_retries == 0 || restarts < p.max_retries);
+    case RestartKind::kAlways:
+    case RestartKind::kUnlessStopped:
+      return true;
+  }
+  return false;
+}
+
+std::chrono::milliseconds Backoff::delay_after(std::chrono::milliseconds ran) {
+  if (ran >= kResetAfter) next = kInitial;
+  auto delay = next;
+  next = std::min(next * 2, kMax);
+  return delay;
+}
+
+}  // namespace vireo::containers

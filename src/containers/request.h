@@ -1,0 +1,95 @@
+#pragma once
+// The create request of a container (POST /1.0/containers): parsed and validated from JSON,
+// normalized back to JSON (the container's "config"), and turned into the OCI runtime config.
+// Also the name rules and the restart policy's arithmetic. Pure functions, no state.
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/json.h"
+#include "base/result.h"
+#include "image/layer_store.h"
+#include "image/manifest.h"
+
+namespace vireo::containers {
+
+enum class RestartKind { kNo, kOnFailure, kAlways, kUnlessStopped };
+
+struct RestartPolicy {
+  RestartKind kind = RestartKind::kNo;
+  int max_retries = 0;  // on-failure only; 0 = unlimited
+};
+
+struct BindMount {
+  std::string source;  // absolute host path
+  std::string target;  // absolute container path
+  bool read_only = false;
+};
+
+enum class NetworkMode { kNone, kHost };
+
+struct CreateRequest {
+  std::string image;
+  std::string name;  // empty: generated
+  std::optional<std::vector<std::string>> command;
+  std::optional<std::vector<std::string>> entrypoint;
+  std::vector<std::string> env;
+  std::string workdir;
+  std::string user;
+  bool tty = false;
+  bool stdin_open = false;
+  bool read_only = false;
+  bool auto_remove = false;
+  std::optional<int64_t> memory;
+  std::optional<double> cpus;
+  std::optional<int64_t> pids_limit;
+  std::vector<std::string> cap_add;
+  std::vector<std::string> cap_drop;
+  std::vector<BindMount> mounts;
+  NetworkMode network = NetworkMode::kNone;
+  RestartPolicy restart;
+  std::map<std::string, std::string> labels;
+  bool start = false;  // request-only: not part of the stored config
+  bool wait = false;
+};
+
+// Strict: unknown fields and wrong types are kInvalidArgument naming the field.
+[[nodiscard]] Result<CreateRequest> parse_create_request(const Json& body);
+// The normalized request (every field present, start/wait left out).
+Json to_json(const CreateRequest& r);
+
+// [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 characters.
+bool valid_name(std::string_view name);
+// adjective_noun, random.
+std::string generate_name();
+
+// "NET_ADMIN" or "CAP_NET_ADMIN" → "CAP_NET_ADMIN"; kInvalidArgument for an unknown name.
+[[nodiscard]] Result<std::string> capability_name(std::string_view name);
+
+// The OCI config.json of a container: container::default_spec(), the image's process settings
+// overridden by the request, resources, capabilities, mounts, network and hostname.
+// Fails (kInvalidArgument) when there is no command, (kNotFound) when a bind source is missing.
+[[nodiscard]] Result<Json> build_spec(const CreateRequest& r, const std::string& hostname,
+                                      const image::ImageConfig& image,
+                                      const std::vector<image::Layer>& layers,
+                                      const std::filesystem::path& rootfs);
+
+// Whether an exit calls for a restart under the policy. restarts: restarts so far;
+// stopped: the user stopped the container explicitly.
+bool should_restart(const RestartPolicy& p, int exit_code, int restarts, bool stopped);
+
+// Back-off between restarts: 100 ms doubling to 10 s; reset once a run lasted 10 s.
+struct Backoff {
+  static constexpr std::chrono::milliseconds kInitial{100};
+  static constexpr std::chrono::milliseconds kMax{10000};
+  static constexpr std::chrono::milliseconds kResetAfter{10000};
+  std::chrono::milliseconds next = kInitial;
+  // The delay before the restart that follows a run of length ran.
+  std::chrono::milliseconds delay_after(std::chrono::milliseconds ran);
+};
+
+}  // namespace vireo::containers

@@ -1,0 +1,211 @@
+#include "containers/request.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "containers/engine.h"
+
+namespace vireo::containers {
+namespace {
+
+using std::chrono::milliseconds;
+
+Json caps_of(const Json& spec) {
+  return spec["process"]["capabilities"]["bounding"];
+}
+
+bool has(const Json& list, const std::string& v) {
+  for (const auto& e : list)
+    if (e == v) return true;
+  return false;
+}
+
+image::ImageConfig image_config() {
+  image::ImageConfig c;
+  c.entrypoint = {"/bin/entry"};
+  c.cmd = {"serve", "--port", "80"};
+  c.env = {"PATH=/image/bin", "A=image"};
+  c.working_dir = "/srv";
+  return c;
+}
+
+Result<Json> spec_for(const Json& body) {
+  auto r = TRY(parse_create_request(body));
+  return build_spec(r, "web", image_config(), {}, "/b/rootfs");
+}
+
+TEST(ContainerRequestTest, ImageProcessSettingsWithoutOverrides) {
+  auto spec = spec_for({{"image", "app:1"}});
+  ASSERT_TRUE(spec) << spec.error().message();
+  EXPECT_EQ((*spec)["process"]["args"], Json({"/bin/entry", "serve", "--port", "80"}));
+  EXPECT_EQ((*spec)["process"]["cwd"], "/srv");
+  EXPECT_EQ((*spec)["process"]["env"], Json({"PATH=/image/bin", "A=image"}));
+  EXPECT_EQ((*spec)["process"]["terminal"], false);
+  EXPECT_EQ((*spec)["root"]["path"], "/b/rootfs");
+  EXPECT_EQ((*spec)["root"]["readonly"], false);
+  EXPECT_EQ((*spec)["hostname"], "web");
+  EXPECT_TRUE(has(caps_of(*spec), "CAP_CHOWN"));
+  EXPECT_FALSE(has(caps_of(*spec), "CAP_SYS_ADMIN"));
+  bool netns = false;
+  for (const auto& ns : (*spec)["linux"]["namespaces"]) netns |= ns["type"] == "network";
+  EXPECT_TRUE(netns);
+  EXPECT_TRUE((*spec)["linux"].contains("seccomp"));
+  EXPECT_TRUE((*spec)["linux"].contains("maskedPaths"));
+}
+
+TEST(ContainerRequestTest, RequestOverridesCommandEntrypointEnvWorkdirAndUser) {
+  auto spec = spec_for({{"image", "app:1"},
+                        {"command", {"echo", "hi"}},
+                        {"env", {"A=req", "B=2"}},
+                        {"workdir", "/tmp"},
+                        {"user", "1000:1000"},
+                        {"tty", true}});
+  ASSERT_TRUE(spec) << spec.error().message();
+  EXPECT_EQ((*spec)["process"]["args"], Json({"/bin/entry", "echo", "hi"}));
+  EXPECT_EQ((*spec)["process"]["env"], Json({"PATH=/image/bin", "TERM=xterm", "A=req", "B=2"}));
+  EXPECT_EQ((*spec)["process"]["cwd"], "/tmp");
+  EXPECT_EQ((*spec)["process"]["user"]["uid"], 1000);
+  EXPECT_EQ((*spec)["process"]["user"]["gid"], 1000);
+  EXPECT_EQ((*spec)["process"]["terminal"], true);
+
+  auto entry = spec_for({{"image", "app:1"}, {"entrypoint", {"/bin/sh", "-c"}}});
+  ASSERT_TRUE(entry);
+  EXPECT_EQ((*entry)["process"]["args"], Json({"/bin/sh", "-c"}));  // the image Cmd dropped
+}
+
+TEST(ContainerRequestTest, NoCommandAnywhereIsRefused) {
+  auto r = parse_create_request({{"image", "scratch:1"}});
+  ASSERT_TRUE(r);
+  auto spec = build_spec(*r, "x", image::ImageConfig{}, {}, "/r");
+  ASSERT_FALSE(spec);
+  EXPECT_EQ(spec.error().code(), ErrorCode::kInvalidArgument);
+}
+
+TEST(ContainerRequestTest, ResourcesCapabilitiesMountsNetworkAndReadOnly) {
+  auto spec =
+      spec_for({{"image", "app:1"},
+                {"memory", 64 << 20},
+                {"cpus", 1.5},
+                {"pids_limit", 100},
+                {"cap_add", {"NET_ADMIN", "CAP_SYS_TIME"}},
+                {"cap_drop", {"chown"}},
+                {"read_only", true},
+                {"network", "host"},
+                {"mounts", {{{"source", "/tmp"}, {"target", "/data"}, {"read_only", true}}}}});
+  ASSERT_TRUE(spec) << spec.error().message();
+  const Json& res = (*spec)["linux"]["resources"];
+  EXPECT_EQ(res["memory"]["limit"], 64 << 20);
+  EXPECT_EQ(res["cpu"]["quota"], 150000);
+  EXPECT_EQ(res["cpu"]["period"], 100000);
+  EXPECT_EQ(res["pids"]["limit"], 100);
+  EXPECT_TRUE(has(caps_of(*spec), "CAP_NET_ADMIN"));
+  EXPECT_TRUE(has(caps_of(*spec), "CAP_SYS_TIME"));
+  EXPECT_FALSE(has(caps_of(*spec), "CAP_CHOWN"));
+  EXPECT_EQ((*spec)["root"]["readonly"], true);
+  for (const auto& ns : (*spec)["linux"]["namespaces"]) EXPECT_NE(ns["type"], "network");
+  const Json& last = (*spec)["mounts"].back();
+  EXPECT_EQ(last["destination"], "/data");
+  EXPECT_EQ(last["source"], "/tmp");
+  EXPECT_EQ(last["options"], Json({"rbind", "ro"}));
+
+  auto all = spec_for({{"image", "app:1"}, {"cap_drop", {"ALL"}}, {"cap_add", {"KILL"}}});
+  ASSERT_TRUE(all);
+  EXPECT_EQ(caps_of(*all), Json({"CAP_KILL"}));
+  auto every = spec_for({{"image", "app:1"}, {"cap_add", {"ALL"}}});
+  ASSERT_TRUE(every);
+  EXPECT_EQ(caps_of(*every).size(), 41u);
+}
+
+TEST(ContainerRequestTest, MissingBindSourceIsNotFound) {
+  auto spec =
+      spec_for({{"image", "app:1"}, {"mounts", {{{"source", "/no/such/dir"}, {"target", "/d"}}}}});
+  ASSERT_FALSE(spec);
+  EXPECT_EQ(spec.error().code(), ErrorCode::kNotFound);
+}
+
+TEST(ContainerRequestTest, UnknownFieldsAndWrongTypesAreRefused) {
+  for (const Json& body :
+       {Json{{"image", "a"}, {"bogus", 1}}, Json{{"image", 3}},
+        Json{{"image", "a"}, {"command", "echo hi"}}, Json{{"image", "a"}, {"tty", "yes"}},
+        Json{{"image", "a"}, {"memory", 1.5}}, Json{{"image", "a"}, {"cap_add", {"NOT_A_CAP"}}},
+        Json{{"image", "a"}, {"network", "bridge"}},
+        Json{{"image", "a"}, {"restart", {{"policy", "sometimes"}}}},
+        Json{{"image", "a"}, {"mounts", {{{"source", "rel"}, {"target", "/d"}}}}},
+        Json{{"image", "a"}, {"name", "-bad"}}, Json{{"name", "x"}}, Json::array()}) {
+    auto r = parse_create_request(body);
+    EXPECT_FALSE(r) << body.dump();
+    if (!r) {
+      EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument) << body.dump();
+    }
+  }
+}
+
+TEST(ContainerRequestTest, NormalizedRequestRoundTrips) {
+  Json body = {
+      {"image", "app:1"},          {"name", "web"},
+      {"command", {"x"}},          {"restart", {{"policy", "on-failure"}, {"max_retries", 3}}},
+      {"labels", {{"team", "a"}}}, {"start", true}};
+  auto r = parse_create_request(body);
+  ASSERT_TRUE(r);
+  Json j = to_json(*r);
+  EXPECT_FALSE(j.contains("start"));
+  EXPECT_EQ(j["restart"]["policy"], "on-failure");
+  EXPECT_EQ(j["restart"]["max_retries"], 3);
+  EXPECT_EQ(j["entrypoint"], nullptr);
+  auto again = parse_create_request(j);
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(to_json(*again), j);
+}
+
+TEST(ContainerNameTest, Validation) {
+  for (const char* ok : {"a", "web-1", "A.b_c", "0x"}) EXPECT_TRUE(valid_name(ok)) << ok;
+  for (const char* bad : {"", "-a", "_a", ".a", "a b", "a/b", "é"}) EXPECT_FALSE(valid_name(bad));
+  EXPECT_FALSE(valid_name(std::string(129, 'a')));
+  std::set<std::string> names;
+  for (int i = 0; i < 50; ++i) {
+    std::string n = generate_name();
+    EXPECT_TRUE(valid_name(n)) << n;
+    names.insert(n);
+  }
+  EXPECT_GT(names.size(), 10u);
+}
+
+TEST(ContainerSignalTest, Names) {
+  EXPECT_EQ(parse_signal("KILL").value(), 9);
+  EXPECT_EQ(parse_signal("SIGTERM").value(), 15);
+  EXPECT_EQ(parse_signal("hup").value(), 1);
+  EXPECT_EQ(parse_signal("9").value(), 9);
+  EXPECT_FALSE(parse_signal("0"));
+  EXPECT_FALSE(parse_signal("SIGBOGUS"));
+  EXPECT_FALSE(parse_signal("100"));
+}
+
+TEST(RestartPolicyTest, Decisions) {
+  RestartPolicy no;
+  EXPECT_FALSE(should_restart(no, 1, 0, false));
+  RestartPolicy on_failure{RestartKind::kOnFailure, 2};
+  EXPECT_FALSE(should_restart(on_failure, 0, 0, false));
+  EXPECT_TRUE(should_restart(on_failure, 1, 0, false));
+  EXPECT_TRUE(should_restart(on_failure, 1, 1, false));
+  EXPECT_FALSE(should_restart(on_failure, 1, 2, false));
+  EXPECT_TRUE(should_restart(RestartPolicy{RestartKind::kOnFailure, 0}, 1, 1000, false));
+  RestartPolicy always{RestartKind::kAlways, 0};
+  EXPECT_TRUE(should_restart(always, 0, 50, false));
+  EXPECT_FALSE(should_restart(always, 0, 0, true));
+  EXPECT_FALSE(should_restart(RestartPolicy{RestartKind::kUnlessStopped, 0}, 1, 0, true));
+}
+
+TEST(RestartPolicyTest, BackoffDoublesToTenSecondsAndResetsAfterALongRun) {
+  Backoff b;
+  std::vector<int64_t> delays;
+  for (int i = 0; i < 10; ++i) delays.push_back(b.delay_after(milliseconds(50)).count());
+  EXPECT_EQ(delays,
+            (std::vector<int64_t>{100, 200, 400, 800, 1600, 3200, 6400, 10000, 10000, 10000}));
+  EXPECT_EQ(b.delay_after(milliseconds(9999)).count(), 10000);
+  EXPECT_EQ(b.delay_after(milliseconds(10000)).count(), 100);
+  EXPECT_EQ(b.delay_after(milliseconds(10)).count(), 200);
+}
+
+}  // namespace
+}  // namespace vireo::containers
