@@ -17,6 +17,7 @@
 #include "base/ids.h"
 #include "base/log.h"
 #include "daemon/host_facts.h"
+#include "daemon/containers.h"
 #include "daemon/images.h"
 #include "daemon/networks.h"
 #include "daemon/profiles.h"
@@ -134,7 +135,8 @@ void Daemon::Impl::add_routes() {
   networks->add_routes(router);
   storage->add_routes(router);
   add_sandbox_routes(router, events, operations, (config.root / "apps").string());
-  add_image_routes(router, events, operations, config.root);
+  auto images = add_image_routes(router, events, operations, config.root);
+  add_container_routes(router, events, operations, io, images, config.root);
   if (config.debug_api) add_debug_routes();
 }
 

@@ -302,8 +302,9 @@ void add_push_route(server::Router& router, const std::shared_ptr<ImageManager>&
 
 }  // namespace
 
-void add_image_routes(server::Router& router, server::EventHub& events,
-                      server::OperationManager& operations, const fs::path& state_root) {
+std::shared_ptr<ImageManager> add_image_routes(server::Router& router, server::EventHub& events,
+                                               server::OperationManager& operations,
+                                               const fs::path& state_root) {
   auto m = std::make_shared<ImageManager>(state_root / "images", events, operations);
   const std::string one = std::string(kImages) + "/{name}";
 
@@ -337,7 +338,7 @@ void add_image_routes(server::Router& router, server::EventHub& events,
   // A literal segment: wins over /1.0/images/{name}/... routes with a placeholder.
   router.add_sync(
       Method::kPost, std::string(kImages) + "/prune", [m](Request&) -> Result<Response> {
-        auto report = TRY(TRY(m->store())->prune());
+        auto report = TRY(TRY(m->store())->prune(m->in_use()));
         if (report.bytes_freed > 0 || report.blobs_removed > 0 || report.layers_removed > 0)
           m->lifecycle("images-pruned", "prune");
         return Response::json({{"bytes_freed", report.bytes_freed},
@@ -349,6 +350,7 @@ void add_image_routes(server::Router& router, server::EventHub& events,
   add_pull_route(router, m);
   add_push_route(router, m);
   add_image_build_route(router, m);
+  return m;
 }
 
 }  // namespace vireo::daemon

@@ -11,6 +11,7 @@
 // Thread-safety: the store is opened on first use and serializes its own calls, so a request
 // that reaches it while an import runs waits for that import to finish.
 #include <filesystem>
+#include <memory>
 
 #include "server/events.h"
 #include "server/operations.h"
@@ -18,8 +19,11 @@
 
 namespace vireo::daemon {
 
-// Registers the routes; the image manager they share lives as long as the router.
-void add_image_routes(server::Router& router, server::EventHub& events,
+class ImageManager;
+
+// Registers the routes; the image manager they share lives as long as the router (returned for
+// the container routes, which use the same store).
+std::shared_ptr<ImageManager> add_image_routes(server::Router& router, server::EventHub& events,
                       server::OperationManager& operations,
                       const std::filesystem::path& state_root);
 

@@ -1,0 +1,332 @@
+#include "daemon/containers.h"
+
+#include <list>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <boost/asio/post.hpp>
+
+#include "api/event.h"
+#include "base/log.h"
+#include "base/subprocess.h"
+#include "containers/engine.h"
+#include "daemon/image_manager.h"
+
+namespace vireo::daemon {
+
+namespace {
+
+namespace fs = std::filesystem;
+using containers::Container;
+using containers::Engine;
+using server::Method;
+using server::Request;
+using server::Responder;
+using server::Response;
+
+constexpr const char* kContainers = "/1.0/containers";
+constexpr auto kWaitSlice = std::chrono::seconds(1);
+
+class ContainerService : public std::enable_shared_from_this<ContainerService> {
+ public:
+  ContainerService(server::EventHub& events, server::OperationManager& operations,
+                   boost::asio::io_context& io, std::shared_ptr<ImageManager> images, fs::path root)
+      : events_(events),
+        operations_(operations),
+        io_(io),
+        images_(std::move(images)),
+        root_(std::move(root)) {}
+
+  ~ContainerService() {
+    std::list<std::thread> threads;
+    {
+      std::lock_guard lock(threads_mutex_);
+      threads.swap(threads_);
+    }
+    for (auto& t : threads) t.join();
+    std::lock_guard lock(open_mutex_);
+    engine_.reset();
+  }
+
+  Result<Engine*> engine() {
+    std::lock_guard lock(open_mutex_);
+    if (engine_) return engine_.get();
+    auto* store = TRY(images_->store());
+    auto e = Engine::open({.state_dir = root_,
+                           .images = store,
+                           .runtime = find_sibling_program("vireo-runtime"),
+                           .monitor = find_sibling_program("vireo-monitor"),
+                           .on_event = [this](const std::string& action, const Container& c) {
+                             Json meta = api::lifecycle_metadata(
+                                 action, std::string(kContainers) + "/" + c.name);
+                             meta["id"] = c.id;
+                             events_.publish("lifecycle", std::move(meta));
+                           }});
+    if (!e) return std::unexpected(std::move(e.error()).with_context("containers"));
+    engine_ = std::move(*e);
+    return engine_.get();
+  }
+
+  // Manifest digests of the images that containers use, which an image prune must keep.
+  std::vector<Digest> images_in_use() {
+    std::vector<Digest> out;
+    Engine* e = nullptr;
+    {
+      std::lock_guard lock(open_mutex_);
+      e = engine_.get();
+    }
+    if (!e) return out;
+    for (const auto& c : e->list(true))
+      if (auto d = Digest::parse(c.image_digest); d) out.push_back(*d);
+    return out;
+  }
+
+  // Runs work on its own thread and answers on the io thread.
+  void offload(std::function<Result<Response>()> work, Responder respond) {
+    std::lock_guard lock(threads_mutex_);
+    for (auto it = threads_.begin(); it != threads_.end();) {
+      if (finished_.contains(it->get_id())) {
+        finished_.erase(it->get_id());
+        it->join();
+        it = threads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    // The thread holds no reference to the service: the destructor joins it.
+    threads_.emplace_back(
+        [self = this, work = std::move(work), respond = std::move(respond)]() mutable {
+          auto r = work();
+          Response response = r ? std::move(*r) : Response::error(r.error());
+          boost::asio::post(
+              self->io_, [respond = std::move(respond), response = std::move(response)]() mutable {
+                respond(std::move(response));
+              });
+          std::lock_guard lock(self->threads_mutex_);
+          self->finished_.insert(std::this_thread::get_id());
+        });
+  }
+
+  boost::asio::io_context& io() { return io_; }
+
+  // An operation that ends when the container's current run ends; its result is the container
+  // as the run ended.
+  api::Operation wait_operation(const std::string& what, const Container& c) {
+    auto self = shared_from_this();
+    std::string id = c.id;
+    return operations_.start(fmt::format("{} container {}", what, c.name), resources(c.name),
+                             server::Cancellable::kYes,
+                             [self, id](server::OperationContext& ctx) -> Result<Json> {
+                               auto* e = TRY(self->engine());
+                               for (;;) {
+                                 auto r = e->wait(id, kWaitSlice);
+                                 if (r) return containers::to_json(*r);
+                                 if (r.error().code() != ErrorCode::kTimeout)
+                                   return std::unexpected(r.error());
+                                 if (ctx.cancelled())
+                                   return make_error(ErrorCode::kCancelled, "wait cancelled");
+                               }
+                             });
+  }
+
+  static Json resources(const std::string& name) {
+    return Json{{"containers", {std::string(kContainers) + "/" + name}}};
+  }
+
+  server::OperationManager& operations() { return operations_; }
+
+ private:
+  server::EventHub& events_;
+  server::OperationManager& operations_;
+  boost::asio::io_context& io_;
+  std::shared_ptr<ImageManager> images_;
+  fs::path root_;
+  std::mutex open_mutex_;
+  std::unique_ptr<Engine> engine_;
+  std::mutex threads_mutex_;
+  std::list<std::thread> threads_;
+  std::set<std::thread::id> finished_;
+};
+
+// An optional JSON body: empty is {}.
+Result<Json> optional_body(const Request& req) {
+  if (req.body.find_first_not_of(" \t\r\n") == std::string::npos) return Json::object();
+  Json body = TRY(req.json_body());
+  if (!body.is_object()) return make_error(ErrorCode::kInvalidArgument, "body must be an object");
+  return body;
+}
+
+// {"timeout": seconds}, default 10.
+Result<std::chrono::seconds> stop_timeout(const Request& req) {
+  Json body = TRY(optional_body(req));
+  for (const auto& [k, v] : body.items())
+    if (k != "timeout") return make_error(ErrorCode::kInvalidArgument, "unknown field '{}'", k);
+  if (!body.contains("timeout")) return std::chrono::seconds(10);
+  const Json& t = body["timeout"];
+  if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > 3600)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "field 'timeout' must be an integer number of seconds (0-3600)");
+  return std::chrono::seconds(t.get<int64_t>());
+}
+
+bool query_flag(const Request& req, const char* key) {
+  auto it = req.query.find(key);
+  return it != req.query.end() && (it->second == "1" || it->second == "true");
+}
+
+Result<containers::LogQuery> log_query(const Request& req) {
+  containers::LogQuery q;
+  if (req.query.contains("tail")) q.tail = TRY(req.query_int("tail", 0, 0, 1 << 30));
+  if (auto s = req.query.find("since"); s != req.query.end())
+    q.since_ns = TRY(containers::parse_since(s->second));
+  if (auto c = req.query.find("cursor"); c != req.query.end()) q.cursor = c->second;
+  return q;
+}
+
+Json logs_json(const containers::LogPage& page, bool running) {
+  Json lines = Json::array();
+  for (const auto& l : page.lines)
+    lines.push_back({{"time", l.time}, {"stream", l.stream}, {"log", l.log}});
+  return {{"lines", lines}, {"cursor", page.cursor}, {"running", running}};
+}
+
+void add_collection_routes(server::Router& router, const std::shared_ptr<ContainerService>& s) {
+  router.add_sync(Method::kGet, kContainers, [s](Request& req) -> Result<Response> {
+    auto* e = TRY(s->engine());
+    Json list = Json::array();
+    for (const auto& c : e->list(query_flag(req, "all"))) list.push_back(containers::to_json(c));
+    return Response::json(std::move(list));
+  });
+  router.add(Method::kPost, kContainers, [s](Request& req, Responder respond) {
+    auto body = req.json_body();
+    if (!body) return respond(Response::error(body.error()));
+    auto parsed = containers::parse_create_request(*body);
+    if (!parsed) return respond(Response::error(parsed.error()));
+    s->offload(
+        [s, r = std::move(*parsed)]() -> Result<Response> {
+          auto* e = TRY(s->engine());
+          Container c = TRY(e->create(r));
+          if (!r.wait) return Response::json(containers::to_json(c), 201);
+          return server::accepted(s->wait_operation("Run", c));
+        },
+        std::move(respond));
+  });
+}
+
+void add_item_routes(server::Router& router, const std::shared_ptr<ContainerService>& s) {
+  const std::string one = std::string(kContainers) + "/{name}";
+  router.add_sync(Method::kGet, one, [s](Request& req) -> Result<Response> {
+    auto* e = TRY(s->engine());
+    return Response::json(containers::to_json(TRY(e->get(req.params["name"]))));
+  });
+  router.add(Method::kDelete, one, [s](Request& req, Responder respond) {
+    std::string name = req.params["name"];
+    bool force = query_flag(req, "force");
+    s->offload(
+        [s, name, force]() -> Result<Response> {
+          auto* e = TRY(s->engine());
+          TRY(e->remove(name, force));
+          return Response::json(Json::object());
+        },
+        std::move(respond));
+  });
+  router.add(Method::kPost, one + "/start", [s](Request& req, Responder respond) {
+    std::string name = req.params["name"];
+    s->offload(
+        [s, name]() -> Result<Response> {
+          auto* e = TRY(s->engine());
+          return Response::json(containers::to_json(TRY(e->start(name))));
+        },
+        std::move(respond));
+  });
+  for (const char* action : {"stop", "restart"}) {
+    bool restart = std::string_view(action) == "restart";
+    router.add_sync(
+        Method::kPost, one + "/" + action, [s, restart](Request& req) -> Result<Response> {
+          auto* e = TRY(s->engine());
+          auto timeout = TRY(stop_timeout(req));
+          Container c = TRY(e->get(req.params["name"]));
+          std::string id = c.id;
+          auto op = s->operations().start(
+              fmt::format("{} container {}", restart ? "Restart" : "Stop", c.name),
+              ContainerService::resources(c.name), server::Cancellable::kNo,
+              [s, id, timeout, restart](server::OperationContext&) -> Result<Json> {
+                auto* e = TRY(s->engine());
+                Container done = restart ? TRY(e->restart(id, timeout)) : TRY(e->stop(id, timeout));
+                return containers::to_json(done);
+              });
+          return server::accepted(op);
+        });
+  }
+  router.add_sync(Method::kPost, one + "/kill", [s](Request& req) -> Result<Response> {
+    auto* e = TRY(s->engine());
+    Json body = TRY(optional_body(req));
+    int signal = SIGKILL;
+    for (const auto& [k, v] : body.items()) {
+      if (k != "signal") return make_error(ErrorCode::kInvalidArgument, "unknown field '{}'", k);
+      if (v.is_number_integer())
+        signal = TRY(containers::parse_signal(std::to_string(v.get<int64_t>())));
+      else if (v.is_string())
+        signal = TRY(containers::parse_signal(v.get<std::string>()));
+      else
+        return make_error(ErrorCode::kInvalidArgument,
+                          "field 'signal' must be a name (\"KILL\", \"SIGTERM\") or a number");
+    }
+    return Response::json(containers::to_json(TRY(e->kill(req.params["name"], signal))));
+  });
+  router.add_sync(Method::kPost, one + "/wait", [s](Request& req) -> Result<Response> {
+    auto* e = TRY(s->engine());
+    Container c = TRY(e->get(req.params["name"]));
+    return server::accepted(s->wait_operation("Wait for", c));
+  });
+  router.add(Method::kGet, one + "/logs", [s](Request& req, Responder respond) {
+    auto answer = [&]() -> Result<Response> {
+      auto* e = TRY(s->engine());
+      auto q = TRY(log_query(req));
+      bool follow = query_flag(req, "follow");
+      auto timeout = TRY(req.query_int("timeout", 20, 0, 30));
+      std::string name = req.params["name"];
+      Container c = TRY(e->get(name));
+      bool running =
+          c.state == containers::State::kRunning || c.state == containers::State::kRestarting;
+      if (!follow || !running) {
+        auto page = TRY(e->logs(c.id, q));
+        return Response::json(logs_json(page, running));
+      }
+      e->follow_logs(
+          c.id, q, std::chrono::seconds(timeout),
+          [io = &s->io(), respond](Result<containers::LogPage> page, bool still_running) {
+            Response r = page ? Response::json(logs_json(*page, still_running))
+                              : Response::error(page.error());
+            boost::asio::post(*io,
+                              [respond, r = std::move(r)]() mutable { respond(std::move(r)); });
+          });
+      return Response{.status = 0};  // answered by the follower
+    };
+    auto r = answer();
+    if (!r) return respond(Response::error(r.error()));
+    if (r->status != 0) respond(std::move(*r));
+  });
+}
+
+}  // namespace
+
+void add_container_routes(server::Router& router, server::EventHub& events,
+                          server::OperationManager& operations, boost::asio::io_context& io,
+                          const std::shared_ptr<ImageManager>& images, const fs::path& state_root) {
+  auto s =
+      std::make_shared<ContainerService>(events, operations, io, images, state_root / "containers");
+  // At start: re-adopt what runs and apply the restart policies; a failure is retried by the
+  // first request.
+  if (auto e = s->engine(); !e)
+    spdlog::warn("containers unavailable for now: {}", e.error().message());
+  images->set_in_use([weak = std::weak_ptr<ContainerService>(s)] {
+    auto service = weak.lock();
+    return service ? service->images_in_use() : std::vector<Digest>{};
+  });
+  add_collection_routes(router, s);
+  add_item_routes(router, s);
+}
+
+}  // namespace vireo::daemon
