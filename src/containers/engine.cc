@@ -585,8 +585,10 @@ Result<Container> Engine::stop(const std::string& name, std::chrono::seconds tim
   auto r = TRY(m.find(name));
   std::lock_guard action(r->action);
   Container snap;
+  bool stopped_something = false;
   {
     std::unique_lock lock(m.mu);
+    stopped_something = r->c.state == State::kRunning || r->c.state == State::kRestarting;
     r->stopped = true;
     r->restart_at.reset();
     if (r->c.state == State::kRestarting) {
@@ -609,7 +611,7 @@ Result<Container> Engine::stop(const std::string& name, std::chrono::seconds tim
     snap = r->c;
   }
   m.persist(*r);
-  m.emit("container-stopped", snap);
+  if (stopped_something) m.emit("container-stopped", snap);
   return snap;
 }
 
@@ -633,7 +635,8 @@ Result<void> Engine::remove(const std::string& name, bool force) {
   return impl_->remove_locked(r, force);
 }
 
-Result<Container> Engine::wait(const std::string& name, std::chrono::milliseconds timeout) {
+Result<Container> Engine::wait(const std::string& name, std::chrono::milliseconds timeout,
+                               std::stop_token stop) {
   Impl& m = *impl_;
   std::unique_lock lock(m.mu);
   Error e(ErrorCode::kNotFound, "");
@@ -646,8 +649,11 @@ Result<Container> Engine::wait(const std::string& name, std::chrono::millisecond
   }
   if (!r->removed && (r->c.state == State::kRunning || r->c.state == State::kRestarting)) {
     uint64_t runs = r->runs_ended;
-    if (!m.cv.wait_for(lock, timeout, [&] { return r->runs_ended != runs; }))
+    if (!m.cv.wait_for(lock, stop, timeout, [&] { return r->runs_ended != runs; })) {
+      if (stop.stop_requested())
+        return make_error(ErrorCode::kCancelled, "wait for container {} cancelled", r->c.name);
       return make_error(ErrorCode::kTimeout, "container {} still running", r->c.name);
+    }
   }
   return r->last_exit && r->c.state != State::kCreated ? *r->last_exit : r->c;
 }

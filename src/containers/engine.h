@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -92,8 +93,10 @@ class Engine {
   [[nodiscard]] Result<Container> kill(const std::string& name, int signal);
   // kConflict while running unless force (then killed first).
   [[nodiscard]] Result<void> remove(const std::string& name, bool force);
-  // The container as its current run ended (returns at once when it does not run); kTimeout.
-  [[nodiscard]] Result<Container> wait(const std::string& name, std::chrono::milliseconds timeout);
+  // The container as its current run ended (returns at once when it does not run); kTimeout,
+  // kCancelled when stop is requested.
+  [[nodiscard]] Result<Container> wait(const std::string& name, std::chrono::milliseconds timeout,
+                                       std::stop_token stop = {});
 
   [[nodiscard]] Result<LogPage> logs(const std::string& name, const LogQuery& q);
   // Calls done once: when lines after q.cursor arrive, the container stops running, or timeout

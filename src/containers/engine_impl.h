@@ -45,7 +45,7 @@ struct Engine::Impl {
   std::filesystem::path runtime_root;
 
   std::mutex mu;
-  std::condition_variable cv;  // runs_ended changed
+  std::condition_variable_any cv;  // runs_ended changed
   std::map<std::string, std::shared_ptr<Record>> by_id;
   std::deque<std::shared_ptr<Record>> graveyard;  // removed, still waitable by id
   std::map<int, std::shared_ptr<Record>> by_pidfd;

@@ -148,7 +148,7 @@ void Engine::Impl::handle_end(const std::shared_ptr<Record>& r) {
                       RunOptions{.timeout = std::chrono::seconds(10)});
   }
   Container snap;
-  bool restart = false, auto_remove = false;
+  bool auto_remove = false;
   {
     std::lock_guard lock(mu);
     r->c.state = State::kExited;
@@ -173,7 +173,6 @@ void Engine::Impl::handle_end(const std::shared_ptr<Record>& r) {
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - r->run_started);
       r->restart_at = Clock::now() + r->backoff.delay_after(ran);
       r->c.state = State::kRestarting;
-      restart = true;
     }
     auto_remove = r->req.auto_remove && !r->removed;
     r->version++;
@@ -183,7 +182,6 @@ void Engine::Impl::handle_end(const std::shared_ptr<Record>& r) {
   persist(*r);
   emit("container-died", snap);
   if (snap.oom_killed) emit("container-oom", snap);
-  (void)restart;
   if (auto_remove) {
     std::lock_guard action(r->action);
     if (auto rm = remove_locked(r, true); !rm)

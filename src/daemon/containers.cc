@@ -26,7 +26,7 @@ using server::Responder;
 using server::Response;
 
 constexpr const char* kContainers = "/1.0/containers";
-constexpr auto kWaitSlice = std::chrono::seconds(1);
+constexpr auto kMaxWait = std::chrono::hours(24 * 365);
 
 class ContainerService : public std::enable_shared_from_this<ContainerService> {
  public:
@@ -115,19 +115,12 @@ class ContainerService : public std::enable_shared_from_this<ContainerService> {
   api::Operation wait_operation(const std::string& what, const Container& c) {
     auto self = shared_from_this();
     std::string id = c.id;
-    return operations_.start(fmt::format("{} container {}", what, c.name), resources(c.name),
-                             server::Cancellable::kYes,
-                             [self, id](server::OperationContext& ctx) -> Result<Json> {
-                               auto* e = TRY(self->engine());
-                               for (;;) {
-                                 auto r = e->wait(id, kWaitSlice);
-                                 if (r) return containers::to_json(*r);
-                                 if (r.error().code() != ErrorCode::kTimeout)
-                                   return std::unexpected(r.error());
-                                 if (ctx.cancelled())
-                                   return make_error(ErrorCode::kCancelled, "wait cancelled");
-                               }
-                             });
+    return operations_.start(
+        fmt::format("{} container {}", what, c.name), resources(c.name), server::Cancellable::kYes,
+        [self, id](server::OperationContext& ctx) -> Result<Json> {
+          auto* e = TRY(self->engine());
+          return containers::to_json(TRY(e->wait(id, kMaxWait, ctx.stop_token())));
+        });
   }
 
   static Json resources(const std::string& name) {
