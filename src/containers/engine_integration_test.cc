@@ -72,6 +72,7 @@ class EngineTest : public ::testing::Test {
                            .on_event = [this](const std::string& action, const Container& c) {
                              std::lock_guard lock(mu_);
                              events_.push_back(action + " " + c.name);
+                             if (action == "container-died" && c.name == "dead") died_.push_back(c);
                              cv_.notify_all();
                            }});
     ASSERT_TRUE(e) << e.error().message();
@@ -119,6 +120,7 @@ class EngineTest : public ::testing::Test {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::string> events_;
+  std::vector<Container> died_;
 };
 
 std::vector<std::string> texts(const LogPage& p) {
@@ -341,6 +343,54 @@ TEST_F(EngineTest, ReopenedEngineAdoptsRunningContainersAndSeesExitsThatHappened
   ASSERT_TRUE(seen);
   EXPECT_EQ(seen->state, State::kExited);
   EXPECT_EQ(seen->exit_code, 7);
+}
+
+TEST_F(EngineTest, ReopenAppliesRestartPoliciesToDeadMonitorsAndStoppedContainers) {
+  auto run_sleeper = [&](const char* name, const char* policy) {
+    auto c = run({{"image", "busybox:1"},
+                  {"name", name},
+                  {"command", {"sleep", "1000"}},
+                  {"restart", {{"policy", policy}}}});
+    EXPECT_TRUE(c) << c.error().message();
+    return c ? *c : Container{};
+  };
+  Container dead = run_sleeper("dead", "always");
+  Container always = run_sleeper("always", "always");
+  Container unless = run_sleeper("unless", "unless-stopped");
+  ASSERT_TRUE(engine_->stop("always", 0s));
+  ASSERT_TRUE(engine_->stop("unless", 0s));
+  engine_.reset();
+
+  // The monitor of "dead" dies without recording an exit (as after a host reboot).
+  auto mpid = read_file(tmp_ / "state" / dead.id / "monitor" / "monitor.pid");
+  ASSERT_TRUE(mpid);
+  Fd pidfd(pidfd_open(std::stoi(*mpid)));
+  ASSERT_TRUE(pidfd);
+  ASSERT_EQ(pidfd_signal(pidfd.get(), SIGKILL), 0);
+  pollfd p{pidfd.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 20000), 1);
+
+  open_engine();
+  ASSERT_TRUE(await_event("container-died dead", 1));
+  {
+    std::lock_guard lock(mu_);
+    ASSERT_EQ(died_.size(), 1u);
+    EXPECT_EQ(died_[0].exit_code, 255);
+    EXPECT_NE(died_[0].error, "");
+  }
+  ASSERT_TRUE(await_event("container-restarted dead", 1));
+  ASSERT_TRUE(await_event("container-restarted always", 1));  // always: even after a stop
+  auto d = engine_->get("dead");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->state, State::kRunning);
+  EXPECT_EQ(d->restart_count, 1);
+  EXPECT_NE(d->pid, dead.pid);
+  auto u = engine_->get("unless");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->state, State::kExited);  // unless-stopped: the stop holds
+  EXPECT_EQ(engine_->get("always")->state, State::kRunning);
+  EXPECT_NE(engine_->get("always")->pid, always.pid);
+  EXPECT_EQ(unless.restart_count, 0);
 }
 
 TEST_F(EngineTest, BadInputLeavesNothingBehind) {
