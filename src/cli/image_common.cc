@@ -15,7 +15,9 @@ Result<std::string> image_path(const std::string& ref, const std::string& suffix
     ok = ok && (std::isalnum(static_cast<unsigned char>(c)) ||
                 std::string_view("._-/:@").find(c) != std::string_view::npos);
   if (!ok) return make_error(ErrorCode::kInvalidArgument, "invalid image reference '{}'", ref);
-  if (ref.find('/') == std::string::npos) return kImages + "/" + ref + suffix;
+  // Names that are also literal routes (/1.0/images/build, /prune, /pull) go in ?ref= too.
+  bool route_word = ref == "build" || ref == "prune" || ref == "pull";
+  if (ref.find('/') == std::string::npos && !route_word) return kImages + "/" + ref + suffix;
   return kImages + "/-" + suffix + "?ref=" + ref;
 }
 

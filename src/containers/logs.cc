@@ -119,10 +119,8 @@ Result<LogPage> read_logs(const fs::path& dir, const LogQuery& q) {
   std::deque<LogLine> out;
   Position last{};
   bool any = false;
-  Position complete{};  // after the last entry that is not a pending partial
+  Position complete{};  // after the last entry read
   bool has_complete = false;
-  LogLine pending[2];  // partial entries per stream (stdout, stderr)
-  bool has_pending[2] = {false, false};
   for (const auto& path : files) {
     std::ifstream in(path);
     if (!in) continue;
@@ -138,21 +136,14 @@ Result<LogPage> read_logs(const fs::path& dir, const LogQuery& q) {
       Position pos{*ns, (any && last.ns == *ns) ? last.k + 1 : 0};
       last = pos;
       any = true;
-      int s = stream == "stderr" ? 1 : 0;
-      LogLine& line = pending[s];
-      if (!has_pending[s]) line = LogLine{time, stream, ""};
-      line.log += j->value("log", "");
-      if (j->value("partial", false)) {
-        has_pending[s] = true;
-        continue;
-      }
-      has_pending[s] = false;
+      // A partial entry (a line cut at 16 KiB, or output without a final newline when the
+      // container exited) is passed on as it is: printed one after another, the pieces make
+      // the line again, and the last piece of an exited container is not held back forever.
       complete = Position{pos.ns, pos.k + 1};
       has_complete = true;
       if (after && pos < *after) continue;
-      if (q.since_ns && *parse_rfc3339_ns(line.time) < *q.since_ns) continue;
-      out.push_back(std::move(line));
-      line = LogLine{};
+      if (q.since_ns && *ns < *q.since_ns) continue;
+      out.push_back(LogLine{time, stream, j->value("log", "")});
       if (q.tail && out.size() > *q.tail) out.pop_front();
     }
   }

@@ -1,7 +1,8 @@
 #pragma once
 // Reading a container's logs as vireo-monitor writes them (docs/containers.md, "Logs"): ctr.log
 // and its rotated files ctr.log.N … ctr.log.1, oldest first, Docker json-file lines. Partial
-// entries are joined to the next entry of their stream.
+// entries (a line cut at 16 KiB, or the last output without a newline) come as they are, as
+// the Docker API gives them: printed in order they make the line again.
 //
 // A cursor names a position after an entry: "<unix ns>-<k>", the time of the entry and how many
 // entries with that same time came before it, plus one. Times only grow in a log, so a cursor

@@ -269,6 +269,12 @@ TEST_F(ImageTest, PushedToARegistryAndPulledBack) {
   expect_refused({"image", "push", "nothere:1", remote}, "nothere");
   expect_refused({"image", "push", "busybox:1", url + "/UPPER/case:1"}, "lowercase");
   expect_refused({"image", "pull", "127.0.0.1:1/x:1"}, "127.0.0.1:1");
+  // An image named like a route of its own (/1.0/images/build, /pull, /prune).
+  for (const char* word : {"build", "pull", "prune"}) {
+    ASSERT_EQ(d.cli({"image", "tag", "busybox:1", word}).exit_code, 0) << word;
+    EXPECT_EQ(digest_of(word), digest) << word;
+    EXPECT_EQ(d.cli({"image", "rm", word}).exit_code, 0) << word;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,159 @@
+// Containers through vireod and the CLI (`vireo ct`), as a Docker user drives them: a busybox
+// image imported from /bin/busybox; run in the foreground (output on the right streams, the
+// exit status passed on, --rm), detached (ps, logs, stop with a process that ignores SIGTERM,
+// start again, rm refused while running, rm -f), settings (env, workdir, user, read-only root,
+// bind mounts), containers that keep running while vireod is kill -9ed and are found again by
+// the next vireod, and bad input refused with one line and nothing left.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "base/json.h"
+#include "cli_expect.h"
+#include "daemon_process.h"
+
+namespace vireo::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+ProcessResult run(const std::vector<std::string>& argv) {
+  auto r = run_process(argv, {.timeout = 60s});
+  return r ? *r : ProcessResult{.exit_code = -1, .err = r.error().message()};
+}
+
+class ContainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "containers need root";
+    ASSERT_TRUE(d.start()) << "vireod did not start";
+    fs::path rootfs = d.dir() / "rootfs";
+    fs::create_directories(rootfs / "bin");
+    fs::create_directories(rootfs / "tmp");
+    fs::copy_file("/bin/busybox", rootfs / "bin" / "busybox");
+    for (const char* tool : {"sh", "echo", "cat", "id", "pwd", "sleep", "touch", "ls", "env"})
+      fs::create_symlink("busybox", rootfs / "bin" / tool);
+    std::string tar = (d.dir() / "busybox.tar").string();
+    auto r = run({"tar", "-C", rootfs.string(), "-cf", tar, "."});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = d.cli({"image", "import", tar, "--tag", "busybox:1"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  void TearDown() override {
+    if (::geteuid() != 0) return;
+    // Containers outlive vireod by design: remove them before the daemon goes.
+    for (const auto& c : json({"ct", "ps", "-a"})) d.cli({"ct", "rm", "-f", c.value("name", "")});
+  }
+
+  Json json(std::vector<std::string> args) const { return cli_json(d, std::move(args)); }
+  Json inspect(const std::string& name) const { return json({"ct", "inspect", name}); }
+  std::vector<std::string> names(bool all) const {
+    std::vector<std::string> out;
+    std::vector<std::string> args = {"ct", "ps"};
+    if (all) args.push_back("-a");
+    for (const auto& c : json(args)) out.push_back(c.value("name", ""));
+    return out;
+  }
+
+  DaemonProcess d;
+};
+
+TEST_F(ContainerTest, ForegroundRunStreamsOutputAndPassesTheExitStatus) {
+  auto r = d.cli({"ct", "run", "--rm", "busybox:1", "sh", "-c", "echo out; echo err >&2; exit 3"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_EQ(r.out, "out\n");
+  EXPECT_EQ(r.err, "err\n");
+  EXPECT_TRUE(names(true).empty());  // --rm
+
+  r = d.cli({"ct", "run", "--name", "kept", "busybox:1", "echo", "-n", "flags", "--after"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "flags --after");
+  Json kept = inspect("kept");
+  EXPECT_EQ(kept.value("state", ""), "exited");
+  EXPECT_EQ(kept.value("exit_code", -1), 0);
+  EXPECT_FALSE(kept.value("finished_at", "").empty());
+  EXPECT_EQ(d.cli({"ct", "logs", "kept"}).out, "flags --after");
+}
+
+TEST_F(ContainerTest, SettingsReachTheProcess) {
+  fs::path shared = d.dir() / "shared";
+  fs::create_directories(shared);
+  std::ofstream(shared / "in.txt") << "from host";
+  auto r =
+      d.cli({"ct", "run", "--rm", "-e", "GREETING=hello", "-w", "/tmp", "-u", "1000:1000", "-v",
+             shared.string() + ":/data:ro", "--read-only", "busybox:1", "sh", "-c",
+             "echo $GREETING $(pwd) $(id -u):$(id -g) $(cat /data/in.txt); "
+             "touch /data/x 2>/dev/null || echo ro-bind; touch /x 2>/dev/null || echo ro-root"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "hello /tmp 1000:1000 from host\nro-bind\nro-root\n");
+}
+
+TEST_F(ContainerTest, DetachedContainerLifecycle) {
+  auto r = d.cli({"ct", "run", "-d", "--name", "web", "busybox:1", "sh", "-c",
+                  "echo started; exec sleep 1000"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "web\n");
+  EXPECT_EQ(names(false), std::vector<std::string>{"web"});
+  Json web = inspect("web");
+  EXPECT_EQ(web.value("state", ""), "running");
+  EXPECT_GT(web.value("pid", 0), 0);
+  EXPECT_EQ(d.cli({"ct", "logs", "web"}).out, "started\n");
+  EXPECT_EQ(d.cli({"ct", "logs", "--tail", "0", "web"}).out, "");
+
+  expect_refused(d, {"ct", "rm", "web"}, "running");
+  // sleep as PID 1 ignores SIGTERM: stop kills it after the timeout.
+  r = d.cli({"ct", "stop", "-t", "1", "web"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  web = inspect("web");
+  EXPECT_EQ(web.value("state", ""), "exited");
+  EXPECT_EQ(web.value("exit_code", -1), 137);
+  EXPECT_TRUE(names(false).empty());
+  EXPECT_EQ(names(true), std::vector<std::string>{"web"});
+
+  ASSERT_EQ(d.cli({"ct", "start", "web"}).exit_code, 0);
+  EXPECT_EQ(inspect("web").value("state", ""), "running");
+  ASSERT_EQ(d.cli({"ct", "kill", "web"}).exit_code, 0);
+  EXPECT_EQ(d.cli({"ct", "wait", "web"}).out, "137\n");
+  ASSERT_EQ(d.cli({"ct", "start", "web"}).exit_code, 0);
+  ASSERT_EQ(d.cli({"ct", "rm", "-f", "web"}).exit_code, 0);
+  EXPECT_TRUE(names(true).empty());
+}
+
+// The monitor keeps a container running and logging while vireod is killed; the next vireod
+// finds it running and sees its exit.
+TEST_F(ContainerTest, ContainersOutliveVireod) {
+  fs::path gate = d.dir() / "gate";
+  fs::create_directories(gate);
+  auto r = d.cli({"ct", "run", "-d", "--name", "survivor", "-v", gate.string() + ":/gate",
+                  "busybox:1", "sh", "-c",
+                  "echo before; while [ ! -e /gate/go ]; do sleep 0.05; done; echo after; exit 7"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  d.kill();
+  std::ofstream(gate / "go") << "";
+  ASSERT_TRUE(d.start()) << "vireod did not restart";
+  EXPECT_EQ(d.cli({"ct", "wait", "survivor"}).out, "7\n");
+  EXPECT_EQ(d.cli({"ct", "logs", "survivor"}).out, "before\nafter\n");
+  EXPECT_EQ(inspect("survivor").value("exit_code", -1), 7);
+}
+
+TEST_F(ContainerTest, BadInputIsRefusedWithOneLine) {
+  expect_refused(d, {"ct", "run", "nosuch:1", "true"}, "nosuch");
+  expect_refused(d, {"ct", "run", "--name", "bad name", "busybox:1"}, "bad name");
+  expect_refused(d, {"ct", "run", "--restart", "sometimes", "busybox:1"}, "--restart");
+  expect_refused(d, {"ct", "run", "-v", "data:/x", "busybox:1"}, "named volumes");
+  expect_refused(d, {"ct", "run", "-v", (d.dir() / "missing").string() + ":/x", "busybox:1"},
+                 "missing");
+  expect_refused(d, {"ct", "run", "--memory", "lots", "busybox:1"}, "--memory");
+  expect_refused(d, {"ct", "rm", "nosuch"}, "nosuch");
+  expect_refused(d, {"ct", "stop", "nosuch"}, "nosuch");
+  ASSERT_EQ(d.cli({"ct", "create", "--name", "taken", "busybox:1", "true"}).exit_code, 0);
+  expect_refused(d, {"ct", "create", "--name", "taken", "busybox:1", "true"}, "taken");
+  EXPECT_EQ(names(true), std::vector<std::string>{"taken"});
+  // A command that does not exist in the image: the start fails, the container stays created.
+  auto r = d.cli({"ct", "run", "--name", "nocmd", "busybox:1", "/no/such/binary"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("/no/such/binary"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace vireo::testing
