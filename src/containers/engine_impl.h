@@ -90,6 +90,8 @@ struct Engine::Impl {
 Json state_json(const Record& r);
 std::string monitor_dir(const Record& r);
 int pidfd_open(pid_t pid);
+// The pid in a pid file (monitor.pid, container.pid).
+[[nodiscard]] Result<pid_t> read_pid(const std::filesystem::path& path);
 int pidfd_signal(int pidfd, int sig);
 
 }  // namespace vireo::containers
