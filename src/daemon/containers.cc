@@ -278,7 +278,7 @@ void add_item_routes(server::Router& router, const std::shared_ptr<ContainerServ
       auto* e = TRY(s->engine());
       auto q = TRY(log_query(req));
       bool follow = query_flag(req, "follow");
-      auto timeout = TRY(req.query_int("timeout", 20, 0, 30));
+      auto timeout = std::min<int64_t>(TRY(req.query_int("timeout", 20, 0, 86400)), 30);
       std::string name = req.params["name"];
       Container c = TRY(e->get(name));
       bool running =
