@@ -399,8 +399,11 @@ Result<Container> Engine::create(const CreateRequest& request) {
     return make_error(ErrorCode::kIo, "container {}: state.json not written", req.name);
   undo.commit();
   m.emit("container-created", r->c);
-  if (request.start) return start(r->c.id);
-  return get(r->c.id);
+  if (!request.start) return get(r->c.id);
+  auto started = start(r->c.id);
+  // A --rm container that could not start is not kept (as docker run --rm).
+  if (!started && req.auto_remove) (void)remove(r->c.id, true);
+  return started;
 }
 
 Result<Container> Engine::start(const std::string& name) {

@@ -428,6 +428,14 @@ TEST_F(EngineTest, BadInputLeavesNothingBehind) {
   ASSERT_TRUE(left);
   EXPECT_EQ(left->state, State::kCreated);
   ASSERT_TRUE(engine_->remove("noexec", false));
+  auto noexec_rm = run({{"image", "busybox:1"},
+                        {"name", "noexec-rm"},
+                        {"auto_remove", true},
+                        {"command", {"/no/such"}}});
+  ASSERT_FALSE(noexec_rm);
+  EXPECT_EQ(noexec_rm.error().code(), ErrorCode::kConflict);
+  EXPECT_NE(noexec_rm.error().message().find("/no/such"), std::string::npos);
+  EXPECT_FALSE(engine_->get("noexec-rm"));  // --rm: not kept
 
   EXPECT_EQ(engine_->list(true).size(), 1u);
   EXPECT_EQ(state_entries(), (std::vector<std::string>{first->id, "runtime"}));
