@@ -255,6 +255,19 @@ TEST_F(EngineTest, StopOfACooperativeContainerIsQuickAndRemoveNeedsForce) {
   EXPECT_EQ(state_entries(), std::vector<std::string>{"runtime"});
 }
 
+TEST_F(EngineTest, MemoryLimitKillsAndReportsOom) {
+  auto c = run({{"image", "busybox:1"},
+                {"name", "hog"},
+                {"memory", 16 << 20},
+                {"command", {"busybox", "tail", "/dev/zero"}}});  // init itself grows
+  ASSERT_TRUE(c) << c.error().message();
+  auto exited = engine_->wait("hog", 30s);
+  ASSERT_TRUE(exited) << exited.error().message();
+  EXPECT_EQ(exited->exit_code, 137);
+  EXPECT_TRUE(exited->oom_killed);
+  EXPECT_TRUE(await_event("container-oom hog", 1));
+}
+
 TEST_F(EngineTest, OnFailureRestartsTwiceThenStaysExited) {
   auto c = run({{"image", "busybox:1"},
                 {"name", "flaky"},
