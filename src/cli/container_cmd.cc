@@ -28,6 +28,9 @@ struct CreateFlags {
 struct Flags {
   CreateFlags create;
   std::vector<std::string> args;
+  std::vector<std::string> exec_env;
+  std::string exec_user, exec_workdir;
+  bool exec_interactive = false, exec_tty = false;
   std::vector<std::string> names;
   std::string name, signal = "KILL", since;
   int timeout = 10;
@@ -358,6 +361,39 @@ void add_lifecycle_commands(CLI::App* noun, Context& ctx, Flags& f) {
   });
 }
 
+// NAME CMD...: runs CMD in the running container, prints its output, passes its exit status.
+Result<void> exec_in(Context& ctx, const Flags& f) {
+  if (f.exec_interactive || f.exec_tty)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "-i and -t need attach, which vireo ct does not have yet; run without them");
+  if (f.args.size() < 2)
+    return make_error(ErrorCode::kInvalidArgument, "usage: vireo ct exec NAME CMD [ARGS...]");
+  Json body = {{"command", std::vector<std::string>(f.args.begin() + 1, f.args.end())}};
+  if (!f.exec_env.empty()) body["env"] = resolve_env(f.exec_env);
+  if (!f.exec_user.empty()) body["user"] = f.exec_user;
+  if (!f.exec_workdir.empty()) body["workdir"] = f.exec_workdir;
+  Json r = TRY(finish_operation(
+      ctx, TRY(request(ctx, "POST", TRY(container_path(f.args[0], "/exec")), &body))));
+  std::string out = r.value("stdout", ""), err = r.value("stderr", "");
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fwrite(err.data(), 1, err.size(), stderr);
+  if (r.value("truncated", false)) std::fprintf(stderr, "vireo: output truncated at 1 MiB\n");
+  ctx.exit_code = r.value("exit_code", 1);
+  return {};
+}
+
+void add_exec_command(CLI::App* noun, Context& ctx, Flags& f) {
+  auto* exec = noun->add_subcommand("exec", "Run a command in a running container");
+  exec->add_option("-e,--env", f.exec_env, "Environment variable K=V")->allow_extra_args(false);
+  exec->add_option("-u,--user", f.exec_user, "UID[:GID]");
+  exec->add_option("-w,--workdir", f.exec_workdir, "Working directory");
+  exec->add_flag("-i,--interactive", f.exec_interactive, "Keep stdin open (needs attach: not yet)");
+  exec->add_flag("-t,--tty", f.exec_tty, "Allocate a terminal (needs attach: not yet)");
+  exec->add_option("name-and-command", f.args, "NAME CMD [ARGS...]");
+  exec->positionals_at_end(true);
+  run(exec, ctx, [&ctx, &f]() -> Result<void> { return exec_in(ctx, f); });
+}
+
 void add_query_commands(CLI::App* noun, Context& ctx, Flags& f) {
   auto* ps = noun->add_subcommand("ps", "List running containers (-a: all)");
   ps->alias("ls");
@@ -411,6 +447,7 @@ void add_container_commands(CLI::App& app, Context& ctx) {
   add_run_commands(noun, ctx, flags);
   add_lifecycle_commands(noun, ctx, flags);
   add_query_commands(noun, ctx, flags);
+  add_exec_command(noun, ctx, flags);
 }
 
 }  // namespace vireo::cli

@@ -67,6 +67,23 @@ struct EngineOptions {
   std::chrono::seconds start_timeout{30};  // bound on the monitor's ready line
 };
 
+// A command run in a running container (`vireo ct exec`), without a terminal: its output is
+// captured (each stream up to kMaxExecOutput bytes, the rest dropped and flagged).
+struct ExecRequest {
+  std::vector<std::string> command;
+  std::vector<std::string> env;  // K=V added
+  std::string workdir;           // default: the container's
+  std::string user;              // uid[:gid]; default: the container's
+};
+struct ExecResult {
+  int exit_code = 0;  // 128+signal when killed
+  std::string out, err;
+  bool truncated = false;
+};
+inline constexpr size_t kMaxExecOutput = 1 << 20;
+// The request body {"command", "env"?, "workdir"?, "user"?}, parsed strictly.
+[[nodiscard]] Result<ExecRequest> parse_exec_request(const Json& body);
+
 // Log followers get the lines that arrived (possibly none, on timeout), the cursor and whether
 // the container still runs. Called on the engine's thread.
 using FollowFn = std::function<void(Result<LogPage> page, bool running)>;
@@ -99,6 +116,10 @@ class Engine {
                                        std::stop_token stop = {});
 
   [[nodiscard]] Result<LogPage> logs(const std::string& name, const LogQuery& q);
+  // Runs the command through the runtime's exec; kConflict when the container does not run,
+  // kTimeout after timeout (the command is killed).
+  [[nodiscard]] Result<ExecResult> exec(const std::string& name, const ExecRequest& request,
+                                        std::chrono::milliseconds timeout);
   // Calls done once: when lines after q.cursor arrive, the container stops running, or timeout
   // passes. Returns at once.
   void follow_logs(const std::string& name, const LogQuery& q, std::chrono::milliseconds timeout,

@@ -209,3 +209,27 @@ TEST(RestartPolicyTest, BackoffDoublesToTenSecondsAndResetsAfterALongRun) {
 
 }  // namespace
 }  // namespace vireo::containers
+
+namespace vireo::containers {
+namespace {
+
+TEST(ExecRequest, ParsedStrictly) {
+  auto r = parse_exec_request(Json{{"command", {"sh", "-c", "true"}},
+                                   {"env", {"A=1"}},
+                                   {"workdir", "/tmp"},
+                                   {"user", "1000:1000"}});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->command, (std::vector<std::string>{"sh", "-c", "true"}));
+  EXPECT_EQ(r->env, std::vector<std::string>{"A=1"});
+  EXPECT_EQ(r->workdir, "/tmp");
+  EXPECT_EQ(r->user, "1000:1000");
+  for (const Json& bad : {Json::array(), Json{{"command", Json::array()}}, Json{{"command", "sh"}},
+                          Json{{"command", {""}}}, Json{{"command", {1}}},
+                          Json{{"command", {"true"}}, {"env", {"NOEQUALS"}}},
+                          Json{{"command", {"true"}}, {"workdir", "relative"}},
+                          Json{{"command", {"true"}}, {"tty", true}}})
+    EXPECT_FALSE(parse_exec_request(bad)) << bad.dump();
+}
+
+}  // namespace
+}  // namespace vireo::containers

@@ -17,6 +17,9 @@ namespace vireo::daemon {
 
 namespace {
 
+// An exec without a terminal is a batch command: bounded so that a hung one ends.
+constexpr std::chrono::hours kExecTimeout{1};
+
 namespace fs = std::filesystem;
 using containers::Container;
 using containers::Engine;
@@ -267,6 +270,26 @@ void add_item_routes(server::Router& router, const std::shared_ptr<ContainerServ
                           "field 'signal' must be a name (\"KILL\", \"SIGTERM\") or a number");
     }
     return Response::json(containers::to_json(TRY(e->kill(req.params["name"], signal))));
+  });
+  router.add_sync(Method::kPost, one + "/exec", [s](Request& req) -> Result<Response> {
+    auto* e = TRY(s->engine());
+    auto request = TRY(containers::parse_exec_request(TRY(req.json_body())));
+    Container c = TRY(e->get(req.params["name"]));
+    if (c.state != containers::State::kRunning)
+      return make_error(ErrorCode::kConflict, "container {} is not running", c.name);
+    std::string id = c.id;
+    auto op = s->operations().start(
+        fmt::format("Exec {} in container {}", request.command.front(), c.name),
+        ContainerService::resources(c.name), server::Cancellable::kNo,
+        [s, id, request](server::OperationContext&) -> Result<Json> {
+          auto* e = TRY(s->engine());
+          auto r = TRY(e->exec(id, request, kExecTimeout));
+          return Json{{"exit_code", r.exit_code},
+                      {"stdout", r.out},
+                      {"stderr", r.err},
+                      {"truncated", r.truncated}};
+        });
+    return server::accepted(op);
   });
   router.add_sync(Method::kPost, one + "/wait", [s](Request& req) -> Result<Response> {
     auto* e = TRY(s->engine());

@@ -1,8 +1,8 @@
 // Containers through vireod and the CLI (`vireo ct`), as a Docker user drives them: a busybox
 // image imported from /bin/busybox; run in the foreground (output on the right streams, the
 // exit status passed on, --rm), detached (ps, logs, stop with a process that ignores SIGTERM,
-// start again, rm refused while running, rm -f), settings (env, workdir, user, read-only root,
-// bind mounts), containers that keep running while vireod is kill -9ed and are found again by
+// exec, start again, rm refused while running, rm -f), settings (env, workdir, user, read-only
+// root, bind mounts), containers that keep running while vireod is kill -9ed and are found again by
 // the next vireod, and bad input refused with one line and nothing left.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -100,6 +100,17 @@ TEST_F(ContainerTest, DetachedContainerLifecycle) {
   EXPECT_EQ(d.cli({"ct", "logs", "web"}).out, "started\n");
   EXPECT_EQ(d.cli({"ct", "logs", "--tail", "0", "web"}).out, "");
 
+  // exec: output on its streams, the exit status passed on, env/workdir/user applied.
+  r = d.cli({"ct", "exec", "-e", "X=1", "-w", "/tmp", "-u", "1000", "web", "sh", "-c",
+             "echo $X $(pwd) $(id -u); echo oops >&2; exit 4"});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_EQ(r.out, "1 /tmp 1000\n");
+  EXPECT_EQ(r.err, "oops\n");
+  auto usage = d.cli({"ct", "exec", "web"});
+  EXPECT_EQ(usage.exit_code, 2) << usage.err;  // a usage error, as for every command
+  EXPECT_NE(usage.err.find("usage: vireo ct exec NAME CMD"), std::string::npos) << usage.err;
+  expect_refused(d, {"ct", "exec", "nosuch", "true"}, "nosuch");
+
   expect_refused(d, {"ct", "rm", "web"}, "running");
   // sleep as PID 1 ignores SIGTERM: stop kills it after the timeout.
   r = d.cli({"ct", "stop", "-t", "1", "web"});
@@ -110,6 +121,7 @@ TEST_F(ContainerTest, DetachedContainerLifecycle) {
   EXPECT_TRUE(names(false).empty());
   EXPECT_EQ(names(true), std::vector<std::string>{"web"});
 
+  expect_refused(d, {"ct", "exec", "web", "true"}, "not running");
   ASSERT_EQ(d.cli({"ct", "start", "web"}).exit_code, 0);
   EXPECT_EQ(inspect("web").value("state", ""), "running");
   ASSERT_EQ(d.cli({"ct", "kill", "web"}).exit_code, 0);
