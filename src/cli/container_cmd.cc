@@ -200,6 +200,10 @@ void add_create_flags(CLI::App* cmd, CreateFlags& f, bool run) {
   cmd->add_flag("--rm", f.remove, "Remove the container when it exits");
 }
 
+std::string bytes_text(const Json& v) {
+  return v.is_number_unsigned() ? format_bytes(v.get<uint64_t>()) : plain(v);
+}
+
 std::string short_id(const Json& c) {
   return plain(c.value("id", Json())).substr(0, 12);
 }
@@ -394,6 +398,30 @@ void add_exec_command(CLI::App* noun, Context& ctx, Flags& f) {
   run(exec, ctx, [&ctx, &f]() -> Result<void> { return exec_in(ctx, f); });
 }
 
+void add_cleanup_commands(CLI::App* noun, Context& ctx, Flags& f) {
+  run(noun->add_subcommand("prune", "Remove every container that is not running"), ctx,
+      [&ctx]() -> Result<void> {
+        Json r = TRY(request(ctx, "POST", kContainers + "/prune"));
+        std::vector<std::vector<std::string>> rows = {{"REMOVED"}};
+        for (const auto& n : r.value("removed", Json::array())) rows.push_back({plain(n)});
+        print(ctx.format(), r, rows);
+        return {};
+      });
+  auto* top = noun->add_subcommand("top", "Show a running container's processes");
+  top->add_option("name", f.name, "Container")->required();
+  run(top, ctx, [&ctx, &f]() -> Result<void> {
+    Json list = TRY(request(ctx, "GET", TRY(container_path(f.name, "/top"))));
+    std::vector<std::vector<std::string>> rows = {{"PID", "UID", "STATE", "CPU", "RSS", "COMMAND"}};
+    for (const auto& p : list)
+      rows.push_back({plain(p.value("pid", Json())), plain(p.value("uid", Json())),
+                      plain(p.value("state", Json())),
+                      fmt::format("{:.2f}s", p.value("cpu_seconds", 0.0)),
+                      bytes_text(p.value("rss", Json())), plain(p.value("command", Json()))});
+    print(ctx.format(), list, rows);
+    return {};
+  });
+}
+
 void add_query_commands(CLI::App* noun, Context& ctx, Flags& f) {
   auto* ps = noun->add_subcommand("ps", "List running containers (-a: all)");
   ps->alias("ls");
@@ -448,6 +476,7 @@ void add_container_commands(CLI::App& app, Context& ctx) {
   add_lifecycle_commands(noun, ctx, flags);
   add_query_commands(noun, ctx, flags);
   add_exec_command(noun, ctx, flags);
+  add_cleanup_commands(noun, ctx, flags);
 }
 
 }  // namespace vireo::cli

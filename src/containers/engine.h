@@ -81,6 +81,16 @@ struct ExecResult {
   bool truncated = false;
 };
 inline constexpr size_t kMaxExecOutput = 1 << 20;
+
+// A process of a running container (`vireo ct top`), as the host sees it.
+struct ProcessInfo {
+  int pid = 0;
+  int uid = 0;
+  std::string state;       // R, S, D, Z, ...
+  double cpu_seconds = 0;  // user + system
+  uint64_t rss_bytes = 0;
+  std::string command;  // cmdline, arguments separated by spaces ([comm] for kernel-like ones)
+};
 // The request body {"command", "env"?, "workdir"?, "user"?}, parsed strictly.
 [[nodiscard]] Result<ExecRequest> parse_exec_request(const Json& body);
 
@@ -120,6 +130,8 @@ class Engine {
   // kTimeout after timeout (the command is killed).
   [[nodiscard]] Result<ExecResult> exec(const std::string& name, const ExecRequest& request,
                                         std::chrono::milliseconds timeout);
+  // The container's processes (the runtime's `ps`, then /proc); kConflict when not running.
+  [[nodiscard]] Result<std::vector<ProcessInfo>> top(const std::string& name);
   // Calls done once: when lines after q.cursor arrive, the container stops running, or timeout
   // passes. Returns at once.
   void follow_logs(const std::string& name, const LogQuery& q, std::chrono::milliseconds timeout,

@@ -1,7 +1,15 @@
-// Engine::exec: a command run in a running container through `vireo-runtime exec`, output
-// captured (no terminal, no stdin).
-#include <algorithm>
+// Processes in a running container: Engine::exec (a command through `vireo-runtime exec`,
+// output captured; no terminal, no stdin) and Engine::top (the runtime's `ps`, then /proc).
+#include <unistd.h>
 
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "base/file.h"
+#include "base/json.h"
+
+#include "base/strings.h"
 #include "base/subprocess.h"
 #include "containers/engine.h"
 #include "containers/engine_impl.h"
@@ -32,6 +40,38 @@ void cap(std::string& text, bool& truncated) {
   if (text.size() <= kMaxExecOutput) return;
   text.resize(kMaxExecOutput);
   truncated = true;
+}
+
+// One process from /proc; nullopt when it is gone meanwhile.
+std::optional<ProcessInfo> read_process(int pid) {
+  std::string dir = "/proc/" + std::to_string(pid);
+  auto stat = read_file(dir + "/stat");
+  auto status = read_file(dir + "/status");
+  if (!stat || !status) return std::nullopt;
+  ProcessInfo p{.pid = pid};
+  // stat: pid (comm) state ppid ... utime(14) stime(15) ... rss(24); comm may hold spaces.
+  auto close = stat->rfind(')');
+  auto open = stat->find('(');
+  if (close == std::string::npos || open == std::string::npos) return std::nullopt;
+  std::string comm = stat->substr(open + 1, close - open - 1);
+  std::istringstream rest(stat->substr(close + 2));
+  std::vector<std::string> f;
+  for (std::string w; rest >> w;) f.push_back(w);
+  if (f.size() < 22) return std::nullopt;
+  p.state = f[0];
+  long ticks = ::sysconf(_SC_CLK_TCK);
+  p.cpu_seconds =
+      (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(ticks > 0 ? ticks : 100);
+  p.rss_bytes = std::stoull(f[21]) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  std::istringstream lines(*status);
+  for (std::string line; std::getline(lines, line);)
+    if (line.starts_with("Uid:")) p.uid = std::stoi(line.substr(4));
+  auto cmdline = read_file(dir + "/cmdline");
+  std::string cmd = cmdline ? *cmdline : "";
+  while (!cmd.empty() && cmd.back() == '\0') cmd.pop_back();
+  std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+  p.command = cmd.empty() ? "[" + comm + "]" : cmd;
+  return p;
 }
 
 }  // namespace
@@ -93,6 +133,35 @@ Result<ExecResult> Engine::exec(const std::string& name, const ExecRequest& requ
                  .truncated = false};
   cap(out.out, out.truncated);
   cap(out.err, out.truncated);
+  return out;
+}
+
+Result<std::vector<ProcessInfo>> Engine::top(const std::string& name) {
+  auto r = TRY(impl_->find(name));
+  std::string id, cname;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (r->c.state != State::kRunning)
+      return make_error(ErrorCode::kConflict, "container {} is not running", r->c.name);
+    id = r->c.id;
+    cname = r->c.name;
+  }
+  auto p = run_process(
+      {impl_->o.runtime, "--root", impl_->runtime_root.string(), "ps", "--format", "json", id},
+      {.timeout = std::chrono::seconds(10)});
+  if (!p)
+    return make_error(p.error().code(), "processes of container {}: {}", cname,
+                      p.error().message());
+  if (!p->ok())
+    return make_error(ErrorCode::kConflict, "processes of container {}: {}", cname,
+                      std::string(trim(p->err)));
+  auto pids = parse_json(p->out);
+  if (!pids || !pids->is_array())
+    return make_error(ErrorCode::kInternal, "runtime ps of container {}: not a JSON list", cname);
+  std::vector<ProcessInfo> out;
+  for (const auto& pid : *pids)
+    if (pid.is_number_integer())
+      if (auto info = read_process(pid.get<int>())) out.push_back(std::move(*info));
   return out;
 }
 

@@ -292,6 +292,8 @@ Result<CreateRequest> parse_create_request(const Json& body) {
   if (!r.name.empty() && !valid_name(r.name))
     return make_error(ErrorCode::kInvalidArgument,
                       "invalid container name '{}': expected [a-zA-Z0-9][a-zA-Z0-9_.-]*", r.name);
+  if (r.name == "prune")  // /1.0/containers/prune is the prune action
+    return make_error(ErrorCode::kInvalidArgument, "container name 'prune' is reserved");
   if (r.wait && !r.start)
     return make_error(ErrorCode::kInvalidArgument, "field 'wait' needs 'start'");
   if (r.restart.kind != RestartKind::kNo && r.auto_remove)

@@ -271,6 +271,30 @@ void add_item_routes(server::Router& router, const std::shared_ptr<ContainerServ
     }
     return Response::json(containers::to_json(TRY(e->kill(req.params["name"], signal))));
   });
+  router.add_sync(Method::kGet, one + "/top", [s](Request& req) -> Result<Response> {
+    auto* e = TRY(s->engine());
+    Json list = Json::array();
+    for (const auto& p : TRY(e->top(req.params["name"])))
+      list.push_back({{"pid", p.pid},
+                      {"uid", p.uid},
+                      {"state", p.state},
+                      {"cpu_seconds", p.cpu_seconds},
+                      {"rss", p.rss_bytes},
+                      {"command", p.command}});
+    return Response::json(std::move(list));
+  });
+  // A literal segment: wins over /1.0/containers/{name}.
+  router.add_sync(
+      Method::kPost, std::string(kContainers) + "/prune", [s](Request&) -> Result<Response> {
+        auto* e = TRY(s->engine());
+        Json removed = Json::array();
+        for (const auto& c : e->list(true)) {
+          if (c.state != containers::State::kExited && c.state != containers::State::kCreated)
+            continue;
+          if (e->remove(c.id, false)) removed.push_back(c.name);
+        }
+        return Response::json({{"removed", removed}});
+      });
   router.add_sync(Method::kPost, one + "/exec", [s](Request& req) -> Result<Response> {
     auto* e = TRY(s->engine());
     auto request = TRY(containers::parse_exec_request(TRY(req.json_body())));

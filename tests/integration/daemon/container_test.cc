@@ -111,6 +111,11 @@ TEST_F(ContainerTest, DetachedContainerLifecycle) {
   EXPECT_NE(usage.err.find("usage: vireo ct exec NAME CMD"), std::string::npos) << usage.err;
   expect_refused(d, {"ct", "exec", "nosuch", "true"}, "nosuch");
 
+  Json top = json({"ct", "top", "web"});
+  ASSERT_EQ(top.size(), 1u) << top.dump();
+  EXPECT_EQ(top[0].value("command", ""), "sleep 1000");
+  EXPECT_EQ(top[0].value("pid", 0), web.value("pid", -1));
+
   expect_refused(d, {"ct", "rm", "web"}, "running");
   // sleep as PID 1 ignores SIGTERM: stop kills it after the timeout.
   r = d.cli({"ct", "stop", "-t", "1", "web"});
@@ -126,9 +131,11 @@ TEST_F(ContainerTest, DetachedContainerLifecycle) {
   EXPECT_EQ(inspect("web").value("state", ""), "running");
   ASSERT_EQ(d.cli({"ct", "kill", "web"}).exit_code, 0);
   EXPECT_EQ(d.cli({"ct", "wait", "web"}).out, "137\n");
-  ASSERT_EQ(d.cli({"ct", "start", "web"}).exit_code, 0);
-  ASSERT_EQ(d.cli({"ct", "rm", "-f", "web"}).exit_code, 0);
+  ASSERT_EQ(d.cli({"ct", "create", "--name", "idle", "busybox:1", "true"}).exit_code, 0);
+  Json pruned = json({"ct", "prune"});  // created and exited ones go, web (stopped) too
+  EXPECT_EQ(pruned.value("removed", Json::array()).size(), 2u) << pruned.dump();
   EXPECT_TRUE(names(true).empty());
+  expect_refused(d, {"ct", "create", "--name", "prune", "busybox:1", "true"}, "reserved");
 }
 
 // The monitor keeps a container running and logging while vireod is killed; the next vireod
