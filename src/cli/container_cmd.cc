@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <thread>
 
 #include "api/operation.h"
 #include "base/ids.h"
@@ -422,7 +423,40 @@ void add_cleanup_commands(CLI::App* noun, Context& ctx, Flags& f) {
   });
 }
 
+// Two samples a second apart: counters as they are, and the CPU use over that second.
+Result<void> print_stats(Context& ctx, const std::vector<std::string>& names) {
+  std::vector<Json> first;
+  for (const auto& n : names)
+    first.push_back(TRY(request(ctx, "GET", TRY(container_path(n, "/stats")))));
+  auto t0 = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  Json all = Json::array();
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "CPU %", "MEMORY", "LIMIT", "PIDS", "NET RX/TX", "BLOCK R/W"}};
+  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (size_t i = 0; i < names.size(); ++i) {
+    Json s = TRY(request(ctx, "GET", TRY(container_path(names[i], "/stats"))));
+    double cpu = (s.value("cpu_seconds", 0.0) - first[i].value("cpu_seconds", 0.0)) / wall * 100;
+    s["name"] = names[i];
+    s["cpu_percent"] = cpu;
+    all.push_back(s);
+    uint64_t limit = s.value("memory_limit", uint64_t{0});
+    rows.push_back(
+        {names[i], fmt::format("{:.1f}", cpu), bytes_text(s.value("memory", Json())),
+         limit ? format_bytes(limit) : "-", plain(s.value("pids", Json())),
+         bytes_text(s.value("net_rx", Json())) + " / " + bytes_text(s.value("net_tx", Json())),
+         bytes_text(s.value("block_read", Json())) + " / " +
+             bytes_text(s.value("block_write", Json()))});
+  }
+  print(ctx.format(), all, rows);
+  return {};
+}
+
 void add_query_commands(CLI::App* noun, Context& ctx, Flags& f) {
+  auto* stats =
+      noun->add_subcommand("stats", "CPU, memory, pids, network and block I/O of containers");
+  stats->add_option("names", f.names, "Running containers")->required();
+  run(stats, ctx, [&ctx, &f]() -> Result<void> { return print_stats(ctx, f.names); });
   auto* ps = noun->add_subcommand("ps", "List running containers (-a: all)");
   ps->alias("ls");
   ps->add_flag("-a,--all", f.all, "Also created and exited containers");

@@ -94,6 +94,16 @@ struct ProcessInfo {
 // The request body {"command", "env"?, "workdir"?, "user"?}, parsed strictly.
 [[nodiscard]] Result<ExecRequest> parse_exec_request(const Json& body);
 
+// A running container's resource use (`vireo ct stats`): counters since it started.
+struct ContainerStats {
+  double cpu_seconds = 0;
+  uint64_t memory_bytes = 0;
+  uint64_t memory_limit = 0;  // 0: none
+  uint64_t pids = 0;
+  uint64_t net_rx = 0, net_tx = 0;           // bytes, every interface but lo
+  uint64_t block_read = 0, block_write = 0;  // bytes
+};
+
 // Log followers get the lines that arrived (possibly none, on timeout), the cursor and whether
 // the container still runs. Called on the engine's thread.
 using FollowFn = std::function<void(Result<LogPage> page, bool running)>;
@@ -132,6 +142,8 @@ class Engine {
                                         std::chrono::milliseconds timeout);
   // The container's processes (the runtime's `ps`, then /proc); kConflict when not running.
   [[nodiscard]] Result<std::vector<ProcessInfo>> top(const std::string& name);
+  // From the container init's cgroups and network namespace; kConflict when not running.
+  [[nodiscard]] Result<ContainerStats> stats(const std::string& name);
   // Calls done once: when lines after q.cursor arrive, the container stops running, or timeout
   // passes. Returns at once.
   void follow_logs(const std::string& name, const LogQuery& q, std::chrono::milliseconds timeout,

@@ -271,6 +271,18 @@ void add_item_routes(server::Router& router, const std::shared_ptr<ContainerServ
     }
     return Response::json(containers::to_json(TRY(e->kill(req.params["name"], signal))));
   });
+  router.add_sync(Method::kGet, one + "/stats", [s](Request& req) -> Result<Response> {
+    auto* e = TRY(s->engine());
+    auto st = TRY(e->stats(req.params["name"]));
+    return Response::json({{"cpu_seconds", st.cpu_seconds},
+                           {"memory", st.memory_bytes},
+                           {"memory_limit", st.memory_limit},
+                           {"pids", st.pids},
+                           {"net_rx", st.net_rx},
+                           {"net_tx", st.net_tx},
+                           {"block_read", st.block_read},
+                           {"block_write", st.block_write}});
+  });
   router.add_sync(Method::kGet, one + "/top", [s](Request& req) -> Result<Response> {
     auto* e = TRY(s->engine());
     Json list = Json::array();

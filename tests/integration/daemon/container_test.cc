@@ -89,7 +89,7 @@ TEST_F(ContainerTest, SettingsReachTheProcess) {
 }
 
 TEST_F(ContainerTest, DetachedContainerLifecycle) {
-  auto r = d.cli({"ct", "run", "-d", "--name", "web", "busybox:1", "sh", "-c",
+  auto r = d.cli({"ct", "run", "-d", "--name", "web", "--memory", "64M", "busybox:1", "sh", "-c",
                   "echo started; exec sleep 1000"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "web\n");
@@ -115,6 +115,13 @@ TEST_F(ContainerTest, DetachedContainerLifecycle) {
   ASSERT_EQ(top.size(), 1u) << top.dump();
   EXPECT_EQ(top[0].value("command", ""), "sleep 1000");
   EXPECT_EQ(top[0].value("pid", 0), web.value("pid", -1));
+
+  Json stats = json({"ct", "stats", "web"});
+  ASSERT_EQ(stats.size(), 1u) << stats.dump();
+  EXPECT_GT(stats[0].value("memory", uint64_t{0}), 0u) << stats.dump();
+  EXPECT_EQ(stats[0].value("pids", uint64_t{0}), 1u) << stats.dump();
+  EXPECT_EQ(stats[0].value("memory_limit", uint64_t{0}), 64u << 20) << stats.dump();
+  EXPECT_GE(stats[0].value("cpu_percent", -1.0), 0.0) << stats.dump();
 
   expect_refused(d, {"ct", "rm", "web"}, "running");
   // sleep as PID 1 ignores SIGTERM: stop kills it after the timeout.
