@@ -399,6 +399,25 @@ void add_exec_command(CLI::App* noun, Context& ctx, Flags& f) {
   run(exec, ctx, [&ctx, &f]() -> Result<void> { return exec_in(ctx, f); });
 }
 
+void add_update_command(CLI::App* noun, Context& ctx, Flags& f) {
+  auto* update = noun->add_subcommand("update", "Change a container's limits, also while it runs");
+  update->add_option("names", f.names, "Containers")->required();
+  update->add_option("--memory,-m", f.create.memory, "Memory limit (256M, 1G)");
+  update->add_option("--cpus", f.create.cpus, "CPU limit");
+  update->add_option("--pids-limit", f.create.pids_limit, "Maximum number of processes");
+  run(update, ctx, [&ctx, &f]() -> Result<void> {
+    Json body = Json::object();
+    if (!f.create.memory.empty()) body["memory"] = TRY_CTX(parse_size(f.create.memory), "--memory");
+    if (f.create.cpus != 0) body["cpus"] = f.create.cpus;
+    if (f.create.pids_limit != 0) body["pids_limit"] = f.create.pids_limit;
+    for (const auto& n : f.names) {
+      TRY(request(ctx, "POST", TRY(container_path(n, "/update")), &body));
+      std::printf("%s\n", n.c_str());
+    }
+    return {};
+  });
+}
+
 void add_cleanup_commands(CLI::App* noun, Context& ctx, Flags& f) {
   run(noun->add_subcommand("prune", "Remove every container that is not running"), ctx,
       [&ctx]() -> Result<void> {
@@ -511,6 +530,7 @@ void add_container_commands(CLI::App& app, Context& ctx) {
   add_query_commands(noun, ctx, flags);
   add_exec_command(noun, ctx, flags);
   add_cleanup_commands(noun, ctx, flags);
+  add_update_command(noun, ctx, flags);
 }
 
 }  // namespace vireo::cli

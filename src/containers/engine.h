@@ -94,6 +94,15 @@ struct ProcessInfo {
 // The request body {"command", "env"?, "workdir"?, "user"?}, parsed strictly.
 [[nodiscard]] Result<ExecRequest> parse_exec_request(const Json& body);
 
+// New limits for a container (`vireo ct update`): the fields given replace the old ones.
+struct UpdateRequest {
+  std::optional<int64_t> memory;
+  std::optional<double> cpus;
+  std::optional<int64_t> pids_limit;
+};
+// {"memory"?, "cpus"?, "pids_limit"?}, parsed strictly (positive values, memory ≥ 6 MiB).
+[[nodiscard]] Result<UpdateRequest> parse_update_request(const Json& body);
+
 // A running container's resource use (`vireo ct stats`): counters since it started.
 struct ContainerStats {
   double cpu_seconds = 0;
@@ -142,6 +151,9 @@ class Engine {
                                         std::chrono::milliseconds timeout);
   // The container's processes (the runtime's `ps`, then /proc); kConflict when not running.
   [[nodiscard]] Result<std::vector<ProcessInfo>> top(const std::string& name);
+  // Applies new limits: to the running container (the runtime's update) and to its saved
+  // configuration, so that they hold after a restart too.
+  [[nodiscard]] Result<Container> update(const std::string& name, const UpdateRequest& u);
   // From the container init's cgroups and network namespace; kConflict when not running.
   [[nodiscard]] Result<ContainerStats> stats(const std::string& name);
   // Calls done once: when lines after q.cursor arrive, the container stops running, or timeout

@@ -382,7 +382,14 @@ Result<Json> build_spec(const CreateRequest& r, const std::string& hostname,
       if (ns.value("type", "") != "network") namespaces.push_back(ns);
     linux["namespaces"] = namespaces;
   }
+  Json limits = resources_json(r);
   Json& res = linux["resources"];
+  for (auto it = limits.begin(); it != limits.end(); ++it) res[it.key()] = *it;
+  return spec;
+}
+
+Json resources_json(const CreateRequest& r) {
+  Json res = Json::object();
   if (r.memory) res["memory"] = {{"limit", *r.memory}};
   if (r.cpus) {
     constexpr int64_t kPeriod = 100000;
@@ -390,7 +397,7 @@ Result<Json> build_spec(const CreateRequest& r, const std::string& hostname,
                   {"period", kPeriod}};
   }
   if (r.pids_limit) res["pids"] = {{"limit", *r.pids_limit}};
-  return spec;
+  return res;
 }
 
 bool should_restart(const RestartPolicy& p, int exit_code, int restarts, bool stopped) {

@@ -61,6 +61,8 @@ struct CreateRequest {
 [[nodiscard]] Result<CreateRequest> parse_create_request(const Json& body);
 // The normalized request (every field present, start/wait left out).
 Json to_json(const CreateRequest& r);
+// The OCI linux.resources of the request's limits (memory, cpu, pids).
+Json resources_json(const CreateRequest& r);
 
 // [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 characters.
 bool valid_name(std::string_view name);

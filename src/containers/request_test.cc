@@ -233,3 +233,21 @@ TEST(ExecRequest, ParsedStrictly) {
 
 }  // namespace
 }  // namespace vireo::containers
+
+namespace vireo::containers {
+namespace {
+
+TEST(UpdateRequest, ParsedStrictly) {
+  auto u = parse_update_request(Json{{"memory", 128 << 20}, {"cpus", 0.5}, {"pids_limit", 10}});
+  ASSERT_TRUE(u) << u.error().message();
+  EXPECT_EQ(*u->memory, 128 << 20);
+  EXPECT_DOUBLE_EQ(*u->cpus, 0.5);
+  EXPECT_EQ(*u->pids_limit, 10);
+  for (const Json& bad :
+       {Json::object(), Json::array(), Json{{"memory", 1 << 20}}, Json{{"memory", "1G"}},
+        Json{{"cpus", 0}}, Json{{"pids_limit", -1}}, Json{{"ports", Json::array()}}})
+    EXPECT_FALSE(parse_update_request(bad)) << bad.dump();
+}
+
+}  // namespace
+}  // namespace vireo::containers

@@ -271,6 +271,11 @@ void add_item_routes(server::Router& router, const std::shared_ptr<ContainerServ
     }
     return Response::json(containers::to_json(TRY(e->kill(req.params["name"], signal))));
   });
+  router.add_sync(Method::kPost, one + "/update", [s](Request& req) -> Result<Response> {
+    auto* e = TRY(s->engine());
+    auto u = TRY(containers::parse_update_request(TRY(req.json_body())));
+    return Response::json(containers::to_json(TRY(e->update(req.params["name"], u))));
+  });
   router.add_sync(Method::kGet, one + "/stats", [s](Request& req) -> Result<Response> {
     auto* e = TRY(s->engine());
     auto st = TRY(e->stats(req.params["name"]));

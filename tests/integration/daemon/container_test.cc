@@ -122,6 +122,12 @@ TEST_F(ContainerTest, DetachedContainerLifecycle) {
   EXPECT_EQ(stats[0].value("pids", uint64_t{0}), 1u) << stats.dump();
   EXPECT_EQ(stats[0].value("memory_limit", uint64_t{0}), 64u << 20) << stats.dump();
   EXPECT_GE(stats[0].value("cpu_percent", -1.0), 0.0) << stats.dump();
+  // update: new limits for the running container, kept in its configuration.
+  ASSERT_EQ(d.cli({"ct", "update", "--memory", "128M", "--pids-limit", "50", "web"}).exit_code, 0);
+  EXPECT_EQ(json({"ct", "stats", "web"})[0].value("memory_limit", uint64_t{0}), 128u << 20);
+  EXPECT_EQ(inspect("web")["config"].value("pids_limit", 0), 50);
+  expect_refused(d, {"ct", "update", "--memory", "1M", "web"}, "minimum");
+  expect_refused(d, {"ct", "update", "web"}, "nothing to update");
 
   expect_refused(d, {"ct", "rm", "web"}, "running");
   // sleep as PID 1 ignores SIGTERM: stop kills it after the timeout.
