@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "base/base64.h"
 #include "base/file.h"
 #include "base/ids.h"
 #include "base/json.h"
@@ -147,6 +148,25 @@ TEST(IdsTest, UuidShape) {
   EXPECT_EQ(u[14], '4');
   EXPECT_NE(random_hex(8), random_hex(8));
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+}  // namespace
+}  // namespace vireo
+
+namespace vireo {
+namespace {
+
+TEST(Base64, RoundTripsAndRefusesGarbage) {
+  EXPECT_EQ(base64_encode("alice:secret"), "YWxpY2U6c2VjcmV0");
+  EXPECT_EQ(base64_decode("YWxpY2U6c2VjcmV0").value_or("?"), "alice:secret");
+  EXPECT_EQ(base64_decode("YQ==").value_or("?"), "a");
+  EXPECT_EQ(base64url_encode(std::string("\xfb\xff", 2)), "-_8");
+  EXPECT_EQ(base64url_decode("-_8").value_or("?"), std::string("\xfb\xff", 2));
+  EXPECT_EQ(base64url_decode("e30").value_or("?"), "{}");
+  for (const char* bad : {"", "abc", "a*bc", "YQ=\x01"}) EXPECT_FALSE(base64_decode(bad)) << bad;
+  EXPECT_FALSE(base64url_decode("a+b"));
+  EXPECT_FALSE(base64url_decode("ab=="));
+  EXPECT_FALSE(base64_decode(std::string(8, 'A'), 4));
 }
 
 }  // namespace

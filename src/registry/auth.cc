@@ -1,29 +1,18 @@
 #include "registry/auth.h"
 
 #include <crypt.h>
-#include <openssl/evp.h>
 
 #include <mutex>
 #include <set>
 #include <vector>
 
+#include "base/base64.h"
 #include "base/ids.h"
 #include "base/strings.h"
 
 namespace vireo::registry {
 
 namespace {
-
-std::string base64_decode(std::string_view in) {
-  if (in.empty() || in.size() % 4 != 0 || in.size() > 4096) return {};
-  std::vector<unsigned char> out(in.size() / 4 * 3 + 1);
-  int n = EVP_DecodeBlock(out.data(), reinterpret_cast<const unsigned char*>(in.data()),
-                          int(in.size()));
-  if (n < 0) return {};
-  size_t len = size_t(n);
-  for (size_t i = in.size(); i > 0 && in[i - 1] == '='; --i) --len;
-  return std::string(reinterpret_cast<char*>(out.data()), len);
-}
 
 bool check_password(const std::string& htpasswd, const std::string& user,
                     const std::string& password) {
@@ -49,7 +38,7 @@ bool basic_authorized(const std::string& htpasswd, const std::string& authorizat
     std::lock_guard lock(mu);
     if (verified.contains(key)) return true;
   }
-  std::string plain = base64_decode(std::string(trim(authorization.substr(6))));
+  std::string plain = base64_decode(trim(authorization.substr(6)), 4096).value_or("");
   auto colon = plain.find(':');
   if (colon == std::string::npos) return false;
   if (!check_password(htpasswd, plain.substr(0, colon), plain.substr(colon + 1))) return false;

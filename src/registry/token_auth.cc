@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "base/base64.h"
 #include "base/strings.h"
 #include "registry/auth.h"
 
@@ -23,41 +24,16 @@ constexpr int64_t kLeewaySeconds = 60;
 using X509Ptr = std::unique_ptr<X509, decltype(&X509_free)>;
 using PkeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
 
-Result<std::string> base64url_decode(std::string_view in) {
-  if (in.size() > kMaxToken) return make_error(ErrorCode::kInvalidArgument, "token too long");
-  std::string b(in);
-  for (char& c : b) {
-    if (c == '-')
-      c = '+';
-    else if (c == '_')
-      c = '/';
-    else if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '/')
-      return make_error(ErrorCode::kInvalidArgument, "token is not base64url");
-  }
-  while (b.size() % 4 != 0) b += '=';
-  std::string out(b.size() / 4 * 3 + 1, '\0');
-  int n =
-      EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                      reinterpret_cast<const unsigned char*>(b.data()), static_cast<int>(b.size()));
-  if (n < 0) return make_error(ErrorCode::kInvalidArgument, "token is not base64url");
-  size_t len = static_cast<size_t>(n);
-  for (size_t i = b.size(); i > 0 && b[i - 1] == '='; --i) --len;
-  out.resize(len);
-  return out;
+Result<std::string> decode_part(std::string_view part) {
+  auto out = base64url_decode(part, kMaxToken);
+  if (!out) return make_error(ErrorCode::kInvalidArgument, "token is not base64url");
+  return *out;
 }
 
-Result<std::string> base64_decode(std::string_view in) {
-  if (in.empty() || in.size() % 4 != 0 || in.size() > kMaxToken)
-    return make_error(ErrorCode::kInvalidArgument, "x5c entry is not base64");
-  std::string out(in.size() / 4 * 3 + 1, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  if (n < 0) return make_error(ErrorCode::kInvalidArgument, "x5c entry is not base64");
-  size_t len = static_cast<size_t>(n);
-  for (size_t i = in.size(); i > 0 && in[i - 1] == '='; --i) --len;
-  out.resize(len);
-  return out;
+Result<std::string> decode_x5c(std::string_view entry) {
+  auto out = base64_decode(entry, kMaxToken);
+  if (!out) return make_error(ErrorCode::kInvalidArgument, "x5c entry is not base64");
+  return *out;
 }
 
 Result<std::vector<X509Ptr>> load_bundle(const std::string& pem) {
@@ -85,7 +61,7 @@ Result<PkeyPtr> key_from_x5c(const Json& x5c, const std::vector<X509Ptr>& roots)
   for (const auto& entry : x5c) {
     if (!entry.is_string())
       return make_error(ErrorCode::kUnauthorized, "token x5c entry is not a string");
-    auto cert = parse_der(TRY(base64_decode(entry.get<std::string>())));
+    auto cert = parse_der(TRY(decode_x5c(entry.get<std::string>())));
     if (!cert) return make_error(ErrorCode::kUnauthorized, "token x5c entry is not a certificate");
     chain.push_back(std::move(cert));
   }
@@ -246,9 +222,9 @@ Result<Json> verify_jwt(std::string_view token, const TokenAuthOptions& o) {
   auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
   if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos)
     return make_error(ErrorCode::kUnauthorized, "token is not a compact JWS");
-  Json header = TRY(parse_json(TRY(base64url_decode(token.substr(0, dot1)))));
-  Json claims = TRY(parse_json(TRY(base64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1)))));
-  std::string signature = TRY(base64url_decode(token.substr(dot2 + 1)));
+  Json header = TRY(parse_json(TRY(decode_part(token.substr(0, dot1)))));
+  Json claims = TRY(parse_json(TRY(decode_part(token.substr(dot1 + 1, dot2 - dot1 - 1)))));
+  std::string signature = TRY(decode_part(token.substr(dot2 + 1)));
   if (!header.is_object() || !claims.is_object())
     return make_error(ErrorCode::kUnauthorized, "token header and claims must be objects");
   std::string alg = header.value("alg", Json("")).is_string() ? header.value("alg", "") : "";

@@ -1,8 +1,8 @@
 #include "image/remote/session.h"
 
-#include <openssl/evp.h>
 #include <unistd.h>
 
+#include "base/base64.h"
 #include "base/json.h"
 #include "image/reference.h"
 #include "image/remote/www_authenticate.h"
@@ -75,13 +75,7 @@ std::string RemoteRef::str() const {
 }
 
 std::string basic_auth_value(const Credentials& c) {
-  std::string plain = c.username + ":" + c.password;
-  std::string out(4 * ((plain.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(plain.data()),
-                          static_cast<int>(plain.size()));
-  out.resize(static_cast<size_t>(n));
-  return "Basic " + out;
+  return "Basic " + base64_encode(c.username + ":" + c.password);
 }
 
 RegistrySession::RegistrySession(RemoteRef ref, SessionOptions options, std::string actions)

@@ -12,27 +12,13 @@
 #include <chrono>
 #include <memory>
 
+#include "base/base64.h"
 #include "base/file.h"
 #include "base/json.h"
 
 namespace vireo::registry::testing {
 
 namespace {
-
-std::string base64(const unsigned char* data, size_t n) {
-  std::string out(4 * ((n + 2) / 3) + 1, '\0');
-  int len =
-      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
-  out.resize(static_cast<size_t>(len));
-  return out;
-}
-
-std::string base64url(std::string_view s) {
-  std::string b = base64(reinterpret_cast<const unsigned char*>(s.data()), s.size());
-  for (char& c : b) c = c == '+' ? '-' : c == '/' ? '_' : c;
-  while (!b.empty() && b.back() == '=') b.pop_back();
-  return b;
-}
 
 std::string url_decode(std::string_view s) {
   std::string out;
@@ -123,9 +109,7 @@ std::string TokenServer::answer(const std::string& request) {
   auto sp2 = request.find(' ', sp1 + 1);
   if (sp1 == std::string::npos || sp2 == std::string::npos) return reply(401, "{}");
   std::string target = request.substr(sp1 + 1, sp2 - sp1 - 1);
-  std::string expected =
-      "Basic " + base64(reinterpret_cast<const unsigned char*>((user_ + ":" + password_).data()),
-                        user_.size() + 1 + password_.size());
+  std::string expected = "Basic " + base64_encode(user_ + ":" + password_);
   bool authorized = false;
   for (const char* name : {"\r\nAuthorization: ", "\r\nauthorization: "}) {
     auto h = request.find(name);
@@ -166,7 +150,8 @@ std::string TokenServer::make_token(const std::string& scope) {
   if (!cert || !key) return {};
   unsigned char* der = nullptr;
   int der_len = i2d_X509(cert.get(), &der);
-  std::string x5c = base64(der, static_cast<size_t>(der_len));
+  std::string x5c = base64_encode(
+      std::string_view(reinterpret_cast<const char*>(der), static_cast<size_t>(der_len)));
   OPENSSL_free(der);
   auto now = std::chrono::duration_cast<std::chrono::seconds>(
                  std::chrono::system_clock::now().time_since_epoch())
@@ -180,7 +165,8 @@ std::string TokenServer::make_token(const std::string& scope) {
                  {"iat", now - 60},
                  {"jti", std::to_string(now) + "-" + std::to_string(issued_.load())},
                  {"access", access}};
-  std::string signing_input = base64url(header.dump()) + "." + base64url(claims.dump());
+  std::string signing_input =
+      base64url_encode(header.dump()) + "." + base64url_encode(claims.dump());
   std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> md(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   size_t sig_len = 0;
   if (EVP_DigestSignInit(md.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1 ||
@@ -194,7 +180,7 @@ std::string TokenServer::make_token(const std::string& scope) {
                      signing_input.size()) != 1)
     return {};
   sig.resize(sig_len);
-  return signing_input + "." + base64url(sig);
+  return signing_input + "." + base64url_encode(sig);
 }
 
 }  // namespace vireo::registry::testing
