@@ -20,7 +20,7 @@ constexpr int kLogPollSeconds = 20;
 
 struct CreateFlags {
   std::string name, workdir, user, network, memory, restart, entrypoint;
-  std::vector<std::string> env, env_files, volumes, cap_add, cap_drop;
+  std::vector<std::string> env, env_files, volumes, cap_add, cap_drop, log_opts;
   double cpus = 0;
   int64_t pids_limit = 0;
   bool detach = false, interactive = false, tty = false, remove = false, read_only = false;
@@ -114,6 +114,31 @@ Result<Json> parse_volume(const std::string& text) {
               {"read_only", parts.size() == 3 && parts[2] == "ro"}};
 }
 
+// Docker's --log-opt max-size=10m / max-file=3 (the json-file driver's rotation).
+Result<void> apply_log_opt(const std::string& text, Json& body) {
+  auto eq = text.find('=');
+  std::string key = text.substr(0, eq), value = eq == std::string::npos ? "" : text.substr(eq + 1);
+  if (key == "max-size") {
+    body["log_max_size"] = TRY_CTX(parse_size(value), "--log-opt {}", text);
+    return {};
+  }
+  if (key == "max-file") {
+    try {
+      size_t used = 0;
+      int n = std::stoi(value, &used);
+      if (used == value.size() && n > 0) {
+        body["log_max_files"] = n;
+        return {};
+      }
+    } catch (const std::exception&) {
+    }
+    return make_error(ErrorCode::kInvalidArgument, "--log-opt {}: max-file must be a whole number",
+                      text);
+  }
+  return make_error(ErrorCode::kInvalidArgument, "--log-opt {}: use max-size=SIZE or max-file=N",
+                    text);
+}
+
 Result<Json> parse_restart(const std::string& text) {
   auto colon = text.find(':');
   std::string policy = text.substr(0, colon);
@@ -170,6 +195,7 @@ Result<Json> create_body(const CreateFlags& f, const std::vector<std::string>& i
   if (!f.cap_drop.empty()) body["cap_drop"] = f.cap_drop;
   if (f.read_only) body["read_only"] = true;
   if (!f.restart.empty()) body["restart"] = TRY(parse_restart(f.restart));
+  for (const auto& opt : f.log_opts) TRY(apply_log_opt(opt, body));
   Json mounts = Json::array();
   for (const auto& v : f.volumes) mounts.push_back(TRY(parse_volume(v)));
   if (!mounts.empty()) body["mounts"] = mounts;
@@ -193,6 +219,8 @@ void add_create_flags(CLI::App* cmd, CreateFlags& f, bool run) {
       ->allow_extra_args(false);
   cmd->add_option("--cap-drop", f.cap_drop, "Drop a capability")->allow_extra_args(false);
   cmd->add_option("--entrypoint", f.entrypoint, "Override the image's entrypoint");
+  cmd->add_option("--log-opt", f.log_opts, "max-size=SIZE (10m default) or max-file=N (5)")
+      ->allow_extra_args(false);
   cmd->add_flag("--read-only", f.read_only, "Mount the root file system read-only");
   cmd->add_flag("-i,--interactive", f.interactive, "Keep stdin open (needs attach: not yet)");
   cmd->add_flag("-t,--tty", f.tty, "Allocate a terminal (needs attach: not yet)");

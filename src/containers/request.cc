@@ -258,6 +258,11 @@ Result<CreateRequest> parse_create_request(const Json& body) {
       r.cpus = v.get<double>();
     } else if (k == "pids_limit") {
       r.pids_limit = TRY(integer(v, k, 1));
+    } else if (k == "log_max_size") {
+      r.log_max_size = TRY(integer(v, k, 4096));
+    } else if (k == "log_max_files") {
+      r.log_max_files = TRY(integer(v, k, 1));
+      if (*r.log_max_files > 100) return std::unexpected(bad(k, "at most 100"));
     } else if (k == "cap_add" || k == "cap_drop") {
       auto caps = TRY(string_list(v, k));
       for (const auto& c : caps)
@@ -320,6 +325,8 @@ Json to_json(const CreateRequest& r) {
             {"memory", r.memory ? Json(*r.memory) : Json(nullptr)},
             {"cpus", r.cpus ? Json(*r.cpus) : Json(nullptr)},
             {"pids_limit", r.pids_limit ? Json(*r.pids_limit) : Json(nullptr)},
+            {"log_max_size", r.log_max_size ? Json(*r.log_max_size) : Json(nullptr)},
+            {"log_max_files", r.log_max_files ? Json(*r.log_max_files) : Json(nullptr)},
             {"cap_add", r.cap_add},
             {"cap_drop", r.cap_drop},
             {"mounts", mounts},

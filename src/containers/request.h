@@ -47,6 +47,8 @@ struct CreateRequest {
   std::optional<int64_t> memory;
   std::optional<double> cpus;
   std::optional<int64_t> pids_limit;
+  std::optional<int64_t> log_max_size;   // bytes per log file before rotation (monitor default)
+  std::optional<int64_t> log_max_files;  // files kept, ctr.log included
   std::vector<std::string> cap_add;
   std::vector<std::string> cap_drop;
   std::vector<BindMount> mounts;

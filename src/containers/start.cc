@@ -127,6 +127,10 @@ Result<void> Engine::Impl::start_locked(const std::shared_ptr<Record>& r) {
                                    "--ready-fd",
                                    "3"};
   if (r->req.tty) argv.push_back("--tty");
+  if (r->req.log_max_size)
+    argv.insert(argv.end(), {"--log-max-size", std::to_string(*r->req.log_max_size)});
+  if (r->req.log_max_files)
+    argv.insert(argv.end(), {"--log-max-files", std::to_string(*r->req.log_max_files)});
   if (r->req.stdin_open && !r->req.tty) argv.push_back("--stdin");
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe");

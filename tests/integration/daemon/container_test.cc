@@ -151,6 +151,24 @@ TEST_F(ContainerTest, DetachedContainerLifecycle) {
   expect_refused(d, {"ct", "create", "--name", "prune", "busybox:1", "true"}, "reserved");
 }
 
+// Log rotation as asked (--log-opt): the oldest output goes, the newest stays.
+TEST_F(ContainerTest, LogsRotateAsAsked) {
+  auto r = d.cli(
+      {"ct", "run", "--name", "chatty", "--log-opt", "max-size=4k", "--log-opt", "max-file=2",
+       "busybox:1", "sh", "-c",
+       "i=0; while [ $i -lt 500 ]; do echo line-$i-padding-padding-padding; i=$((i+1)); done"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json config = inspect("chatty")["config"];
+  EXPECT_EQ(config.value("log_max_size", 0), 4096);
+  EXPECT_EQ(config.value("log_max_files", 0), 2);
+  std::string logs = d.cli({"ct", "logs", "chatty"}).out;
+  EXPECT_LT(logs.size(), 10000u);  // 2 files of ≤ 4 KiB of JSON lines
+  EXPECT_EQ(logs.find("line-0-"), std::string::npos);
+  EXPECT_NE(logs.find("line-499-padding"), std::string::npos) << logs;
+  expect_refused(d, {"ct", "run", "--log-opt", "max-size=lots", "busybox:1"}, "max-size");
+  expect_refused(d, {"ct", "run", "--log-opt", "driver=syslog", "busybox:1"}, "--log-opt");
+}
+
 // The monitor keeps a container running and logging while vireod is killed; the next vireod
 // finds it running and sees its exit.
 TEST_F(ContainerTest, ContainersOutliveVireod) {
