@@ -8,54 +8,13 @@
 #include <set>
 
 #include "base/ids.h"
+#include "container/config.h"
 #include "container/default_spec.h"
 #include "image/rootfs.h"
 
 namespace vireo::containers {
 
 namespace {
-
-constexpr std::array<std::string_view, 41> kCapabilities = {"CAP_CHOWN",
-                                                            "CAP_DAC_OVERRIDE",
-                                                            "CAP_DAC_READ_SEARCH",
-                                                            "CAP_FOWNER",
-                                                            "CAP_FSETID",
-                                                            "CAP_KILL",
-                                                            "CAP_SETGID",
-                                                            "CAP_SETUID",
-                                                            "CAP_SETPCAP",
-                                                            "CAP_LINUX_IMMUTABLE",
-                                                            "CAP_NET_BIND_SERVICE",
-                                                            "CAP_NET_BROADCAST",
-                                                            "CAP_NET_ADMIN",
-                                                            "CAP_NET_RAW",
-                                                            "CAP_IPC_LOCK",
-                                                            "CAP_IPC_OWNER",
-                                                            "CAP_SYS_MODULE",
-                                                            "CAP_SYS_RAWIO",
-                                                            "CAP_SYS_CHROOT",
-                                                            "CAP_SYS_PTRACE",
-                                                            "CAP_SYS_PACCT",
-                                                            "CAP_SYS_ADMIN",
-                                                            "CAP_SYS_BOOT",
-                                                            "CAP_SYS_NICE",
-                                                            "CAP_SYS_RESOURCE",
-                                                            "CAP_SYS_TIME",
-                                                            "CAP_SYS_TTY_CONFIG",
-                                                            "CAP_MKNOD",
-                                                            "CAP_LEASE",
-                                                            "CAP_AUDIT_WRITE",
-                                                            "CAP_AUDIT_CONTROL",
-                                                            "CAP_SETFCAP",
-                                                            "CAP_MAC_OVERRIDE",
-                                                            "CAP_MAC_ADMIN",
-                                                            "CAP_SYSLOG",
-                                                            "CAP_WAKE_ALARM",
-                                                            "CAP_BLOCK_SUSPEND",
-                                                            "CAP_AUDIT_READ",
-                                                            "CAP_PERFMON",
-                                                            "CAP_BPF",
-                                                            "CAP_CHECKPOINT_RESTORE"};
 
 constexpr std::array<std::string_view, 16> kAdjectives = {
     "brave", "calm",  "eager", "fancy", "gentle", "happy", "jolly", "keen",
@@ -183,7 +142,8 @@ Result<Json> capabilities(const CreateRequest& r) {
   }
   for (const auto& a : r.cap_add) {
     if (a == "ALL" || a == "all") {
-      for (auto c : kCapabilities) caps.insert(std::string(c));
+      for (int c = 0; c <= container::last_known_capability(); ++c)
+        caps.insert(container::capability_name(c));
       continue;
     }
     caps.insert(TRY(capability_name(a)));
@@ -212,7 +172,7 @@ Result<std::string> capability_name(std::string_view name) {
   std::string n(name);
   std::transform(n.begin(), n.end(), n.begin(), [](char c) { return std::toupper(c); });
   if (!n.starts_with("CAP_")) n = "CAP_" + n;
-  if (std::find(kCapabilities.begin(), kCapabilities.end(), n) == kCapabilities.end())
+  if (container::capability_from_name(n) < 0)
     return make_error(ErrorCode::kInvalidArgument, "unknown capability '{}'", name);
   return n;
 }
