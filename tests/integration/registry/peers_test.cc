@@ -18,22 +18,7 @@ class RegistryPeersTest : public ::testing::Test {
     if (!have_programs({"skopeo", "umoci"})) return;
     work_ = new fs::path(make_temp_dir("vireo-registry-peers"));
     layout_ = *work_ / "layout";
-    std::string img = layout_.string() + ":t";
-    fs::path files = *work_ / "files";
-    fs::create_directories(files / "bin");
-    fs::copy_file("/bin/busybox", files / "bin" / "busybox");
-    (void)write_file_atomic(files / "hello.txt", "hello from vireo\n");
-    for (const auto& argv : std::vector<std::vector<std::string>>{
-             {"umoci", "init", "--layout", layout_.string()},
-             {"umoci", "new", "--image", img},
-             {"umoci", "insert", "--image", img, (files / "bin").string(), "/bin"},
-             {"umoci", "insert", "--image", img, (files / "hello.txt").string(), "/hello.txt"}}) {
-      auto r = run(argv);
-      if (!r.ok()) {
-        setup_error_ = argv[1] + ": " + r.err;
-        return;
-      }
-    }
+    setup_error_ = make_umoci_layout(layout_, *work_);
   }
   static void TearDownTestSuite() {
     if (work_) fs::remove_all(*work_);
@@ -47,18 +32,6 @@ class RegistryPeersTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(root_); }
 
-  static ProcessResult skopeo(std::vector<std::string> args) {
-    args.insert(args.begin(), {"skopeo", "--insecure-policy"});
-    return run(args);
-  }
-  // The manifest digest of tag t in an OCI layout.
-  static std::string layout_digest(const fs::path& layout) {
-    auto text = read_file(layout / "index.json");
-    if (!text) return {};
-    auto j = parse_json(*text);
-    if (!j) return {};
-    return (*j)["manifests"][0]["digest"].get<std::string>();
-  }
   size_t blobs_on_disk() {
     size_t n = 0;
     for (auto& e : fs::recursive_directory_iterator(root_ / "blobs")) n += e.is_regular_file();

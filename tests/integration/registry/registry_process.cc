@@ -2,6 +2,9 @@
 
 #include <cstdlib>
 
+#include "base/file.h"
+#include "base/json.h"
+
 namespace vireo::registry::testing {
 
 namespace {
@@ -20,6 +23,36 @@ RegistryProcess::RegistryProcess(const fs::path& root, const std::vector<std::st
   auto colon = ready_line().rfind(':');
   if (ReadyProcess::ready() && colon != std::string::npos)
     port_ = uint16_t(std::atoi(ready_line().c_str() + colon + 1));
+}
+
+ProcessResult skopeo(std::vector<std::string> args) {
+  args.insert(args.begin(), {"skopeo", "--insecure-policy"});
+  return run(args);
+}
+
+std::string make_umoci_layout(const fs::path& dir, const fs::path& scratch) {
+  std::string img = dir.string() + ":t";
+  fs::path files = scratch / "files";
+  fs::create_directories(files / "bin");
+  fs::copy_file("/bin/busybox", files / "bin" / "busybox", fs::copy_options::overwrite_existing);
+  if (!write_file_atomic(files / "hello.txt", "hello from vireo\n")) return "write hello.txt";
+  for (const auto& argv : std::vector<std::vector<std::string>>{
+           {"umoci", "init", "--layout", dir.string()},
+           {"umoci", "new", "--image", img},
+           {"umoci", "insert", "--image", img, (files / "bin").string(), "/bin"},
+           {"umoci", "insert", "--image", img, (files / "hello.txt").string(), "/hello.txt"}}) {
+    auto r = run(argv);
+    if (!r.ok()) return argv[1] + ": " + r.err;
+  }
+  return {};
+}
+
+std::string layout_digest(const fs::path& layout) {
+  auto text = read_file(layout / "index.json");
+  if (!text) return {};
+  auto j = parse_json(*text);
+  if (!j) return {};
+  return (*j)["manifests"][0]["digest"].get<std::string>();
 }
 
 }  // namespace vireo::registry::testing

@@ -22,6 +22,14 @@ inline ProcessResult run(const std::vector<std::string>& argv) {
   return vireo::testing::run_bounded(argv);
 }
 
+// skopeo --insecure-policy ARGS (a 120 s bound).
+ProcessResult skopeo(std::vector<std::string> args);
+// An OCI layout at dir, tag "t", built by umoci: /bin (busybox) and /hello.txt in two layers.
+// Returns "" or what failed.
+std::string make_umoci_layout(const fs::path& dir, const fs::path& scratch);
+// The manifest digest of the first image of an OCI layout ("" when unreadable).
+std::string layout_digest(const fs::path& layout);
+
 // vireo-registry --root root --listen 127.0.0.1:0 plus extra args, up once its ready line
 // ("ready http://127.0.0.1:PORT") is read.
 class RegistryProcess : public vireo::testing::ReadyProcess {

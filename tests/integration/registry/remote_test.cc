@@ -97,22 +97,7 @@ class ImageRemoteTest : public ::testing::Test {
     if (!have_programs({"skopeo", "umoci"})) return;
     work_ = new fs::path(make_temp_dir("vireo-image-remote"));
     layout_ = *work_ / "layout";
-    std::string img = layout_.string() + ":t";
-    fs::path files = *work_ / "files";
-    fs::create_directories(files / "bin");
-    fs::copy_file("/bin/busybox", files / "bin" / "busybox");
-    (void)write_file_atomic(files / "hello.txt", "hello from vireo\n");
-    for (const auto& argv : std::vector<std::vector<std::string>>{
-             {"umoci", "init", "--layout", layout_.string()},
-             {"umoci", "new", "--image", img},
-             {"umoci", "insert", "--image", img, (files / "bin").string(), "/bin"},
-             {"umoci", "insert", "--image", img, (files / "hello.txt").string(), "/hello.txt"}}) {
-      auto r = run(argv);
-      if (!r.ok()) {
-        setup_error_ = argv[1] + ": " + r.err;
-        return;
-      }
-    }
+    setup_error_ = make_umoci_layout(layout_, *work_);
   }
   static void TearDownTestSuite() {
     if (work_) fs::remove_all(*work_);
@@ -132,17 +117,6 @@ class ImageRemoteTest : public ::testing::Test {
     fs::remove_all(root_);
   }
 
-  static ProcessResult skopeo(std::vector<std::string> args) {
-    args.insert(args.begin(), {"skopeo", "--insecure-policy"});
-    return run(args);
-  }
-  static std::string layout_digest(const fs::path& layout) {
-    auto text = read_file(layout / "index.json");
-    if (!text) return {};
-    auto j = parse_json(*text);
-    if (!j) return {};
-    return (*j)["manifests"][0]["digest"].get<std::string>();
-  }
   void skopeo_push(const std::string& host, const std::string& repo_tag,
                    std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {"copy", "--dest-tls-verify=false"};
