@@ -1,5 +1,7 @@
 #include "faulty_proxy.h"
 
+#include "registry_process.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -35,14 +37,10 @@ bool send_all(int fd, const char* p, size_t n) {
 
 FaultyProxy::FaultyProxy(uint16_t upstream_port, Fault fault, uint64_t after)
     : upstream_(upstream_port), fault_(fault), after_(after) {
-  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}};
-  socklen_t len = sizeof a;
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::listen(listen_fd_, 16) != 0 ||
-      ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    return;
-  port_ = ntohs(a.sin_port);
+  Listener l = listen_loopback();
+  if (l.fd < 0) return;
+  listen_fd_ = l.fd;
+  port_ = l.port;
   acceptor_ = std::thread([this] { accept_loop(); });
 }
 

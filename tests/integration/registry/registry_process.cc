@@ -1,5 +1,10 @@
 #include "registry_process.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdlib>
 
 #include "base/file.h"
@@ -23,6 +28,24 @@ RegistryProcess::RegistryProcess(const fs::path& root, const std::vector<std::st
   auto colon = ready_line().rfind(':');
   if (ReadyProcess::ready() && colon != std::string::npos)
     port_ = uint16_t(std::atoi(ready_line().c_str() + colon + 1));
+}
+
+Listener listen_loopback() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}};
+  socklen_t len = sizeof a;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::listen(fd, 16) != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    return {};
+  }
+  return {fd, ntohs(a.sin_port)};
+}
+
+uint16_t unused_port() {
+  Listener l = listen_loopback();
+  if (l.fd >= 0) ::close(l.fd);
+  return l.port;
 }
 
 ProcessResult skopeo(std::vector<std::string> args) {

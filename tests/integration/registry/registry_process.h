@@ -22,6 +22,15 @@ inline ProcessResult run(const std::vector<std::string>& argv) {
   return vireo::testing::run_bounded(argv);
 }
 
+// A TCP socket listening on 127.0.0.1 at a port the kernel picks (fd -1 on failure).
+struct Listener {
+  int fd = -1;
+  uint16_t port = 0;
+};
+Listener listen_loopback();
+// A loopback port nobody listens on (bound, then closed).
+uint16_t unused_port();
+
 // skopeo --insecure-policy ARGS (a 120 s bound).
 ProcessResult skopeo(std::vector<std::string> args);
 // An OCI layout at dir, tag "t", built by umoci: /bin (busybox) and /hello.txt in two layers.

@@ -28,17 +28,6 @@ namespace {
 
 namespace remote = image::remote;
 
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}};
-  socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    a.sin_port = 0;
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 bool port_open(uint16_t port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{
@@ -52,7 +41,7 @@ bool port_open(uint16_t port) {
 // loopback port; extra_yaml is appended to its configuration (an auth section).
 class DockerRegistry {
  public:
-  DockerRegistry(const fs::path& dir, const std::string& extra_yaml = "") : port_(free_port()) {
+  DockerRegistry(const fs::path& dir, const std::string& extra_yaml = "") : port_(unused_port()) {
     fs::create_directories(dir / "data");
     std::string config =
         "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
@@ -381,13 +370,9 @@ TEST_F(ImageRemoteTest, ClearErrorsForMissingImagesAndServers) {
   EXPECT_NE(no_tag.error().message().find("MANIFEST_UNKNOWN"), std::string::npos)
       << no_tag.error().message();
   // A port nobody listens on.
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}};
-  socklen_t len = sizeof a;
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  ::close(fd);
-  auto down = remote::pull(*store_, "127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/x:t", {});
+  uint16_t closed = unused_port();
+  ASSERT_NE(closed, 0);
+  auto down = remote::pull(*store_, "127.0.0.1:" + std::to_string(closed) + "/x:t", {});
   ASSERT_FALSE(down);
   EXPECT_EQ(down.error().code(), ErrorCode::kUnavailable);
   EXPECT_FALSE(remote::pull(*store_, "127.0.0.1:5000/Bad:t", {}));

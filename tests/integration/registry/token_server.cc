@@ -1,5 +1,7 @@
 #include "token_server.h"
 
+#include "registry_process.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -66,14 +68,10 @@ TokenServer::TokenServer(std::filesystem::path key_pem, std::filesystem::path ce
       service_(std::move(service)),
       user_(std::move(user)),
       password_(std::move(password)) {
-  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}};
-  socklen_t len = sizeof a;
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::listen(listen_fd_, 16) != 0 ||
-      ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-    return;
-  port_ = ntohs(a.sin_port);
+  Listener l = listen_loopback();
+  if (l.fd < 0) return;
+  listen_fd_ = l.fd;
+  port_ = l.port;
   thread_ = std::thread([this] { serve(); });
 }
 
