@@ -3,12 +3,17 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fmt/ranges.h>
 
+#include "api/event.h"
 #include "base/json.h"
+#include "client/client.h"
 #include "daemon_process.h"
 
 namespace vireo::testing {
@@ -34,5 +39,44 @@ inline void expect_refused(const DaemonProcess& d, const std::vector<std::string
     EXPECT_NE(r.err.find(says), std::string::npos) << cmd << ": " << r.err;
   }
 }
+
+// Records lifecycle events ("action source") from its construction until one with the action
+// `last` arrives. ready() once subscribed (bounded); events() joins the watcher and returns
+// them (ctest's timeout bounds a wait for an event that never comes).
+class LifecycleRecorder {
+ public:
+  LifecycleRecorder(const DaemonProcess& d, std::string last) {
+    watcher_ = std::thread([this, socket = d.socket(), last = std::move(last)] {
+      auto c = client::Client::connect({.socket_path = socket});
+      if (!c) return subscribed_.set_value();
+      (void)(*c)->watch_events(
+          {"lifecycle"},
+          [&](const api::Event& e) {
+            std::string action = e.metadata.value("action", "");
+            seen_.push_back(action + " " + e.metadata.value("source", ""));
+            return action != last;
+          },
+          [&] {
+            subscribed_.set_value();
+            return true;
+          });
+    });
+  }
+  ~LifecycleRecorder() {
+    if (watcher_.joinable()) watcher_.join();
+  }
+  bool ready() {
+    return subscribed_.get_future().wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  }
+  const std::vector<std::string>& events() {
+    watcher_.join();
+    return seen_;
+  }
+
+ private:
+  std::promise<void> subscribed_;
+  std::vector<std::string> seen_;
+  std::thread watcher_;
+};
 
 }  // namespace vireo::testing

@@ -133,27 +133,10 @@ TEST_F(ImageBuildTest, ExportedBuildUnpackedByUmoci) {
 
 TEST_F(ImageBuildTest, BuildIsALifecycleEvent) {
   write(ctx / "Containerfile", "FROM busybox:1\nLABEL a=b\n");
-  std::promise<void> subscribed;
-  std::vector<std::string> seen;
-  std::thread watcher([&] {
-    auto c = client::Client::connect({.socket_path = d.socket()});
-    if (!c) return subscribed.set_value();
-    (void)(*c)->watch_events(
-        {"lifecycle"},
-        [&](const api::Event& e) {
-          std::string action = e.metadata.value("action", "");
-          seen.push_back(action + " " + e.metadata.value("source", ""));
-          return action != "image-built";
-        },
-        [&] {
-          subscribed.set_value();
-          return true;
-        });
-  });
-  ASSERT_EQ(subscribed.get_future().wait_for(10s), std::future_status::ready);
+  LifecycleRecorder recorder(d, "image-built");
+  ASSERT_TRUE(recorder.ready());
   EXPECT_EQ(d.cli({"image", "build", "--tag", "labelled:1", ctx.string()}).exit_code, 0);
-  watcher.join();  // returns at image-built; ctest's timeout bounds it otherwise
-  EXPECT_EQ(seen, std::vector<std::string>{"image-built /1.0/images/labelled:1"});
+  EXPECT_EQ(recorder.events(), std::vector<std::string>{"image-built /1.0/images/labelled:1"});
 }
 
 TEST_F(ImageBuildTest, BadContainerfilesAndFailingRunRefusedWithOneLine) {

@@ -170,24 +170,8 @@ TEST_F(ImageTest, RemovedImageIsPrunedAndItsBytesFreed) {
 }
 
 TEST_F(ImageTest, ChangesAreLifecycleEvents) {
-  std::promise<void> subscribed;
-  std::vector<std::string> seen;  // "action source", written by the watcher until it returns
-  std::thread watcher([&] {
-    auto c = client::Client::connect({.socket_path = d.socket()});
-    if (!c) return subscribed.set_value();
-    (void)(*c)->watch_events(
-        {"lifecycle"},
-        [&](const api::Event& e) {
-          std::string action = e.metadata.value("action", "");
-          seen.push_back(action + " " + e.metadata.value("source", ""));
-          return action != "images-pruned";
-        },
-        [&] {
-          subscribed.set_value();
-          return true;
-        });
-  });
-  ASSERT_EQ(subscribed.get_future().wait_for(10s), std::future_status::ready);
+  LifecycleRecorder recorder(d, "images-pruned");
+  ASSERT_TRUE(recorder.ready());
   EXPECT_EQ(d.cli({"image", "import", rootfs_tar, "--tag", "busybox:1"}).exit_code, 0);
   EXPECT_EQ(d.cli({"image", "tag", "busybox:1", "busybox:2"}).exit_code, 0);
   EXPECT_EQ(d.cli({"image", "export", "busybox:2", "--output", (d.dir() / "l").string()}).exit_code,
@@ -195,11 +179,11 @@ TEST_F(ImageTest, ChangesAreLifecycleEvents) {
   EXPECT_EQ(d.cli({"image", "rm", "busybox:1"}).exit_code, 0);
   EXPECT_EQ(d.cli({"image", "rm", "busybox:2"}).exit_code, 0);
   EXPECT_EQ(d.cli({"image", "prune"}).exit_code, 0);
-  watcher.join();  // returns at images-pruned; ctest's timeout bounds it otherwise
-  EXPECT_EQ(seen, (std::vector<std::string>{
-                      "image-imported /1.0/images/busybox:1", "image-tagged /1.0/images/busybox:2",
-                      "image-exported /1.0/images/busybox:2", "image-deleted /1.0/images/busybox:1",
-                      "image-deleted /1.0/images/busybox:2", "images-pruned /1.0/images/prune"}));
+  EXPECT_EQ(recorder.events(),
+            (std::vector<std::string>{
+                "image-imported /1.0/images/busybox:1", "image-tagged /1.0/images/busybox:2",
+                "image-exported /1.0/images/busybox:2", "image-deleted /1.0/images/busybox:1",
+                "image-deleted /1.0/images/busybox:2", "images-pruned /1.0/images/prune"}));
 }
 
 TEST_F(ImageTest, BadInputIsRefusedWithOneLineAndNothingStored) {
