@@ -67,6 +67,8 @@ struct Engine::Impl {
 
   // --- engine.cc
   Result<std::shared_ptr<Record>> find(const std::string& name);  // locks mu
+  // A copy of the container as it is now, kConflict unless it runs (exec, top, stats).
+  Result<Container> running(const std::string& name);  // locks mu
   std::shared_ptr<Record> find_locked(const std::string& name, Error* error);
   void emit(const std::string& action, const Container& c);
   void persist(Record& r);                                      // not under mu

@@ -76,6 +76,14 @@ std::optional<ProcessInfo> read_process(int pid) {
 
 }  // namespace
 
+Result<Container> Engine::Impl::running(const std::string& name) {
+  auto r = TRY(find(name));
+  std::lock_guard lock(mu);
+  if (r->c.state != State::kRunning)
+    return make_error(ErrorCode::kConflict, "container {} is not running", r->c.name);
+  return r->c;
+}
+
 Result<ExecRequest> parse_exec_request(const Json& body) {
   if (!body.is_object())
     return make_error(ErrorCode::kInvalidArgument, "body must be {\"command\": [...]}");
@@ -105,15 +113,9 @@ Result<ExecRequest> parse_exec_request(const Json& body) {
 
 Result<ExecResult> Engine::exec(const std::string& name, const ExecRequest& request,
                                 std::chrono::milliseconds timeout) {
-  auto r = TRY(impl_->find(name));
-  std::string id, cname;
-  {
-    std::lock_guard lock(impl_->mu);
-    if (r->c.state != State::kRunning)
-      return make_error(ErrorCode::kConflict, "container {} is not running", r->c.name);
-    id = r->c.id;
-    cname = r->c.name;
-  }
+  Container c = TRY(impl_->running(name));
+  const std::string& id = c.id;
+  const std::string& cname = c.name;
   std::vector<std::string> argv = {impl_->o.runtime, "--root", impl_->runtime_root.string(),
                                    "exec"};
   for (const auto& e : request.env) argv.insert(argv.end(), {"--env", e});
@@ -137,15 +139,9 @@ Result<ExecResult> Engine::exec(const std::string& name, const ExecRequest& requ
 }
 
 Result<std::vector<ProcessInfo>> Engine::top(const std::string& name) {
-  auto r = TRY(impl_->find(name));
-  std::string id, cname;
-  {
-    std::lock_guard lock(impl_->mu);
-    if (r->c.state != State::kRunning)
-      return make_error(ErrorCode::kConflict, "container {} is not running", r->c.name);
-    id = r->c.id;
-    cname = r->c.name;
-  }
+  Container c = TRY(impl_->running(name));
+  const std::string& id = c.id;
+  const std::string& cname = c.name;
   auto p = run_process(
       {impl_->o.runtime, "--root", impl_->runtime_root.string(), "ps", "--format", "json", id},
       {.timeout = std::chrono::seconds(10)});

@@ -132,20 +132,13 @@ void network(int pid, ContainerStats& s) {
 }  // namespace
 
 Result<ContainerStats> Engine::stats(const std::string& name) {
-  auto r = TRY(impl_->find(name));
-  int pid = 0;
-  {
-    std::lock_guard lock(impl_->mu);
-    if (r->c.state != State::kRunning)
-      return make_error(ErrorCode::kConflict, "container {} is not running", r->c.name);
-    pid = r->c.pid;
-  }
+  Container c = TRY(impl_->running(name));
   ContainerStats s;
-  auto dirs = cgroup_dirs(pid);
-  if (dirs.empty()) return make_error(ErrorCode::kConflict, "container {} has exited", r->c.name);
+  auto dirs = cgroup_dirs(c.pid);
+  if (dirs.empty()) return make_error(ErrorCode::kConflict, "container {} has exited", c.name);
   cpu_and_memory(dirs, s);
   block_io(dirs, s);
-  network(pid, s);
+  network(c.pid, s);
   return s;
 }
 
