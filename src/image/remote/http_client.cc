@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <array>
-#include <limits>
 #include <cctype>
+#include <limits>
 #include <variant>
 
 #include <boost/asio/connect.hpp>
@@ -235,7 +235,9 @@ class HttpClient::Connection {
       reusable_ = keep_alive;
       return resp;
     }
-    std::vector<char> chunk(kChunk);
+    // Sized to the body when it is known: most replies here are small documents.
+    size_t want = parser.content_length() ? static_cast<size_t>(*parser.content_length()) : kChunk;
+    std::vector<char> chunk(std::clamp<size_t>(want, 1, kChunk));
     while (!parser.is_done()) {
       parser.get().body().data = chunk.data();
       parser.get().body().size = chunk.size();
