@@ -29,6 +29,17 @@ Result<uint32_t> get_uint(const Json& j, const char* key, uint32_t fallback, uin
   return static_cast<uint32_t>(it->get<uint64_t>());
 }
 
+Result<MacKey> parse_mac_key(const std::string& text) {
+  unsigned b[6];
+  char tail;
+  if (std::sscanf(text.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4],
+                  &b[5], &tail) != 6)
+    return make_error(ErrorCode::kInvalidArgument, "invalid MAC address '{}'", text);
+  MacKey mac = 0;
+  for (unsigned v : b) mac = mac << 8 | v;
+  return mac;
+}
+
 Json error_reply(const Error& e) {
   return Json{{"ok", false}, {"error", e.message()}, {"code", std::string(to_string(e.code()))}};
 }
@@ -461,22 +472,29 @@ Result<Json> Controller::dhcp(const std::string& op, const Json& r) {
   if (!dhcp_->enabled(n->id))
     return make_error(ErrorCode::kConflict, "network {} does not serve DHCP", n->spec.name);
   if (op == "dhcp.leases") return Json{{"leases", dhcp_->leases_json(n->id)}};
-  if (op != "dhcp.reserve") return make_error(ErrorCode::kInvalidArgument, "unknown op '{}'", op);
-  std::string mac_text = TRY(get_string(r, "mac"));
-  unsigned b[6];
-  char tail;
-  if (std::sscanf(mac_text.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4],
-                  &b[5], &tail) != 6)
-    return make_error(ErrorCode::kInvalidArgument, "invalid MAC address '{}'", mac_text);
-  MacKey mac = 0;
-  for (unsigned v : b) mac = mac << 8 | v;
+  if (op != "dhcp.reserve" && op != "dhcp.unreserve")
+    return make_error(ErrorCode::kInvalidArgument, "unknown op '{}'", op);
+  MacKey mac = TRY(parse_mac_key(TRY(get_string(r, "mac"))));
+  if (op == "dhcp.unreserve") {
+    if (!dhcp_->unreserve(n->id, mac)) return Json::object();
+    TRY(save());
+    return Json::object();
+  }
   std::string name = TRY(get_string(r, "name", false));
   if (!name.empty() && !valid_dns_label(name))
     return make_error(ErrorCode::kInvalidArgument,
                       "invalid name '{}': letters, digits and hyphens, at most 63", name);
-  TRY(dhcp_->reserve(n->id, mac, TRY(parse_ipv4(TRY(get_string(r, "ip")))), name));
+  // Without "ip" the server picks a free address (IPAM for containers).
+  std::string ip_text = TRY(get_string(r, "ip", false));
+  uint32_t ip = 0;
+  if (ip_text.empty()) {
+    ip = TRY(dhcp_->reserve_free(n->id, mac, name));
+  } else {
+    ip = TRY(parse_ipv4(ip_text));
+    TRY(dhcp_->reserve(n->id, mac, ip, name));
+  }
   TRY(save());
-  return Json::object();
+  return Json{{"ip", format_ipv4(ip)}};
 }
 
 Result<Json> Controller::forward(const std::string& op, const Json& r) {

@@ -177,5 +177,34 @@ TEST_F(ControllerTest, CorruptStateIsAnErrorNotACrash) {
   EXPECT_FALSE(d.restore());
 }
 
+TEST_F(ControllerTest, ReservationsWithoutAddressPickAFreeOneAndCanBeDropped) {
+  Controller c(dp_, dir_, nullptr);
+  call(
+      c,
+      R"({"op":"network.create","name":"ct","subnet":"10.5.0.0/29","gateway":"10.5.0.1","dhcp":true})");
+  Json a = call(c, R"({"op":"dhcp.reserve","network":"ct","mac":"02:00:00:00:00:01","name":"a"})");
+  ASSERT_EQ(a["ok"], true) << a;
+  EXPECT_EQ(a["ip"], "10.5.0.2");
+  // The same MAC again keeps its address; another gets the next one.
+  EXPECT_EQ(call(c, R"({"op":"dhcp.reserve","network":"ct","mac":"02:00:00:00:00:01"})")["ip"],
+            "10.5.0.2");
+  EXPECT_EQ(call(c, R"({"op":"dhcp.reserve","network":"ct","mac":"02:00:00:00:00:02"})")["ip"],
+            "10.5.0.3");
+  // A /29 has 6 hosts, the gateway is one: 10.5.0.4-.6 remain.
+  for (int i = 3; i <= 5; ++i)
+    EXPECT_EQ(
+        call(c, fmt::format(R"({{"op":"dhcp.reserve","network":"ct","mac":"02:00:00:00:00:0{}"}})",
+                            i))["ok"],
+        true);
+  Json full = call(c, R"({"op":"dhcp.reserve","network":"ct","mac":"02:00:00:00:00:09"})");
+  EXPECT_EQ(full["ok"], false);
+  EXPECT_NE(full["error"].get<std::string>().find("no free address"), std::string::npos) << full;
+  EXPECT_EQ(call(c, R"({"op":"dhcp.unreserve","network":"ct","mac":"02:00:00:00:00:01"})")["ok"],
+            true);
+  EXPECT_EQ(call(c, R"({"op":"dhcp.reserve","network":"ct","mac":"02:00:00:00:00:09"})")["ip"],
+            "10.5.0.2");
+  EXPECT_EQ(call(c, R"({"op":"dhcp.reserve","network":"ct","mac":"zz"})")["ok"], false);
+}
+
 }  // namespace
 }  // namespace vireo::net

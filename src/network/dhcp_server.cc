@@ -132,8 +132,7 @@ Json DhcpServer::leases_json(uint16_t network) const {
   return list;
 }
 
-uint32_t DhcpServer::allocate(Pool& p, MacKey mac, uint64_t now_ns) {
-  if (auto it = p.leases.find(mac); it != p.leases.end()) return it->second.ip;
+uint32_t DhcpServer::free_address(Pool& p, uint64_t now_ns) {
   uint32_t first = p.subnet.addr + 1, last = (p.subnet.addr | ~p.subnet.mask()) - 1;
   for (uint32_t ip = first; ip <= last && ip >= first; ++ip) {
     if (ip == p.gateway) continue;
@@ -148,11 +147,34 @@ uint32_t DhcpServer::allocate(Pool& p, MacKey mac, uint64_t now_ns) {
       taken = true;
       break;
     }
-    if (taken) continue;
-    p.leases[mac] = DhcpLease{ip, now_ns + kLeaseSeconds * kSec};
-    return ip;
+    if (!taken) return ip;
   }
   return 0;
+}
+
+uint32_t DhcpServer::allocate(Pool& p, MacKey mac, uint64_t now_ns) {
+  if (auto it = p.leases.find(mac); it != p.leases.end()) return it->second.ip;
+  uint32_t ip = free_address(p, now_ns);
+  if (ip != 0) p.leases[mac] = DhcpLease{ip, now_ns + kLeaseSeconds * kSec};
+  return ip;
+}
+
+Result<uint32_t> DhcpServer::reserve_free(uint16_t network, MacKey mac, const std::string& name) {
+  auto it = pools_.find(network);
+  if (it == pools_.end()) return make_error(ErrorCode::kConflict, "DHCP is off in this network");
+  Pool& p = it->second;
+  uint32_t ip = 0;
+  if (auto held = p.leases.find(mac); held != p.leases.end()) ip = held->second.ip;
+  if (ip == 0) ip = free_address(p, now_ns_);
+  if (ip == 0)
+    return make_error(ErrorCode::kConflict, "no free address left in {}", format_cidr(p.subnet));
+  TRY(reserve(network, mac, ip, name));
+  return ip;
+}
+
+bool DhcpServer::unreserve(uint16_t network, MacKey mac) {
+  auto it = pools_.find(network);
+  return it != pools_.end() && it->second.leases.erase(mac) > 0;
 }
 
 uint32_t DhcpServer::handle(uint16_t network, MacKey leg_mac, const uint8_t* frame,

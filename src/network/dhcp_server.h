@@ -34,6 +34,13 @@ class DhcpServer {
   bool enabled(uint16_t network) const { return pools_.contains(network); }
   [[nodiscard]] Result<void> reserve(uint16_t network, MacKey mac, uint32_t ip,
                                      const std::string& name = "");
+  // A reservation at a free address of the network's pool (the one mac holds already, if any),
+  // for instances that configure their address themselves (containers): DHCP never hands it
+  // out. kConflict when the subnet is full.
+  [[nodiscard]] Result<uint32_t> reserve_free(uint16_t network, MacKey mac,
+                                              const std::string& name = "");
+  // Drops mac's reservation or lease; false when it had none.
+  bool unreserve(uint16_t network, MacKey mac);
   Json leases_json(uint16_t network) const;
   // The network's static reservations (for persistence).
   std::vector<std::pair<MacKey, DhcpLease>> reservations(uint16_t network) const;
@@ -54,6 +61,9 @@ class DhcpServer {
     std::map<MacKey, DhcpLease> leases;
   };
   uint32_t allocate(Pool& pool, MacKey mac, uint64_t now_ns);
+  // The lowest address of the pool that no live lease or reservation holds (expired leases
+  // found on the way are dropped); 0 when none.
+  static uint32_t free_address(Pool& pool, uint64_t now_ns);
   uint64_t now_ns_ = 0;  // of the last message handled, to tell expired leases
   std::map<uint16_t, Pool> pools_;
 };
