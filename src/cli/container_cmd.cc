@@ -19,8 +19,8 @@ const std::string kContainers = "/1.0/containers";
 constexpr int kLogPollSeconds = 20;
 
 struct CreateFlags {
-  std::string name, workdir, user, network, memory, restart, entrypoint;
-  std::vector<std::string> env, env_files, volumes, cap_add, cap_drop, log_opts;
+  std::string name, workdir, user, network, ip, memory, restart, entrypoint;
+  std::vector<std::string> env, env_files, volumes, cap_add, cap_drop, log_opts, publish;
   double cpus = 0;
   int64_t pids_limit = 0;
   bool detach = false, interactive = false, tty = false, remove = false, read_only = false;
@@ -185,6 +185,9 @@ Result<Json> create_body(const CreateFlags& f, const std::vector<std::string>& i
   if (!f.user.empty()) body["user"] = f.user;
   if (!f.entrypoint.empty()) body["entrypoint"] = std::vector<std::string>{f.entrypoint};
   if (!f.network.empty()) body["network"] = f.network;
+  if (!f.ip.empty()) body["ip"] = f.ip;
+  // The daemon parses the specs: one grammar, one error text.
+  if (!f.publish.empty()) body["ports"] = f.publish;
   if (!f.memory.empty()) body["memory"] = TRY_CTX(parse_size(f.memory), "--memory");
   if (f.cpus < 0) return make_error(ErrorCode::kInvalidArgument, "--cpus must be positive");
   if (f.cpus > 0) body["cpus"] = f.cpus;
@@ -210,7 +213,10 @@ void add_create_flags(CLI::App* cmd, CreateFlags& f, bool run) {
   cmd->add_option("-w,--workdir", f.workdir, "Working directory inside the container");
   cmd->add_option("-u,--user", f.user, "USER[:GROUP] or UID[:GID]");
   cmd->add_option("-v,--volume", f.volumes, "Bind mount /HOST:/PATH[:ro]")->allow_extra_args(false);
-  cmd->add_option("--net,--network", f.network, "none (default) or host");
+  cmd->add_option("--net,--network", f.network, "A Vireo network (default: vireo0), none or host");
+  cmd->add_option("--ip", f.ip, "Address on the network (default: a free one)");
+  cmd->add_option("-p,--publish", f.publish, "Publish a port: [IP:]HOST:CTR[/udp]")
+      ->allow_extra_args(false);
   cmd->add_option("--memory,-m", f.memory, "Memory limit (256M, 1G)");
   cmd->add_option("--cpus", f.cpus, "CPU limit (1.5 = one and a half CPUs)");
   cmd->add_option("--pids-limit", f.pids_limit, "Maximum number of processes");
@@ -237,6 +243,27 @@ std::string short_id(const Json& c) {
   return plain(c.value("id", Json())).substr(0, 12);
 }
 
+std::string network_text(const Json& c) {
+  const Json& n = c.value("network", Json());
+  if (n.is_object())
+    return fmt::format("{} ({}/{} on {})", plain(n.value("network", Json())),
+                       plain(n.value("ip", Json())), plain(n.value("prefix", Json())),
+                       plain(n.value("iface", Json())));
+  return plain(c.value("config", Json::object()).value("network", Json()));
+}
+
+// "0.0.0.0:8080->80/tcp, ..."
+std::string ports_text(const Json& c) {
+  std::string out;
+  const Json& ports = c.value("config", Json::object()).value("ports", Json::array());
+  for (const auto& p : ports)
+    out +=
+        fmt::format("{}{}:{}->{}/{}", out.empty() ? "" : ", ", plain(p.value("host_ip", Json())),
+                    plain(p.value("host_port", Json())), plain(p.value("container_port", Json())),
+                    plain(p.value("protocol", Json())));
+  return out.empty() ? "-" : out;
+}
+
 void print_container(Context& ctx, const Json& c) {
   print(ctx.format(), c,
         {{"name:", plain(c.value("name", Json()))},
@@ -247,7 +274,9 @@ void print_container(Context& ctx, const Json& c) {
          {"created:", plain(c.value("created_at", Json()))},
          {"started:", plain(c.value("started_at", Json()))},
          {"finished:", plain(c.value("finished_at", Json()))},
-         {"restarts:", plain(c.value("restart_count", Json()))}});
+         {"restarts:", plain(c.value("restart_count", Json()))},
+         {"network:", network_text(c)},
+         {"ports:", ports_text(c)}});
 }
 
 // Prints log lines to the streams they came from; returns the new cursor and whether the
@@ -510,11 +539,14 @@ void add_query_commands(CLI::App* noun, Context& ctx, Flags& f) {
   run(ps, ctx, [&ctx, &f]() -> Result<void> {
     Json list = TRY(request(ctx, "GET", kContainers + (f.all ? "?all=1" : "")));
     std::vector<std::vector<std::string>> rows = {
-        {"NAME", "ID", "IMAGE", "STATE", "EXIT", "CREATED"}};
-    for (const auto& c : list)
+        {"NAME", "ID", "IMAGE", "STATE", "EXIT", "IP", "PORTS", "CREATED"}};
+    for (const auto& c : list) {
+      const Json& net = c.value("network", Json());
       rows.push_back({plain(c.value("name", Json())), short_id(c), plain(c.value("image", Json())),
                       plain(c.value("state", Json())), plain(c.value("exit_code", Json())),
+                      net.is_object() ? plain(net.value("ip", Json())) : "-", ports_text(c),
                       plain(c.value("created_at", Json()))});
+    }
     print(ctx.format(), list, rows);
     return {};
   });

@@ -79,6 +79,7 @@ Json to_json(const Container& c) {
             {"started_at", c.started_at},
             {"finished_at", c.finished_at},
             {"restart_count", c.restart_count},
+            {"network", c.network ? to_json(*c.network) : Json(nullptr)},
             {"config", c.config}};
   if (!c.error.empty()) j["error"] = c.error;
   return j;
@@ -190,6 +191,7 @@ Result<void> Engine::Impl::remove_locked(const std::shared_ptr<Record>& r, bool 
     graveyard.push_back(r);
     if (graveyard.size() > kGraveyard) graveyard.pop_front();
   }
+  teardown_network(*r);
   if (auto rel = image::release_rootfs(r->dir / "bundle"); !rel)
     spdlog::warn("container {}: {}", r->c.name, rel.error().message());
   std::error_code ec;
@@ -226,6 +228,8 @@ Result<void> Engine::Impl::load(const fs::path& dir) {
   r->c.restart_count = st.value("restart_count", 0);
   r->c.error = st.value("error", "");
   r->stopped = st.value("stopped", false);
+  if (st.contains("network") && st["network"].is_object())
+    r->c.network = TRY_CTX(attachment_from_json(st["network"]), "state.json");
   if (st.contains("lower_dirs") && st["lower_dirs"].is_array())
     r->lower_dirs = st["lower_dirs"].get<std::vector<std::string>>();
   if (!valid_name(r->c.name)) return make_error(ErrorCode::kInvalidArgument, "bad name in state");
@@ -344,6 +348,7 @@ Result<Container> Engine::create(const CreateRequest& request) {
     }
     if (taken(req.name))
       return make_error(ErrorCode::kAlreadyExists, "container name {} is already in use", req.name);
+    TRY(m.check_ports_free(req));
     r->c.name = req.name;
     r->removed = true;  // a placeholder: invisible to persist()
     m.by_id[r->c.id] = r;
@@ -368,6 +373,8 @@ Result<Container> Engine::create(const CreateRequest& request) {
     std::error_code ec;
     fs::remove_all(dir, ec);
   });
+  TRY(m.reserve_network(req, r->c, undo));
+  TRY(m.network_spec(*r, spec));
   TRY(make_dirs(bundle / "rootfs", 0755));
   undo.add([bundle] { (void)image::release_rootfs(bundle); });
   bool pending = std::any_of(layers.begin(), layers.end(),

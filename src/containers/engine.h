@@ -36,6 +36,39 @@ class ImageStore;
 namespace vireo::containers {
 
 enum class State { kCreated, kRunning, kExited, kRestarting };
+
+// A container's interface on a Vireo network: a veth pair whose host end (iface) is a port of
+// the network and whose other end is eth0 in the container's own network namespace, pinned
+// from the first start to the removal. The address is reserved in the network's IPAM (DHCP
+// reservations, with the container's name as its DNS name) for the container's whole life.
+struct Attachment {
+  std::string network;
+  std::string iface;  // host end: "vc" + 12 hex of the id
+  std::string mac;    // 02:... from the id, stable
+  std::string ip;
+  int prefix = 24;
+  std::string gateway;  // "" when the network has none
+  int mtu = 1500;
+};
+Json to_json(const Attachment& a);
+[[nodiscard]] Result<Attachment> attachment_from_json(const Json& j);
+
+// What the engine needs of the host's networks (vireod implements it over vireo-netd).
+class NetworkBackend {
+ public:
+  virtual ~NetworkBackend() = default;
+  // The network containers join when the request names none ("": none).
+  virtual std::string default_network() = 0;
+  // Reserves ip (or any free address when empty) on network for mac, with dns_name as its DNS
+  // name when not empty; fills in address, prefix, gateway and MTU of a.
+  [[nodiscard]] virtual Result<void> reserve(Attachment& a, const std::string& ip,
+                                             const std::string& dns_name) = 0;
+  virtual void release(const Attachment& a) = 0;
+  // Makes a.iface (an existing host interface) a port of a.network; detach undoes it (a
+  // missing port is fine).
+  [[nodiscard]] virtual Result<void> attach(const Attachment& a) = 0;
+  virtual void detach(const Attachment& a) = 0;
+};
 std::string_view to_string(State s);
 
 struct Container {
@@ -50,7 +83,8 @@ struct Container {
   std::string created_at, started_at, finished_at;  // RFC 3339, "" when not yet
   int restart_count = 0;
   std::string error;  // why the last run ended abnormally (a dead monitor), else ""
-  Json config;        // the normalized create request
+  std::optional<Attachment> network;
+  Json config;  // the normalized create request
 };
 
 // The API form (the contract of /1.0/containers).
@@ -65,6 +99,8 @@ struct EngineOptions {
   // Called from any thread, never under the engine's lock.
   std::function<void(const std::string& action, const Container& c)> on_event;
   std::chrono::seconds start_timeout{30};  // bound on the monitor's ready line
+  // Containers on Vireo networks; without it only network none and host work.
+  NetworkBackend* networks = nullptr;  // not owned; outlives the engine
 };
 
 // A command run in a running container (`vireo ct exec`), without a terminal: its output is

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "base/fd.h"
+#include "base/rollback.h"
 #include "containers/engine.h"
 
 namespace vireo::containers {
@@ -77,6 +78,21 @@ struct Engine::Impl {
   Result<void> ensure_rootfs(Record& r);
   void signal_container(Record& r, int sig);
   Result<void> load(const std::filesystem::path& dir);
+
+  // --- network.cc
+  // kConflict when another container publishes one of req's host ports. Under mu.
+  Result<void> check_ports_free(const CreateRequest& req);
+  // At create: the network resolved, an address reserved (released by undo on failure).
+  Result<void> reserve_network(CreateRequest& req, Container& c, Rollback& undo);
+  // The spec's network namespace and the generated resolv.conf and hosts of a networked
+  // container (written into dir).
+  Result<void> network_spec(const Record& r, Json& spec);
+  // At start: the pinned namespace and the veth pair, made again when gone (host reboot).
+  Result<void> ensure_network(Record& r);
+  // The monitor's --netns/--publish arguments.
+  std::vector<std::string> network_args(const Record& r);
+  // At removal: port, veth, namespace and address released. Never fails (logs).
+  void teardown_network(Record& r);
 
   // --- watcher.cc
   Result<void> start_watcher();

@@ -1,6 +1,9 @@
 #include "containers/request.h"
 
+#include <arpa/inet.h>
 #include <sys/stat.h>
+
+#include <charconv>
 
 #include <algorithm>
 #include <array>
@@ -70,6 +73,131 @@ Result<BindMount> parse_mount(const Json& m) {
     return make_error(ErrorCode::kInvalidArgument,
                       "mounts: source and target must be absolute paths");
   return b;
+}
+
+Result<uint16_t> port_number(std::string_view text, std::string_view spec) {
+  unsigned v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v == 0 || v > 65535)
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        "port '{}': '{}' is not a port number (1-65535); expected [IP:]HOST:CTR[/udp]", spec, text);
+  return static_cast<uint16_t>(v);
+}
+
+bool valid_ipv4(std::string_view s) {
+  in_addr a{};
+  return ::inet_pton(AF_INET, std::string(s).c_str(), &a) == 1;
+}
+
+Result<PublishedPort> parse_port_spec_impl(std::string_view spec) {
+  PublishedPort p;
+  std::string_view rest = spec;
+  if (auto slash = rest.rfind('/'); slash != std::string_view::npos) {
+    p.protocol = std::string(rest.substr(slash + 1));
+    rest = rest.substr(0, slash);
+    if (p.protocol != "tcp" && p.protocol != "udp")
+      return make_error(ErrorCode::kInvalidArgument,
+                        "port '{}': protocol '{}' is neither tcp nor udp", spec, p.protocol);
+  }
+  auto last = rest.rfind(':');
+  if (last == std::string_view::npos)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "port '{}': expected [IP:]HOST:CTR[/udp], e.g. 8080:80", spec);
+  p.container_port = TRY(port_number(rest.substr(last + 1), spec));
+  rest = rest.substr(0, last);
+  if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+    p.host_ip = std::string(rest.substr(0, colon));
+    rest = rest.substr(colon + 1);
+    if (!valid_ipv4(p.host_ip))
+      return make_error(ErrorCode::kInvalidArgument, "port '{}': '{}' is not an IPv4 address", spec,
+                        p.host_ip);
+  }
+  p.host_port = TRY(port_number(rest, spec));
+  return p;
+}
+
+Json network_json(const CreateRequest& r) {
+  switch (r.network) {
+    case NetworkMode::kHost:
+      return "host";
+    case NetworkMode::kNetwork:
+      return r.network_name.empty() ? "default" : r.network_name;
+    case NetworkMode::kNone:
+      break;
+  }
+  return "none";
+}
+
+// An object, or the CLI's "[IP:]HOST:CTR[/udp]".
+Result<PublishedPort> parse_port(const Json& m) {
+  if (m.is_string()) return parse_port_spec_impl(m.get<std::string>());
+  if (!m.is_object()) return std::unexpected(bad("ports", "an array of objects or strings"));
+  PublishedPort p;
+  for (const auto& [k, v] : m.items()) {
+    if (k == "host_ip") {
+      p.host_ip = TRY(string(v, "ports[].host_ip"));
+    } else if (k == "host_port" || k == "container_port") {
+      int64_t n = TRY(integer(v, "ports[]." + k, 1));
+      if (n > 65535) return std::unexpected(bad("ports[]." + k, "a port number (1-65535)"));
+      (k == "host_port" ? p.host_port : p.container_port) = static_cast<uint16_t>(n);
+    } else if (k == "protocol") {
+      p.protocol = TRY(string(v, "ports[].protocol"));
+    } else {
+      return make_error(ErrorCode::kInvalidArgument, "unknown field 'ports[].{}'", k);
+    }
+  }
+  if (p.host_port == 0 || p.container_port == 0)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "ports: host_port and container_port are required");
+  if (p.protocol != "tcp" && p.protocol != "udp")
+    return std::unexpected(bad("ports[].protocol", "tcp or udp"));
+  if (!valid_ipv4(p.host_ip)) return std::unexpected(bad("ports[].host_ip", "an IPv4 address"));
+  return p;
+}
+
+// "none", "host" or a network's name.
+Result<void> parse_network(const Json& v, CreateRequest& r) {
+  std::string n = TRY(string(v, "network"));
+  if (n == "none") {
+    r.network = NetworkMode::kNone;
+  } else if (n == "host") {
+    r.network = NetworkMode::kHost;
+  } else if (n == "default") {
+    r.network = NetworkMode::kNetwork;  // the host's default network, resolved at create
+  } else {
+    bool ok = !n.empty() && n.size() <= 64 && std::all_of(n.begin(), n.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+    });
+    if (!ok)
+      return make_error(ErrorCode::kInvalidArgument,
+                        "network '{}': expected none, host or the name of a Vireo network", n);
+    r.network = NetworkMode::kNetwork;
+    r.network_name = n;
+  }
+  return {};
+}
+
+// Ports need an interface of the container's own, and each host port once.
+Result<void> check_ports(const CreateRequest& r) {
+  if (!r.ports.empty() && r.network != NetworkMode::kNetwork)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "publishing ports needs a Vireo network: with network {} the container has "
+                      "no interface of its own",
+                      r.network == NetworkMode::kHost ? "host" : "none");
+  if (!r.ip.empty() && r.network != NetworkMode::kNetwork)
+    return make_error(ErrorCode::kInvalidArgument, "field 'ip' needs a Vireo network");
+  if (!r.ip.empty() && !valid_ipv4(r.ip)) return std::unexpected(bad("ip", "an IPv4 address"));
+  for (size_t i = 0; i < r.ports.size(); ++i)
+    for (size_t j = 0; j < i; ++j) {
+      const auto &a = r.ports[i], &b = r.ports[j];
+      bool overlap = a.protocol == b.protocol && a.host_port == b.host_port &&
+                     (a.host_ip == b.host_ip || a.host_ip == "0.0.0.0" || b.host_ip == "0.0.0.0");
+      if (overlap)
+        return make_error(ErrorCode::kInvalidArgument, "host port {}/{} is published twice",
+                          a.host_port, a.protocol);
+    }
+  return {};
 }
 
 Result<RestartPolicy> parse_restart(const Json& v) {
@@ -153,6 +281,14 @@ Result<Json> capabilities(const CreateRequest& r) {
 
 }  // namespace
 
+Result<PublishedPort> parse_port_spec(std::string_view spec) {
+  return parse_port_spec_impl(spec);
+}
+
+std::string format_port(const PublishedPort& p) {
+  return fmt::format("{}:{}->{}/{}", p.host_ip, p.host_port, p.container_port, p.protocol);
+}
+
 bool valid_name(std::string_view name) {
   if (name.empty() || name.size() > 128 || !std::isalnum(static_cast<unsigned char>(name[0])))
     return false;
@@ -232,13 +368,12 @@ Result<CreateRequest> parse_create_request(const Json& body) {
       if (!v.is_array()) return std::unexpected(bad(k, "an array of objects"));
       for (const auto& m : v) r.mounts.push_back(TRY(parse_mount(m)));
     } else if (k == "network") {
-      std::string n = TRY(string(v, k));
-      if (n == "none")
-        r.network = NetworkMode::kNone;
-      else if (n == "host")
-        r.network = NetworkMode::kHost;
-      else
-        return make_error(ErrorCode::kInvalidArgument, "network '{}': expected none or host", n);
+      TRY(parse_network(v, r));
+    } else if (k == "ip") {
+      r.ip = TRY(string(v, k));
+    } else if (k == "ports") {
+      if (!v.is_array()) return std::unexpected(bad(k, "an array of objects or strings"));
+      for (const auto& p : v) r.ports.push_back(TRY(parse_port(p)));
     } else if (k == "restart") {
       r.restart = TRY(parse_restart(v));
     } else if (k == "labels") {
@@ -261,6 +396,7 @@ Result<CreateRequest> parse_create_request(const Json& body) {
     return make_error(ErrorCode::kInvalidArgument, "container name 'prune' is reserved");
   if (r.wait && !r.start)
     return make_error(ErrorCode::kInvalidArgument, "field 'wait' needs 'start'");
+  TRY(check_ports(r));
   if (r.restart.kind != RestartKind::kNo && r.auto_remove)
     return make_error(ErrorCode::kInvalidArgument,
                       "auto_remove cannot be combined with a restart policy");
@@ -268,6 +404,12 @@ Result<CreateRequest> parse_create_request(const Json& body) {
 }
 
 Json to_json(const CreateRequest& r) {
+  Json ports = Json::array();
+  for (const auto& p : r.ports)
+    ports.push_back({{"host_ip", p.host_ip},
+                     {"host_port", p.host_port},
+                     {"container_port", p.container_port},
+                     {"protocol", p.protocol}});
   Json mounts = Json::array();
   for (const auto& m : r.mounts)
     mounts.push_back({{"source", m.source}, {"target", m.target}, {"read_only", m.read_only}});
@@ -290,7 +432,9 @@ Json to_json(const CreateRequest& r) {
             {"cap_add", r.cap_add},
             {"cap_drop", r.cap_drop},
             {"mounts", mounts},
-            {"network", r.network == NetworkMode::kHost ? "host" : "none"},
+            {"network", network_json(r)},
+            {"ip", r.ip},
+            {"ports", ports},
             {"restart",
              {{"policy", policy_name(r.restart.kind)}, {"max_retries", r.restart.max_retries}}},
             {"labels", r.labels}};

@@ -30,7 +30,22 @@ struct BindMount {
   bool read_only = false;
 };
 
-enum class NetworkMode { kNone, kHost };
+// kNetwork: an interface on a Vireo network (network_name; empty — "default" in JSON — for the
+// host's default network, resolved by the engine at create).
+enum class NetworkMode { kNone, kHost, kNetwork };
+
+// A published port: host_ip:host_port on the host reaches container_port at the container's
+// address (proxied by vireo-monitor).
+struct PublishedPort {
+  std::string host_ip = "0.0.0.0";
+  uint16_t host_port = 0;
+  uint16_t container_port = 0;
+  std::string protocol = "tcp";  // or "udp"
+  bool operator==(const PublishedPort&) const = default;
+};
+// "[IP:]HOST:CTR[/tcp|/udp]" as docker run -p takes it; kInvalidArgument naming the spec.
+[[nodiscard]] Result<PublishedPort> parse_port_spec(std::string_view spec);
+std::string format_port(const PublishedPort& p);  // "0.0.0.0:8080->80/tcp"
 
 struct CreateRequest {
   std::string image;
@@ -52,7 +67,10 @@ struct CreateRequest {
   std::vector<std::string> cap_add;
   std::vector<std::string> cap_drop;
   std::vector<BindMount> mounts;
-  NetworkMode network = NetworkMode::kNone;
+  NetworkMode network = NetworkMode::kNetwork;  // on the default network unless told
+  std::string network_name;                     // kNetwork only
+  std::string ip;  // a requested address on the network ("": any free one)
+  std::vector<PublishedPort> ports;
   RestartPolicy restart;
   std::map<std::string, std::string> labels;
   bool start = false;  // request-only: not part of the stored config

@@ -129,7 +129,7 @@ TEST(ContainerRequestTest, UnknownFieldsAndWrongTypesAreRefused) {
        {Json{{"image", "a"}, {"bogus", 1}}, Json{{"image", 3}},
         Json{{"image", "a"}, {"command", "echo hi"}}, Json{{"image", "a"}, {"tty", "yes"}},
         Json{{"image", "a"}, {"memory", 1.5}}, Json{{"image", "a"}, {"cap_add", {"NOT_A_CAP"}}},
-        Json{{"image", "a"}, {"network", "bridge"}},
+        Json{{"image", "a"}, {"network", "bad name!"}},
         Json{{"image", "a"}, {"restart", {{"policy", "sometimes"}}}},
         Json{{"image", "a"}, {"mounts", {{{"source", "rel"}, {"target", "/d"}}}}},
         Json{{"image", "a"}, {"name", "-bad"}}, Json{{"name", "x"}}, Json::array()}) {
@@ -247,6 +247,49 @@ TEST(UpdateRequest, ParsedStrictly) {
        {Json::object(), Json::array(), Json{{"memory", 1 << 20}}, Json{{"memory", "1G"}},
         Json{{"cpus", 0}}, Json{{"pids_limit", -1}}, Json{{"ports", Json::array()}}})
     EXPECT_FALSE(parse_update_request(bad)) << bad.dump();
+}
+
+TEST(PortSpecTest, DockerFormsAndErrors) {
+  auto p = parse_port_spec("8080:80");
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_EQ(*p, (PublishedPort{"0.0.0.0", 8080, 80, "tcp"}));
+  p = parse_port_spec("127.0.0.1:5353:53/udp");
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_EQ(*p, (PublishedPort{"127.0.0.1", 5353, 53, "udp"}));
+  EXPECT_EQ(format_port(*p), "127.0.0.1:5353->53/udp");
+  for (const char* bad : {"80", "0:80", "8080:0", "70000:80", "8080:80/sctp", "a:80",
+                          "8080:", "1.2.3:8080:80", "::80", "8080:80/", ""}) {
+    auto r = parse_port_spec(bad);
+    EXPECT_FALSE(r) << bad;
+    if (!r) {
+      EXPECT_NE(r.error().message().find("port '"), std::string::npos) << bad;
+    }
+  }
+}
+
+TEST(PortSpecTest, PortsNeedANetworkAndEachHostPortOnce) {
+  auto ok = parse_create_request(
+      Json{{"image", "a"}, {"network", "lan"}, {"ports", {"8080:80", "8081:81/udp"}}});
+  ASSERT_TRUE(ok) << ok.error().message();
+  EXPECT_EQ(ok->ports.size(), 2u);
+  EXPECT_EQ(ok->network_name, "lan");
+  auto dflt = parse_create_request(Json{{"image", "a"}, {"ports", {"8080:80"}}});
+  ASSERT_TRUE(dflt) << dflt.error().message();  // the default network
+  EXPECT_EQ(to_json(*dflt)["network"], "default");
+  for (const Json& bad :
+       {Json{{"image", "a"}, {"network", "none"}, {"ports", {"8080:80"}}},
+        Json{{"image", "a"}, {"network", "host"}, {"ip", "10.0.0.2"}},
+        Json{{"image", "a"}, {"ports", {"8080:80", "127.0.0.1:8080:81"}}},
+        Json{{"image", "a"}, {"ports", {Json{{"host_port", 1}}}}},
+        Json{{"image", "a"}, {"ports", {Json{{"host_port", 1}, {"container_port", 70000}}}}},
+        Json{{"image", "a"}, {"ip", "10.0.0"}}}) {
+    auto r = parse_create_request(bad);
+    EXPECT_FALSE(r) << bad.dump();
+  }
+  // The same port on two protocols, or on two addresses, is fine.
+  EXPECT_TRUE(parse_create_request(Json{{"image", "a"}, {"ports", {"53:53", "53:53/udp"}}}));
+  EXPECT_TRUE(parse_create_request(
+      Json{{"image", "a"}, {"ports", {"127.0.0.1:80:80", "127.0.0.2:80:80"}}}));
 }
 
 }  // namespace

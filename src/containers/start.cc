@@ -111,6 +111,7 @@ Result<void> Engine::Impl::ensure_rootfs(Record& r) {
 
 Result<void> Engine::Impl::start_locked(const std::shared_ptr<Record>& r) {
   TRY(ensure_rootfs(*r));
+  TRY(ensure_network(*r));
   fs::path mdir = monitor_dir(*r);
   TRY(make_dirs(mdir, 0700));
   std::vector<std::string> argv = {o.monitor,
@@ -132,6 +133,7 @@ Result<void> Engine::Impl::start_locked(const std::shared_ptr<Record>& r) {
   if (r->req.log_max_files)
     argv.insert(argv.end(), {"--log-max-files", std::to_string(*r->req.log_max_files)});
   if (r->req.stdin_open && !r->req.tty) argv.push_back("--stdin");
+  for (auto& arg : network_args(*r)) argv.push_back(std::move(arg));
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe");
   Fd rd(p[0]), wr(p[1]);

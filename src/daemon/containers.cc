@@ -12,6 +12,7 @@
 #include "base/subprocess.h"
 #include "containers/engine.h"
 #include "daemon/image_manager.h"
+#include "daemon/networks.h"
 
 namespace vireo::daemon {
 
@@ -31,15 +32,44 @@ using server::Response;
 constexpr const char* kContainers = "/1.0/containers";
 constexpr auto kMaxWait = std::chrono::hours(24 * 365);
 
+// The engine's view of the host's networks: vireo-netd through the NetworkManager.
+class NetdBackend final : public containers::NetworkBackend {
+ public:
+  explicit NetdBackend(NetworkManager& networks) : networks_(networks) {}
+  std::string default_network() override { return kDefaultNetwork; }
+  Result<void> reserve(containers::Attachment& a, const std::string& ip,
+                       const std::string& dns_name) override {
+    auto lease = TRY(networks_.reserve_address(a.network, a.mac, ip, dns_name));
+    a.ip = lease.ip;
+    a.prefix = lease.prefix;
+    a.gateway = lease.gateway;
+    a.mtu = lease.mtu;
+    return {};
+  }
+  void release(const containers::Attachment& a) override {
+    networks_.release_address(a.network, a.mac);
+  }
+  Result<void> attach(const containers::Attachment& a) override {
+    return networks_.attach_interface(a.network, a.iface);
+  }
+  void detach(const containers::Attachment& a) override { networks_.detach_interface(a.iface); }
+
+ private:
+  NetworkManager& networks_;
+};
+
 class ContainerService : public std::enable_shared_from_this<ContainerService> {
  public:
   ContainerService(server::EventHub& events, server::OperationManager& operations,
-                   boost::asio::io_context& io, std::shared_ptr<ImageManager> images, fs::path root)
+                   boost::asio::io_context& io, std::shared_ptr<ImageManager> images, fs::path root,
+                   NetworkManager* networks)
       : events_(events),
         operations_(operations),
         io_(io),
         images_(std::move(images)),
-        root_(std::move(root)) {}
+        root_(std::move(root)) {
+    if (networks) backend_ = std::make_unique<NetdBackend>(*networks);
+  }
 
   ~ContainerService() {
     std::list<std::thread> threads;
@@ -60,12 +90,14 @@ class ContainerService : public std::enable_shared_from_this<ContainerService> {
                            .images = store,
                            .runtime = find_sibling_program("vireo-runtime"),
                            .monitor = find_sibling_program("vireo-monitor"),
-                           .on_event = [this](const std::string& action, const Container& c) {
-                             Json meta = api::lifecycle_metadata(
-                                 action, std::string(kContainers) + "/" + c.name);
-                             meta["id"] = c.id;
-                             events_.publish("lifecycle", std::move(meta));
-                           }});
+                           .on_event =
+                               [this](const std::string& action, const Container& c) {
+                                 Json meta = api::lifecycle_metadata(
+                                     action, std::string(kContainers) + "/" + c.name);
+                                 meta["id"] = c.id;
+                                 events_.publish("lifecycle", std::move(meta));
+                               },
+                           .networks = backend_.get()});
     if (!e) return std::unexpected(std::move(e.error()).with_context("containers"));
     engine_ = std::move(*e);
     return engine_.get();
@@ -138,6 +170,7 @@ class ContainerService : public std::enable_shared_from_this<ContainerService> {
   boost::asio::io_context& io_;
   std::shared_ptr<ImageManager> images_;
   fs::path root_;
+  std::unique_ptr<NetdBackend> backend_;
   std::mutex open_mutex_;
   std::unique_ptr<Engine> engine_;
   std::mutex threads_mutex_;
@@ -371,9 +404,10 @@ void add_item_routes(server::Router& router, const std::shared_ptr<ContainerServ
 
 void add_container_routes(server::Router& router, server::EventHub& events,
                           server::OperationManager& operations, boost::asio::io_context& io,
-                          const std::shared_ptr<ImageManager>& images, const fs::path& state_root) {
-  auto s =
-      std::make_shared<ContainerService>(events, operations, io, images, state_root / "containers");
+                          const std::shared_ptr<ImageManager>& images, const fs::path& state_root,
+                          NetworkManager* networks) {
+  auto s = std::make_shared<ContainerService>(events, operations, io, images,
+                                              state_root / "containers", networks);
   // At start: re-adopt what runs and apply the restart policies; a failure is retried by the
   // first request.
   if (auto e = s->engine(); !e)

@@ -21,10 +21,13 @@
 namespace vireo::daemon {
 
 class ImageManager;
+class NetworkManager;
 
+// networks: for containers on Vireo networks (null: network none and host only); outlives the
+// routes.
 void add_container_routes(server::Router& router, server::EventHub& events,
                           server::OperationManager& operations, boost::asio::io_context& io,
                           const std::shared_ptr<ImageManager>& images,
-                          const std::filesystem::path& state_root);
+                          const std::filesystem::path& state_root, NetworkManager* networks);
 
 }  // namespace vireo::daemon

@@ -172,6 +172,32 @@ void NetworkManager::detach_interface(const std::string& iface) {
   (void)call("port.detach", Json{{"name", iface}});
 }
 
+Result<NetworkManager::AddressLease> NetworkManager::reserve_address(const std::string& network,
+                                                                     const std::string& mac,
+                                                                     const std::string& ip,
+                                                                     const std::string& dns_name) {
+  Json n = TRY(find(network));
+  if (!n.value("dhcp", false))
+    return make_error(ErrorCode::kConflict,
+                      "network {} has no DHCP, which gives containers their addresses; use a "
+                      "network created with --dhcp",
+                      network);
+  Json request{{"network", network}, {"mac", mac}};
+  if (!ip.empty()) request["ip"] = ip;
+  if (!dns_name.empty()) request["name"] = dns_name;
+  Json reply = TRY(call("dhcp.reserve", request));
+  net::Cidr subnet = TRY(net::parse_cidr(n.value("subnet", "")));
+  return AddressLease{.ip = reply.value("ip", ip),
+                      .prefix = subnet.prefix,
+                      .gateway = n.value("gateway", ""),
+                      .mtu = n.value("mtu", 1500)};
+}
+
+void NetworkManager::release_address(const std::string& network, const std::string& mac) {
+  if (auto r = call("dhcp.unreserve", Json{{"network", network}, {"mac", mac}}); !r)
+    spdlog::warn("network {}: release the address of {}: {}", network, mac, r.error().message());
+}
+
 void NetworkManager::lifecycle(const std::string& name, const std::string& verb) {
   events_.publish("lifecycle", api::lifecycle_metadata("network-" + verb, "/1.0/networks/" + name));
 }

@@ -36,6 +36,21 @@ class NetworkManager {
   [[nodiscard]] Result<void> attach_interface(const std::string& network, const std::string& iface);
   void detach_interface(const std::string& iface);
 
+  // For container interfaces, which configure their address themselves: an address of the
+  // network reserved for mac in its IPAM (ip, or any free one when empty), with dns_name as its
+  // DNS name when given, and the network's settings. kConflict when the network has no DHCP
+  // (the IPAM) or no free address.
+  struct AddressLease {
+    std::string ip;
+    int prefix = 24;
+    std::string gateway;
+    int mtu = 1500;
+  };
+  [[nodiscard]] Result<AddressLease> reserve_address(const std::string& network,
+                                                     const std::string& mac, const std::string& ip,
+                                                     const std::string& dns_name);
+  void release_address(const std::string& network, const std::string& mac);
+
  private:
   void add_port_routes(server::Router& router);
   void add_service_routes(server::Router& router);

@@ -1,0 +1,206 @@
+// Containers on Vireo networks through vireod and `vireo ct`, as a Docker user expects of the
+// default bridge: each container gets an address on the default network (vireo0, served by
+// vireo-netd) from its IPAM, reaches the others by address and by name (the network's DNS),
+// keeps its address across restarts, and publishes ports to the host (-p). Bad port specs,
+// taken ports, unknown networks: one line, nothing left behind (no container, no interface, no
+// reservation).
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/fd.h"
+#include "base/json.h"
+#include "cli_expect.h"
+#include "daemon_process.h"
+
+namespace vireo::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+ProcessResult run(const std::vector<std::string>& argv) {
+  auto r = run_process(argv, {.timeout = 60s});
+  return r ? *r : ProcessResult{.exit_code = -1, .err = r.error().message()};
+}
+
+// A TCP port nobody listens on right now (the kernel's pick, released again).
+uint16_t free_port() {
+  Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}};
+  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return 0;
+  socklen_t len = sizeof a;
+  ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len);
+  return ntohs(a.sin_port);
+}
+
+// Sends request to 127.0.0.1:port and reads until the peer closes; "" when the connection
+// failed or was closed without a reply.
+std::string exchange(uint16_t port, const std::string& request) {
+  Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  timeval tv{.tv_sec = 5, .tv_usec = 0};
+  ::setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in a{
+      .sin_family = AF_INET, .sin_port = htons(port), .sin_addr = {htonl(INADDR_LOOPBACK)}};
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return "";
+  if (::send(s.get(), request.data(), request.size(), MSG_NOSIGNAL) < 0) return "";
+  std::string reply;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(s.get(), buf, sizeof buf, 0)) > 0;) reply.append(buf, n);
+  return reply;
+}
+
+// The service in the container starts listening a moment after the container starts: ask
+// until it answers (bounded).
+std::string exchange_when_up(uint16_t port, const std::string& request) {
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  std::string reply;
+  while ((reply = exchange(port, request)).empty() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  return reply;
+}
+
+class ContainerNetworkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "containers on networks need root";
+    ASSERT_TRUE(d.start()) << "vireod did not start";
+    fs::path rootfs = d.dir() / "rootfs";
+    fs::create_directories(rootfs / "bin");
+    fs::create_directories(rootfs / "tmp");
+    fs::copy_file("/bin/busybox", rootfs / "bin" / "busybox");
+    for (const char* tool : {"sh", "echo", "cat", "sleep", "ping", "nslookup", "httpd", "mkdir",
+                             "ip", "hostname", "wget"})
+      fs::create_symlink("busybox", rootfs / "bin" / tool);
+    std::string tar = (d.dir() / "busybox.tar").string();
+    auto r = run({"tar", "-C", rootfs.string(), "-cf", tar, "."});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = d.cli({"image", "import", tar, "--tag", "busybox:1"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  void TearDown() override {
+    if (::geteuid() != 0) return;
+    for (const auto& c : json({"ct", "ps", "-a"})) d.cli({"ct", "rm", "-f", c.value("name", "")});
+  }
+
+  Json json(std::vector<std::string> args) const { return cli_json(d, std::move(args)); }
+  Json inspect(const std::string& name) const { return json({"ct", "inspect", name}); }
+  size_t container_count() const { return json({"ct", "ps", "-a"}).size(); }
+
+  DaemonProcess d;
+};
+
+bool link_exists(const std::string& name) {
+  return ::if_nametoindex(name.c_str()) != 0;
+}
+
+TEST_F(ContainerNetworkTest, ContainersReachEachOtherByAddressAndName) {
+  auto r = d.cli({"ct", "run", "-d", "--name", "db", "busybox:1", "sleep", "1000"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json db = inspect("db");
+  ASSERT_TRUE(db["network"].is_object()) << db.dump();
+  const std::string ip = db["network"].value("ip", "");
+  const std::string iface = db["network"].value("iface", "");
+  EXPECT_EQ(db["network"].value("network", ""), "vireo0");
+  EXPECT_TRUE(ip.starts_with("10.99.0.")) << ip;
+  EXPECT_EQ(db["network"].value("gateway", ""), "10.99.0.1");
+  EXPECT_TRUE(link_exists(iface)) << iface;
+
+  // Inside: eth0 with the address, the network's DNS server, its own name in /etc/hosts.
+  r = d.cli({"ct", "exec", "db", "ip", "-4", "addr", "show", "eth0"});
+  EXPECT_NE(r.out.find(ip + "/24"), std::string::npos) << r.out << r.err;
+  EXPECT_EQ(d.cli({"ct", "exec", "db", "cat", "/etc/resolv.conf"}).out,
+            "nameserver 10.99.0.1\nsearch vireo0\n");
+  EXPECT_NE(d.cli({"ct", "exec", "db", "cat", "/etc/hosts"}).out.find(ip + "\tdb"),
+            std::string::npos);
+
+  // A second container pings the first by address, and resolves its name through vireo-netd.
+  r = d.cli({"ct", "run", "--rm", "--name", "client", "busybox:1", "sh", "-c",
+             "ping -c 1 -W 5 " + ip + " >/dev/null && echo pinged; nslookup db 10.99.0.1"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("pinged"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(ip), std::string::npos) << "db resolved: " << r.out;
+
+  // A restart keeps the address; removal frees the interface and the address.
+  r = d.cli({"ct", "restart", "-t", "1", "db"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(inspect("db")["network"].value("ip", ""), ip);
+  r = d.cli({"ct", "run", "--rm", "busybox:1", "ping", "-c", "1", "-W", "5", ip});
+  EXPECT_EQ(r.exit_code, 0) << "after restart: " << r.out << r.err;
+  ASSERT_EQ(d.cli({"ct", "rm", "-f", "db"}).exit_code, 0);
+  EXPECT_FALSE(link_exists(iface));
+  r = d.cli({"ct", "run", "-d", "--name", "next", "--ip", ip, "busybox:1", "sleep", "1000"});
+  EXPECT_EQ(r.exit_code, 0) << "the freed address is free again: " << r.err;
+}
+
+TEST_F(ContainerNetworkTest, NetworkNoneAndHostHaveNoInterface) {
+  auto r = d.cli({"ct", "run", "--rm", "--net", "none", "busybox:1", "ip", "-o", "link"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.find("eth0"), std::string::npos) << r.out;
+  r = d.cli({"ct", "run", "-d", "--name", "iso", "--net", "none", "busybox:1", "sleep", "100"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(inspect("iso")["network"].is_null());
+}
+
+TEST_F(ContainerNetworkTest, PublishedPortsReachTheContainerFromTheHost) {
+  const uint16_t port = free_port();
+  ASSERT_NE(port, 0);
+  auto r = d.cli({"ct", "run", "-d", "--name", "web", "-p", fmt::format("127.0.0.1:{}:8000", port),
+                  "busybox:1", "sh", "-c",
+                  "mkdir -p /tmp/www && echo hello-from-web > /tmp/www/index.html && "
+                  "exec httpd -f -p 8000 -h /tmp/www"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string reply = exchange_when_up(port, "GET /index.html HTTP/1.0\r\n\r\n");
+  EXPECT_NE(reply.find("hello-from-web"), std::string::npos) << reply;
+  Json web = inspect("web");
+  ASSERT_EQ(web["config"]["ports"].size(), 1u);
+  EXPECT_EQ(web["config"]["ports"][0].value("host_port", 0), port);
+
+  // The same host port again: refused at create, naming the container that has it.
+  expect_refused(d, {"ct", "run", "-d", "-p", fmt::format("{}:80", port), "busybox:1", "true"},
+                 "already published by container web");
+  // A port something else on the host holds: the start fails with one line.
+  ASSERT_EQ(d.cli({"ct", "rm", "-f", "web"}).exit_code, 0);
+  Fd holder(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int one = 1;
+  ::setsockopt(holder.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{.sin_family = AF_INET, .sin_port = htons(port), .sin_addr = {htonl(INADDR_ANY)}};
+  ASSERT_EQ(::bind(holder.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(holder.get(), 1), 0);
+  r = d.cli({"ct", "run", "-d", "--name", "clash", "-p", fmt::format("{}:80", port), "busybox:1",
+             "sleep", "100"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("already in use"), std::string::npos) << r.err;
+  EXPECT_NE(inspect("clash").value("state", ""), "running");
+}
+
+TEST_F(ContainerNetworkTest, BadNetworkInputIsRefusedAndLeavesNothing) {
+  const size_t before = container_count();
+  expect_refused(d, {"ct", "run", "-d", "-p", "80", "busybox:1", "true"}, "[IP:]HOST:CTR");
+  expect_refused(d, {"ct", "run", "-d", "-p", "70000:80", "busybox:1", "true"}, "70000");
+  expect_refused(d, {"ct", "run", "-d", "-p", "8080:80/sctp", "busybox:1", "true"}, "sctp");
+  expect_refused(d, {"ct", "run", "-d", "-p", "1.2.3:8080:80", "busybox:1", "true"}, "1.2.3");
+  expect_refused(d, {"ct", "run", "-d", "-p", "8080:80", "-p", "8080:81", "busybox:1", "true"},
+                 "published twice");
+  expect_refused(d, {"ct", "run", "-d", "--net", "none", "-p", "8080:80", "busybox:1", "true"},
+                 "needs a Vireo network");
+  expect_refused(d, {"ct", "run", "-d", "--net", "nosuch", "busybox:1", "true"},
+                 "network nosuch not found");
+  expect_refused(d, {"ct", "run", "-d", "--ip", "10.98.0.5", "busybox:1", "true"}, "10.98.0.5");
+  expect_refused(d, {"ct", "run", "-d", "--net", "bad/name", "busybox:1", "true"}, "bad/name");
+  EXPECT_EQ(container_count(), before);
+
+  // An address taken by another container is refused; the first keeps it.
+  auto r =
+      d.cli({"ct", "run", "-d", "--name", "a", "--ip", "10.99.0.77", "busybox:1", "sleep", "100"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_refused(d, {"ct", "run", "-d", "--ip", "10.99.0.77", "busybox:1", "true"}, "10.99.0.77");
+  EXPECT_EQ(inspect("a")["network"].value("ip", ""), "10.99.0.77");
+  EXPECT_EQ(container_count(), before + 1);
+}
+
+}  // namespace
+}  // namespace vireo::testing
