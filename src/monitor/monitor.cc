@@ -98,6 +98,7 @@ Result<void> detach(Options& o) {
   o.state_dir = absolute(o.state_dir);
   o.bundle = absolute(o.bundle);
   o.runtime_root = absolute(o.runtime_root);
+  o.netns = absolute(o.netns);
   if (o.runtime.find('/') != std::string::npos) o.runtime = absolute(o.runtime);
   struct stat st {};
   if (::stat(o.state_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
@@ -316,6 +317,7 @@ void Monitor::delete_container(bool force) {
 Result<void> Monitor::start() {
   auto started = start_container();
   if (started) return {};
+  proxy_.reset();
   if (owns_container_) delete_container(true);
   reap();
   return started;
@@ -332,6 +334,9 @@ Result<void> Monitor::start_container() {
   if (WIFEXITED(probe_status) && WEXITSTATUS(probe_status) == 0)
     return make_error(ErrorCode::kAlreadyExists,
                       "create: the runtime already has a container " + o_.id);
+  // Ports are bound before the container exists: a port taken on the host fails the start
+  // with nothing to undo.
+  if (!o_.publish.empty()) proxy_ = TRY(PortProxy::create(o_.netns, o_.publish, epoll_.get()));
   owns_container_ = true;
   TRY(create_container());
   TRY(run_runtime({"start", o_.id}, 2, 2, 2, "start"));
@@ -379,6 +384,8 @@ int Monitor::run() {
         }
       } else if (attach_->owns(fd)) {
         attach_->handle(fd, ev);
+      } else if (proxy_ && proxy_->owns(fd)) {
+        proxy_->handle(fd, ev);
       }
     }
   }
@@ -496,6 +503,8 @@ void Monitor::on_close_stdin() {
 }
 
 void Monitor::finish() {
+  // The published ports go with the container, before its exit is recorded.
+  proxy_.reset();
   // What the container wrote before it exited is still in the pipes (or the pty). Bounded, in
   // case a process outside the container's pid namespace holds a pipe and keeps writing.
   read_output(out_, Stream::kStdout, kDrainRounds);

@@ -13,6 +13,8 @@
 //   monitor.log    the monitor's diagnostics
 //   exit.json      written once the container exited, its logs are flushed and its runtime
 //                  state deleted; the monitor exits right after
+// With --publish, the monitor also proxies the container's published ports (port_proxy.h), from
+// before the container is created until it exited.
 // Single-threaded: one epoll loop; signals arrive on a signalfd.
 #include <sys/types.h>
 
@@ -28,6 +30,7 @@
 #include "monitor/log_writer.h"
 #include "monitor/oom.h"
 #include "monitor/options.h"
+#include "monitor/port_proxy.h"
 
 namespace vireo::monitor {
 
@@ -111,6 +114,7 @@ class Monitor final : public AttachSink {
   timespec started_at_{};
   std::optional<OomCounter> oom_;
   uint64_t oom_kills_at_start_ = 0;
+  std::unique_ptr<PortProxy> proxy_;  // with --publish
 };
 
 }  // namespace vireo::monitor

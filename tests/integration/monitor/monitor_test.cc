@@ -1,6 +1,7 @@
 // vireo-monitor with the real vireo-runtime: logs, exit records, attach, tty, rotation, failure
 // reporting, surviving its parent, and its resident size. Every wait is on an event (the ready
 // fd, a pidfd, the attach socket) or a poll of a file with a deadline.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -161,6 +162,82 @@ class AttachClient {
   std::string raw_, output_, exit_json_;
 };
 
+// A network namespace pinned under /run/netns by `ip netns add`, with lo up; deleted with the
+// object (also when the test fails).
+class NamedNetns {
+ public:
+  static std::string ip() {
+    for (const char* p : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"})
+      if (::access(p, X_OK) == 0) return p;
+    return "ip";
+  }
+
+  explicit NamedNetns(const fs::path& dir) : dir_(dir) {
+    static int count = 0;
+    name_ = "vireo-mt-" + std::to_string(::getpid()) + "-" + std::to_string(++count);
+    ok_ = spawn({ip(), "netns", "add", name_}, dir_, 20).exit_code == 0 &&
+          spawn({ip(), "-n", name_, "link", "set", "lo", "up"}, dir_, 20).exit_code == 0;
+  }
+  ~NamedNetns() { spawn({ip(), "netns", "del", name_}, dir_, 20); }
+  bool ok() const { return ok_; }
+  std::string path() const { return "/run/netns/" + name_; }
+
+ private:
+  fs::path dir_;
+  std::string name_;
+  bool ok_ = false;
+};
+
+// config with the container joining the network namespace at path.
+Json in_netns(Json c, const std::string& path) {
+  for (auto& ns : c["linux"]["namespaces"])
+    if (ns["type"] == "network") ns["path"] = path;
+  return c;
+}
+
+sockaddr_in loopback(uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  return a;
+}
+
+// A TCP socket listening on 127.0.0.1 with a port of its own.
+int listen_loopback(uint16_t* port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a = loopback(0);
+  socklen_t len = sizeof a;
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  EXPECT_EQ(::listen(fd, 1), 0);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+uint16_t unused_port() {
+  uint16_t port = 0;
+  ::close(listen_loopback(&port));
+  return port;
+}
+
+// Connects to 127.0.0.1:port and reads until end of file (bounded); "" when refused or reset.
+std::string read_reply(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in a = loopback(port);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    char buf[256];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    if (n < 0) out.clear();
+  }
+  ::close(fd);
+  return out;
+}
+
 struct Monitor {
   std::string id;
   fs::path state;
@@ -175,7 +252,9 @@ class MonitorTest : public RuntimeTest {
  public:
   static void SetUpTestSuite() {
     RuntimeTest::SetUpTestSuite();
-    if (!fs::exists(rootfs_ / "bin/stty")) fs::create_symlink("busybox", rootfs_ / "bin/stty");
+    for (const char* applet : {"stty", "nc"})
+      if (!fs::exists(rootfs_ / "bin" / applet))
+        fs::create_symlink("busybox", rootfs_ / "bin" / applet);
     const char* bin = ::getenv("VIREO_BIN_DIR");
     monitor_bin_ = std::string(bin ? bin : "build/bin") + "/vireo-monitor";
   }
@@ -561,11 +640,15 @@ TEST_F(MonitorTest, RunningMonitorStaysUnderOneMebibyteResident) {
   GTEST_SKIP() << "sanitizer builds link the monitor dynamically with the sanitizer runtime";
 #endif
   // A burst of output (about 600 KB) to two attach clients first, then steady output: what the
-  // burst needed must have been given back.
-  Monitor& m = start(config({"sh", "-c",
-                             "read go; seq 1 100000; echo burst done; "
-                             "while true; do echo line; sleep 0.01; done"}),
-                     {"--stdin"});
+  // burst needed must have been given back. Published ports (a TCP and a UDP listener) add
+  // nothing that stays resident.
+  Monitor& m =
+      start(config({"sh", "-c",
+                    "read go; seq 1 100000; echo burst done; "
+                    "while true; do echo line; sleep 0.01; done"}),
+            {"--stdin", "--netns", "/proc/self/ns/net", "--publish",
+             "tcp:127.0.0.1:" + std::to_string(unused_port()) + ":127.0.0.1:8000", "--publish",
+             "udp:127.0.0.1:" + std::to_string(unused_port()) + ":127.0.0.1:8000"});
   ASSERT_GT(m.container_pid, 0) << m.ready;
   AttachClient a(m.state / "attach.sock"), b(m.state / "attach.sock");
   a.send_stdin("go\n");
@@ -587,6 +670,61 @@ TEST_F(MonitorTest, RunningMonitorStaysUnderOneMebibyteResident) {
   EXPECT_LT(rss_kib, 1024);
   ASSERT_EQ(::kill(m.container_pid, SIGKILL), 0);
   EXPECT_EQ(wait_exit(m)["exit_code"], 137);
+}
+
+TEST_F(MonitorTest, PublishedTcpPortReachesTheContainerAndOutlivesTheParent) {
+  NamedNetns ns(root_);
+  ASSERT_TRUE(ns.ok()) << "ip netns add failed";
+  uint16_t port = unused_port();
+  // nc serves one connection (it becomes `echo hi`), then the container exits.
+  Json c = in_netns(config({"nc", "-l", "-p", "8000", "-e", "echo", "hi"}), ns.path());
+  pid_t parent_group = -1;
+  Monitor& m = start(c,
+                     {"--netns", ns.path(), "--publish",
+                      "tcp:127.0.0.1:" + std::to_string(port) + ":127.0.0.1:8000"},
+                     {}, &parent_group);
+  ASSERT_GT(m.container_pid, 0) << m.ready;
+  // Published ports stay up without vireod (the stand-in parent here).
+  ASSERT_EQ(::kill(-parent_group, SIGKILL), 0);
+  ASSERT_EQ(::waitpid(parent_group, nullptr, 0), parent_group);
+  parent_groups_.clear();
+  // Until nc listens, the proxy's connection to it is refused and the client is reset.
+  std::string reply;
+  EXPECT_TRUE(eventually([&] { return (reply = read_reply(port)) == "hi\n"; })) << reply;
+  EXPECT_EQ(wait_exit(m)["exit_code"], 0);
+  EXPECT_EQ(read_reply(port), "") << "the port is still served after the container exited";
+  // The host port can be bound again (SO_REUSEADDR, as the proxy binds: the proxied connection
+  // may leave a TIME_WAIT behind).
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a = loopback(port);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+  EXPECT_EQ(::listen(fd, 1), 0) << std::strerror(errno);
+  ::close(fd);
+  expect_cleaned_up(m);
+}
+
+TEST_F(MonitorTest, PublishedPortTakenOnTheHostFailsTheStartAndLeavesNothing) {
+  NamedNetns ns(root_);
+  ASSERT_TRUE(ns.ok()) << "ip netns add failed";
+  uint16_t port = 0;
+  int taken = listen_loopback(&port);
+  Monitor& m = start(in_netns(config({"sleep", "60"}), ns.path()),
+                     {"--netns", ns.path(), "--publish",
+                      "tcp:127.0.0.1:" + std::to_string(port) + ":127.0.0.1:8000"});
+  ::close(taken);
+  Json ready = Json::parse(m.ready, nullptr, false);
+  ASSERT_TRUE(ready.is_object() && ready.contains("error")) << m.ready;
+  EXPECT_EQ(ready["error"],
+            "port " + std::to_string(port) + "/tcp on 127.0.0.1 is already in use on the host");
+  EXPECT_EQ(m.ready.find('\n'), m.ready.size() - 1) << "one line";
+  ASSERT_GE(m.pidfd, 0);
+  EXPECT_TRUE(wait_pidfd(m.pidfd)) << "monitor still running";
+  EXPECT_FALSE(state_dir_exists(m.id));
+  EXPECT_FALSE(any_cgroup_exists(m.id));
+  EXPECT_FALSE(fs::exists(m.state / "exit.json"));
+  EXPECT_FALSE(fs::exists(m.state / "attach.sock"));
 }
 
 }  // namespace
