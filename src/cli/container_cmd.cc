@@ -20,6 +20,8 @@ constexpr int kLogPollSeconds = 20;
 
 struct CreateFlags {
   std::string name, workdir, user, network, ip, memory, restart, entrypoint;
+  std::string health_cmd, health_interval, health_timeout, health_start_period;
+  int health_retries = 0;
   std::vector<std::string> env, env_files, volumes, cap_add, cap_drop, log_opts, publish;
   double cpus = 0;
   int64_t pids_limit = 0;
@@ -160,6 +162,51 @@ Result<Json> parse_restart(const std::string& text) {
   return r;
 }
 
+// "500ms", "5s", "2m", "1h" → milliseconds.
+Result<int64_t> parse_duration_ms(const std::string& text, const char* flag) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  const std::string unit = text.substr(used);
+  const double scale = unit == "ms"  ? 1
+                       : unit == "s" ? 1e3
+                       : unit == "m" ? 60e3
+                       : unit == "h" ? 3600e3
+                                     : 0;
+  if (used == 0 || scale == 0 || !(v > 0))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "{} {}: expected a duration such as 500ms, 5s, 2m or 1h", flag, text);
+  return static_cast<int64_t>(v * scale);
+}
+
+Result<Json> health_body(const CreateFlags& f) {
+  const bool tuned = !f.health_interval.empty() || !f.health_timeout.empty() ||
+                     !f.health_start_period.empty() || f.health_retries != 0;
+  if (f.health_cmd.empty()) {
+    if (tuned)
+      return make_error(ErrorCode::kInvalidArgument,
+                        "--health-interval, --health-timeout, --health-retries and "
+                        "--health-start-period need --health-cmd");
+    return Json(nullptr);
+  }
+  // As docker's --health-cmd: a shell command.
+  Json h = {{"command", {"sh", "-c", f.health_cmd}}};
+  if (!f.health_interval.empty())
+    h["interval_ms"] = TRY(parse_duration_ms(f.health_interval, "--health-interval"));
+  if (!f.health_timeout.empty())
+    h["timeout_ms"] = TRY(parse_duration_ms(f.health_timeout, "--health-timeout"));
+  if (!f.health_start_period.empty())
+    h["start_period_ms"] = TRY(parse_duration_ms(f.health_start_period, "--health-start-period"));
+  if (f.health_retries < 0)
+    return make_error(ErrorCode::kInvalidArgument, "--health-retries must be positive");
+  if (f.health_retries > 0) h["retries"] = f.health_retries;
+  return h;
+}
+
 // The create request from the flags and [IMAGE, CMD...].
 Result<Json> create_body(const CreateFlags& f, const std::vector<std::string>& image_and_command) {
   if (image_and_command.empty())
@@ -198,6 +245,7 @@ Result<Json> create_body(const CreateFlags& f, const std::vector<std::string>& i
   if (!f.cap_drop.empty()) body["cap_drop"] = f.cap_drop;
   if (f.read_only) body["read_only"] = true;
   if (!f.restart.empty()) body["restart"] = TRY(parse_restart(f.restart));
+  if (Json health = TRY(health_body(f)); !health.is_null()) body["health"] = health;
   for (const auto& opt : f.log_opts) TRY(apply_log_opt(opt, body));
   Json mounts = Json::array();
   for (const auto& v : f.volumes) mounts.push_back(TRY(parse_volume(v)));
@@ -228,6 +276,12 @@ void add_create_flags(CLI::App* cmd, CreateFlags& f, bool run) {
   cmd->add_option("--log-opt", f.log_opts, "max-size=SIZE (10m default) or max-file=N (5)")
       ->allow_extra_args(false);
   cmd->add_flag("--read-only", f.read_only, "Mount the root file system read-only");
+  cmd->add_option("--health-cmd", f.health_cmd, "Health check: a shell command, 0 = healthy");
+  cmd->add_option("--health-interval", f.health_interval, "Between checks (30s default)");
+  cmd->add_option("--health-timeout", f.health_timeout, "A longer check fails (30s default)");
+  cmd->add_option("--health-retries", f.health_retries, "Failures in a row for unhealthy (3)");
+  cmd->add_option("--health-start-period", f.health_start_period,
+                  "Failures after a start that do not count (0s default)");
   cmd->add_flag("-i,--interactive", f.interactive, "Keep stdin open (needs attach: not yet)");
   cmd->add_flag("-t,--tty", f.tty, "Allocate a terminal (needs attach: not yet)");
   if (!run) return;
@@ -241,6 +295,15 @@ std::string bytes_text(const Json& v) {
 
 std::string short_id(const Json& c) {
   return plain(c.value("id", Json())).substr(0, 12);
+}
+
+// "running (healthy)" for a container with a health check.
+std::string state_text(const Json& c) {
+  std::string state = plain(c.value("state", Json()));
+  const Json& h = c.value("health", Json());
+  if (h.is_object() && state == "running")
+    state += fmt::format(" ({})", plain(h.value("status", Json())));
+  return state;
 }
 
 std::string network_text(const Json& c) {
@@ -269,7 +332,7 @@ void print_container(Context& ctx, const Json& c) {
         {{"name:", plain(c.value("name", Json()))},
          {"id:", short_id(c)},
          {"image:", plain(c.value("image", Json()))},
-         {"state:", plain(c.value("state", Json()))},
+         {"state:", state_text(c)},
          {"exit code:", plain(c.value("exit_code", Json()))},
          {"created:", plain(c.value("created_at", Json()))},
          {"started:", plain(c.value("started_at", Json()))},
@@ -543,7 +606,7 @@ void add_query_commands(CLI::App* noun, Context& ctx, Flags& f) {
     for (const auto& c : list) {
       const Json& net = c.value("network", Json());
       rows.push_back({plain(c.value("name", Json())), short_id(c), plain(c.value("image", Json())),
-                      plain(c.value("state", Json())), plain(c.value("exit_code", Json())),
+                      state_text(c), plain(c.value("exit_code", Json())),
                       net.is_object() ? plain(net.value("ip", Json())) : "-", ports_text(c),
                       plain(c.value("created_at", Json()))});
     }

@@ -80,6 +80,7 @@ Json to_json(const Container& c) {
             {"finished_at", c.finished_at},
             {"restart_count", c.restart_count},
             {"network", c.network ? to_json(*c.network) : Json(nullptr)},
+            {"health", c.health ? to_json(*c.health) : Json(nullptr)},
             {"config", c.config}};
   if (!c.error.empty()) j["error"] = c.error;
   return j;
@@ -228,6 +229,14 @@ Result<void> Engine::Impl::load(const fs::path& dir) {
   r->c.restart_count = st.value("restart_count", 0);
   r->c.error = st.value("error", "");
   r->stopped = st.value("stopped", false);
+  if (r->req.health && r->c.state == State::kRunning) {
+    // Checks go on where the last vireod left them; the first one after one interval.
+    reset_health(*r);
+    if (st.contains("health") && st["health"].is_object()) {
+      r->c.health->status = st["health"].value("status", "starting");
+      r->c.health->failing_streak = st["health"].value("failing_streak", 0);
+    }
+  }
   if (st.contains("network") && st["network"].is_object())
     r->c.network = TRY_CTX(attachment_from_json(st["network"]), "state.json");
   if (st.contains("lower_dirs") && st["lower_dirs"].is_array())
@@ -285,6 +294,7 @@ Result<std::unique_ptr<Engine>> Engine::open(EngineOptions options) {
   TRY_CTX(make_dirs(impl->o.state_dir, 0711), "containers");
   TRY_CTX(make_dirs(impl->runtime_root, 0700), "containers");
   TRY(impl->start_watcher());
+  impl->start_health();
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(impl->o.state_dir, ec)) {
     std::string id = entry.path().filename().string();
@@ -303,6 +313,7 @@ Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Engine::~Engine() {
   impl_->stop_watcher();
+  impl_->stop_health();
 }
 
 std::vector<Container> Engine::list(bool all) {

@@ -53,6 +53,23 @@ struct Attachment {
 Json to_json(const Attachment& a);
 [[nodiscard]] Result<Attachment> attachment_from_json(const Json& j);
 
+// A container's health (when it has a check): "starting" from each start until the first
+// success (or until retries failures once the start period passed), then "healthy" or
+// "unhealthy"; the last kHealthLog results.
+struct HealthResult {
+  std::string start, end;  // RFC 3339
+  int exit_code = 0;       // -1: timed out or could not run
+  std::string output;      // stdout then stderr, at most kHealthOutput bytes
+};
+struct Health {
+  std::string status = "starting";
+  int failing_streak = 0;
+  std::vector<HealthResult> log;
+};
+inline constexpr size_t kHealthLog = 5;
+inline constexpr size_t kHealthOutput = 4096;
+Json to_json(const Health& h);
+
 // What the engine needs of the host's networks (vireod implements it over vireo-netd).
 class NetworkBackend {
  public:
@@ -84,7 +101,8 @@ struct Container {
   int restart_count = 0;
   std::string error;  // why the last run ended abnormally (a dead monitor), else ""
   std::optional<Attachment> network;
-  Json config;  // the normalized create request
+  std::optional<Health> health;  // with a health check only
+  Json config;                   // the normalized create request
 };
 
 // The API form (the contract of /1.0/containers).
@@ -95,7 +113,8 @@ struct EngineOptions {
   image::ImageStore* images = nullptr;  // not owned; outlives the engine
   std::string runtime;                  // vireo-runtime
   std::string monitor;                  // vireo-monitor
-  // Lifecycle events: container-created, -started, -died, -oom, -restarted, -stopped, -deleted.
+  // Lifecycle events: container-created, -started, -died, -oom, -restarted, -stopped, -deleted,
+  // -healthy, -unhealthy (when the health status changes).
   // Called from any thread, never under the engine's lock.
   std::function<void(const std::string& action, const Container& c)> on_event;
   std::chrono::seconds start_timeout{30};  // bound on the monitor's ready line

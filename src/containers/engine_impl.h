@@ -34,7 +34,8 @@ struct Record {
   std::optional<Clock::time_point> restart_at;
   Clock::time_point run_started{};
   Backoff backoff;
-  uint64_t version = 0;  // bumped by each change, for ordered state.json writes
+  Clock::time_point health_due{};  // the next health check (running containers with one)
+  uint64_t version = 0;            // bumped by each change, for ordered state.json writes
 
   std::mutex action;  // serializes start, stop, remove, restart of this container
   std::mutex save;    // serializes state.json writes
@@ -65,6 +66,8 @@ struct Engine::Impl {
   Fd epoll, wake, inotify;
   std::thread watcher;
   bool shutting_down = false;
+  std::condition_variable_any health_cv;  // a container started, or shutting down
+  std::thread health;
 
   // --- engine.cc
   Result<std::shared_ptr<Record>> find(const std::string& name);  // locks mu
@@ -78,6 +81,19 @@ struct Engine::Impl {
   Result<void> ensure_rootfs(Record& r);
   void signal_container(Record& r, int sig);
   Result<void> load(const std::filesystem::path& dir);
+
+  // --- exec.cc
+  // Runs a command in c (running) through the runtime's exec, output captured.
+  Result<ExecResult> exec_in(const Container& c, const ExecRequest& request,
+                             std::chrono::milliseconds timeout);
+
+  // --- health.cc: one thread runs the due checks of every running container, one at a time.
+  void start_health();
+  void stop_health();  // after shutting_down is set
+  // At a start (under mu): status starting, first check after one interval.
+  void reset_health(Record& r);
+  void run_health();
+  void check_health(const std::shared_ptr<Record>& r);
 
   // --- network.cc
   // kConflict when another container publishes one of req's host ports. Under mu.

@@ -113,11 +113,14 @@ Result<ExecRequest> parse_exec_request(const Json& body) {
 
 Result<ExecResult> Engine::exec(const std::string& name, const ExecRequest& request,
                                 std::chrono::milliseconds timeout) {
-  Container c = TRY(impl_->running(name));
+  return impl_->exec_in(TRY(impl_->running(name)), request, timeout);
+}
+
+Result<ExecResult> Engine::Impl::exec_in(const Container& c, const ExecRequest& request,
+                                         std::chrono::milliseconds timeout) {
   const std::string& id = c.id;
   const std::string& cname = c.name;
-  std::vector<std::string> argv = {impl_->o.runtime, "--root", impl_->runtime_root.string(),
-                                   "exec"};
+  std::vector<std::string> argv = {o.runtime, "--root", runtime_root.string(), "exec"};
   for (const auto& e : request.env) argv.insert(argv.end(), {"--env", e});
   if (!request.workdir.empty()) argv.insert(argv.end(), {"--cwd", request.workdir});
   if (!request.user.empty()) argv.insert(argv.end(), {"--user", request.user});

@@ -200,6 +200,36 @@ Result<void> check_ports(const CreateRequest& r) {
   return {};
 }
 
+// {"command": [...], "interval_ms"?, "timeout_ms"?, "start_period_ms"?, "retries"?}
+Result<HealthCheck> parse_health(const Json& v) {
+  if (!v.is_object()) return std::unexpected(bad("health", "an object"));
+  HealthCheck h;
+  auto ms = [](const Json& e, const std::string& field,
+               int64_t min) -> Result<std::chrono::milliseconds> {
+    int64_t n = TRY(integer(e, field, min));
+    if (n > int64_t{24} * 3600 * 1000) return std::unexpected(bad(field, "at most a day"));
+    return std::chrono::milliseconds(n);
+  };
+  for (const auto& [k, e] : v.items()) {
+    if (k == "command")
+      h.command = TRY(string_list(e, "health.command"));
+    else if (k == "interval_ms")
+      h.interval = TRY(ms(e, "health.interval_ms", 100));
+    else if (k == "timeout_ms")
+      h.timeout = TRY(ms(e, "health.timeout_ms", 100));
+    else if (k == "start_period_ms")
+      h.start_period = TRY(ms(e, "health.start_period_ms", 0));
+    else if (k == "retries")
+      h.retries = static_cast<int>(std::min<int64_t>(TRY(integer(e, "health.retries", 1)), 1000));
+    else
+      return make_error(ErrorCode::kInvalidArgument, "unknown field 'health.{}'", k);
+  }
+  if (h.command.empty() || h.command[0].empty())
+    return make_error(ErrorCode::kInvalidArgument,
+                      "field 'health.command' is required: the check's program and arguments");
+  return h;
+}
+
 Result<RestartPolicy> parse_restart(const Json& v) {
   if (!v.is_object()) return std::unexpected(bad("restart", "an object"));
   RestartPolicy p;
@@ -376,6 +406,8 @@ Result<CreateRequest> parse_create_request(const Json& body) {
       for (const auto& p : v) r.ports.push_back(TRY(parse_port(p)));
     } else if (k == "restart") {
       r.restart = TRY(parse_restart(v));
+    } else if (k == "health") {
+      if (!v.is_null()) r.health = TRY(parse_health(v));
     } else if (k == "labels") {
       if (!v.is_object()) return std::unexpected(bad(k, "an object of strings"));
       for (const auto& [lk, lv] : v.items()) r.labels[lk] = TRY(string(lv, "labels." + lk));
@@ -437,6 +469,12 @@ Json to_json(const CreateRequest& r) {
             {"ports", ports},
             {"restart",
              {{"policy", policy_name(r.restart.kind)}, {"max_retries", r.restart.max_retries}}},
+            {"health", r.health ? Json{{"command", r.health->command},
+                                       {"interval_ms", r.health->interval.count()},
+                                       {"timeout_ms", r.health->timeout.count()},
+                                       {"start_period_ms", r.health->start_period.count()},
+                                       {"retries", r.health->retries}}
+                                : Json(nullptr)},
             {"labels", r.labels}};
   return j;
 }

@@ -47,6 +47,17 @@ struct PublishedPort {
 [[nodiscard]] Result<PublishedPort> parse_port_spec(std::string_view spec);
 std::string format_port(const PublishedPort& p);  // "0.0.0.0:8080->80/tcp"
 
+// A health check (docker run --health-cmd): command run in the container every interval; a
+// run that exits non-zero or outlasts timeout is a failure; retries failures in a row make the
+// container unhealthy; failures within start_period after a start do not count.
+struct HealthCheck {
+  std::vector<std::string> command;  // exec form; the CLI's --health-cmd is ["sh", "-c", CMD]
+  std::chrono::milliseconds interval{30000};
+  std::chrono::milliseconds timeout{30000};
+  std::chrono::milliseconds start_period{0};
+  int retries = 3;
+};
+
 struct CreateRequest {
   std::string image;
   std::string name;  // empty: generated
@@ -72,6 +83,7 @@ struct CreateRequest {
   std::string ip;  // a requested address on the network ("": any free one)
   std::vector<PublishedPort> ports;
   RestartPolicy restart;
+  std::optional<HealthCheck> health;
   std::map<std::string, std::string> labels;
   bool start = false;  // request-only: not part of the stored config
   bool wait = false;

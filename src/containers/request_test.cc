@@ -249,6 +249,28 @@ TEST(UpdateRequest, ParsedStrictly) {
     EXPECT_FALSE(parse_update_request(bad)) << bad.dump();
 }
 
+TEST(HealthCheckTest, ParsedStrictlyAndRoundTrips) {
+  auto r = parse_create_request(
+      Json{{"image", "a"},
+           {"health", {{"command", {"sh", "-c", "true"}}, {"interval_ms", 500}, {"retries", 2}}}});
+  ASSERT_TRUE(r) << r.error().message();
+  ASSERT_TRUE(r->health);
+  EXPECT_EQ(r->health->interval, std::chrono::milliseconds(500));
+  EXPECT_EQ(r->health->timeout, std::chrono::seconds(30));
+  EXPECT_EQ(r->health->retries, 2);
+  auto again = parse_create_request(to_json(*r));
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(again->health->command, r->health->command);
+  EXPECT_EQ(again->health->interval, r->health->interval);
+  for (const Json& bad : {Json{{"command", Json::array()}}, Json{{"command", {""}}},
+                          Json{{"command", {"true"}}, {"interval_ms", 10}},
+                          Json{{"command", {"true"}}, {"retries", 0}},
+                          Json{{"command", {"true"}}, {"timeout_ms", "5s"}},
+                          Json{{"command", {"true"}}, {"every", 5}}, Json("true")}) {
+    EXPECT_FALSE(parse_create_request(Json{{"image", "a"}, {"health", bad}})) << bad.dump();
+  }
+}
+
 TEST(PortSpecTest, DockerFormsAndErrors) {
   auto p = parse_port_spec("8080:80");
   ASSERT_TRUE(p) << p.error().message();

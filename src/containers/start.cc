@@ -172,9 +172,11 @@ Result<void> Engine::Impl::start_locked(const std::shared_ptr<Record>& r) {
     r->ctr_pidfd = std::move(ctr_fd);
     r->run_started = Clock::now();
     r->restart_at.reset();
+    reset_health(*r);
     r->version++;
     snap = r->c;
   }
+  health_cv.notify_all();
   persist(*r);
   // The monitor may be gone already (a container that exits at once): the watcher then reads
   // exit.json as for any other end.

@@ -186,6 +186,46 @@ TEST_F(ContainerTest, ContainersOutliveVireod) {
   EXPECT_EQ(inspect("survivor").value("exit_code", -1), 7);
 }
 
+TEST_F(ContainerTest, HealthChecksReportStatusAndEvents) {
+  LifecycleRecorder unhealthy(d, "container-unhealthy");
+  ASSERT_TRUE(unhealthy.ready());
+  {
+    LifecycleRecorder healthy(d, "container-healthy");
+    ASSERT_TRUE(healthy.ready());
+    auto r = d.cli({"ct", "run", "-d", "--name", "doc", "--net", "none", "--health-cmd",
+                    "cat /tmp/ok", "--health-interval", "200ms", "--health-retries", "2",
+                    "busybox:1", "sh", "-c", "echo fine > /tmp/ok; exec sleep 1000"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(healthy.events().back(), "container-healthy /1.0/containers/doc");
+  }
+  Json doc = inspect("doc");
+  ASSERT_TRUE(doc["health"].is_object()) << doc.dump();
+  EXPECT_EQ(doc["health"].value("status", ""), "healthy");
+  ASSERT_FALSE(doc["health"]["log"].empty());
+  EXPECT_EQ(doc["health"]["log"].back().value("exit_code", -1), 0);
+  EXPECT_EQ(doc["health"]["log"].back().value("output", ""), "fine\n");
+  EXPECT_EQ(doc["config"]["health"].value("interval_ms", 0), 200);
+
+  // The check starts failing: two failures in a row make it unhealthy.
+  ASSERT_EQ(d.cli({"ct", "exec", "doc", "busybox", "rm", "/tmp/ok"}).exit_code, 0);
+  const auto& seen = unhealthy.events();
+  EXPECT_EQ(seen.back(), "container-unhealthy /1.0/containers/doc");
+  doc = inspect("doc");
+  EXPECT_EQ(doc["health"].value("status", ""), "unhealthy");
+  EXPECT_GE(doc["health"].value("failing_streak", 0), 2);
+  EXPECT_NE(doc["health"]["log"].back().value("exit_code", 0), 0);
+  EXPECT_LE(doc["health"]["log"].size(), 5u);
+  auto ps = d.cli({"ct", "ps"});
+  EXPECT_NE(ps.out.find("running (unhealthy)"), std::string::npos) << ps.out;
+
+  expect_refused(
+      d,
+      {"ct", "run", "-d", "--health-cmd", "true", "--health-interval", "5x", "busybox:1", "true"},
+      "--health-interval 5x");
+  expect_refused(d, {"ct", "run", "-d", "--health-retries", "2", "busybox:1", "true"},
+                 "need --health-cmd");
+}
+
 TEST_F(ContainerTest, BadInputIsRefusedWithOneLine) {
   expect_refused(d, {"ct", "run", "nosuch:1", "true"}, "nosuch");
   expect_refused(d, {"ct", "run", "--name", "bad name", "busybox:1"}, "bad name");
