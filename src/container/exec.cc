@@ -146,6 +146,13 @@ Result<Process> exec_process(const Config& config, const ExecOptions& o) {
 Result<int> exec_in_container(const State& s, const Config& config, const Process& p,
                               const ExecOptions& o) {
   auto namespaces = TRY(open_namespaces(s.pid));
+  // A container's own user namespace (rootless) owns its pid namespace: the runtime joins it
+  // first, or it may not enter the pid namespace for its child. The child inherits it.
+  if (::geteuid() != 0 && !namespaces.empty() && namespaces.front().first == NamespaceType::kUser) {
+    if (::setns(namespaces.front().second.get(), CLONE_NEWUSER) != 0)
+      return errno_error("join user namespace of the container");
+    namespaces.erase(namespaces.begin());
+  }
   TRY(enter_for_children(s.pid));
   Cgroup cg = TRY(Cgroup::from_json(s.cgroup));
   int sv[2];

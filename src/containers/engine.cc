@@ -13,6 +13,7 @@
 #include "base/subprocess.h"
 #include "base/time.h"
 #include "containers/engine_impl.h"
+#include "containers/rootless.h"
 #include "image/image_store.h"
 #include "image/rootfs.h"
 
@@ -341,6 +342,7 @@ Result<Container> Engine::create(const CreateRequest& request) {
   if (!req.name.empty() && !valid_name(req.name))
     return make_error(ErrorCode::kInvalidArgument,
                       "invalid container name '{}': expected [a-zA-Z0-9][a-zA-Z0-9_.-]*", req.name);
+  TRY(check_rootless(req));
   auto r = std::make_shared<Record>();
   r->c.id = random_hex(32);
   r->dir = m.o.state_dir / r->c.id;
@@ -377,7 +379,8 @@ Result<Container> Engine::create(const CreateRequest& request) {
   }
   auto layers = TRY(m.o.images->unpack(req.image));
   fs::path bundle = r->dir / "bundle";
-  Json spec = TRY(build_spec(req, req.name, info->config, layers, bundle / "rootfs"));
+  Json spec = TRY(build_spec(req, req.name, info->config, layers, bundle / "rootfs",
+                             {.rootless = rootless(), .uid = ::geteuid(), .gid = ::getegid()}));
 
   TRY(make_dirs(r->dir, 0700));
   undo.add([dir = r->dir] {
@@ -385,6 +388,7 @@ Result<Container> Engine::create(const CreateRequest& request) {
     fs::remove_all(dir, ec);
   });
   TRY(m.reserve_network(req, r->c, undo));
+  if (rootless()) TRY(finish_rootless_spec(spec, req, r->c.id));
   TRY(m.network_spec(*r, spec));
   TRY(make_dirs(bundle / "rootfs", 0755));
   undo.add([bundle] { (void)image::release_rootfs(bundle); });

@@ -481,7 +481,8 @@ Json to_json(const CreateRequest& r) {
 
 Result<Json> build_spec(const CreateRequest& r, const std::string& hostname,
                         const image::ImageConfig& image, const std::vector<image::Layer>& layers,
-                        const std::filesystem::path& rootfs) {
+                        const std::filesystem::path& rootfs,
+                        const container::SpecOptions& base) {
   image::ImageConfig c = image;
   if (r.entrypoint) {
     c.entrypoint = *r.entrypoint;
@@ -502,7 +503,7 @@ Result<Json> build_spec(const CreateRequest& r, const std::string& hostname,
   if (!r.user.empty() && !process.uid)
     return make_error(ErrorCode::kInvalidArgument, "user '{}' not found in the image", r.user);
 
-  Json spec = container::default_spec();
+  Json spec = container::default_spec(base);
   image::apply_process_config(process, spec);
   spec["process"]["terminal"] = r.tty;
   spec["process"]["capabilities"] = {};

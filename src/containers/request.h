@@ -12,6 +12,7 @@
 
 #include "base/json.h"
 #include "base/result.h"
+#include "container/default_spec.h"
 #include "image/layer_store.h"
 #include "image/manifest.h"
 
@@ -104,13 +105,15 @@ std::string generate_name();
 // "NET_ADMIN" or "CAP_NET_ADMIN" → "CAP_NET_ADMIN"; kInvalidArgument for an unknown name.
 [[nodiscard]] Result<std::string> capability_name(std::string_view name);
 
-// The OCI config.json of a container: container::default_spec(), the image's process settings
-// overridden by the request, resources, capabilities, mounts, network and hostname.
+// The OCI config.json of a container: container::default_spec(base) (base.rootless: a user
+// namespace mapping the caller to root, rootless.h), the image's process settings overridden by
+// the request, resources, capabilities, mounts, network and hostname.
 // Fails (kInvalidArgument) when there is no command, (kNotFound) when a bind source is missing.
 [[nodiscard]] Result<Json> build_spec(const CreateRequest& r, const std::string& hostname,
                                       const image::ImageConfig& image,
                                       const std::vector<image::Layer>& layers,
-                                      const std::filesystem::path& rootfs);
+                                      const std::filesystem::path& rootfs,
+                                      const container::SpecOptions& base = {});
 
 // Whether an exit calls for a restart under the policy. restarts: restarts so far;
 // stopped: the user stopped the container explicitly.

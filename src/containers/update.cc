@@ -4,6 +4,7 @@
 #include "base/subprocess.h"
 #include "containers/engine.h"
 #include "containers/engine_impl.h"
+#include "containers/rootless.h"
 
 namespace vireo::containers {
 
@@ -61,6 +62,7 @@ Result<Container> Engine::update(const std::string& name, const UpdateRequest& u
   if (u.memory) req.memory = u.memory;
   if (u.cpus) req.cpus = u.cpus;
   if (u.pids_limit) req.pids_limit = u.pids_limit;
+  TRY(check_rootless(req));  // limits need a delegated cgroup
   Json resources = resources_json(req);
   if (running) {
     auto p = run_process(

@@ -1,5 +1,7 @@
 #include "daemon/containers.h"
 
+#include <unistd.h>
+
 #include <list>
 #include <mutex>
 #include <set>
@@ -68,7 +70,9 @@ class ContainerService : public std::enable_shared_from_this<ContainerService> {
         io_(io),
         images_(std::move(images)),
         root_(std::move(root)) {
-    if (networks) backend_ = std::make_unique<NetdBackend>(*networks);
+    // A rootless vireod's containers cannot join Vireo networks (veth pairs and netd ports need
+    // root): without a backend their default network is none.
+    if (networks && ::geteuid() == 0) backend_ = std::make_unique<NetdBackend>(*networks);
   }
 
   ~ContainerService() {
