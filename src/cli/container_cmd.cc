@@ -9,6 +9,7 @@
 #include "api/operation.h"
 #include "base/ids.h"
 #include "base/strings.h"
+#include "cli/container_attach.h"
 #include "cli/context.h"
 
 namespace vireo::cli {
@@ -212,11 +213,9 @@ Result<Json> create_body(const CreateFlags& f, const std::vector<std::string>& i
   if (image_and_command.empty())
     return make_error(ErrorCode::kInvalidArgument,
                       "an IMAGE is required: vireo ct run IMAGE [CMD...]");
-  if (f.interactive || f.tty)
-    return make_error(ErrorCode::kInvalidArgument,
-                      "-i and -t need attach, which vireo ct does not have yet; run without them "
-                      "(output is streamed) or detached with -d");
   Json body = {{"image", image_and_command.front()}};
+  if (f.tty) body["tty"] = true;
+  if (f.interactive) body["stdin"] = true;
   if (image_and_command.size() > 1)
     body["command"] =
         std::vector<std::string>(image_and_command.begin() + 1, image_and_command.end());
@@ -282,8 +281,8 @@ void add_create_flags(CLI::App* cmd, CreateFlags& f, bool run) {
   cmd->add_option("--health-retries", f.health_retries, "Failures in a row for unhealthy (3)");
   cmd->add_option("--health-start-period", f.health_start_period,
                   "Failures after a start that do not count (0s default)");
-  cmd->add_flag("-i,--interactive", f.interactive, "Keep stdin open (needs attach: not yet)");
-  cmd->add_flag("-t,--tty", f.tty, "Allocate a terminal (needs attach: not yet)");
+  cmd->add_flag("-i,--interactive", f.interactive, "Keep stdin open (attach to send it)");
+  cmd->add_flag("-t,--tty", f.tty, "Allocate a terminal");
   if (!run) return;
   cmd->add_flag("-d,--detach", f.detach, "Start in the background and print the name");
   cmd->add_flag("--rm", f.remove, "Remove the container when it exits");
@@ -389,6 +388,7 @@ Result<void> run_container(Context& ctx, const CreateFlags& f,
     std::printf("%s\n", plain(c.value("name", Json())).c_str());
     return {};
   }
+  if (f.interactive || f.tty) return run_attached(ctx, std::move(body), f.remove);
   // In the foreground the CLI removes the container itself (--rm) once it has printed all of
   // its output: the daemon removing it would race the last log lines.
   // The name is chosen here when not given: the operation's result comes only at the exit,
@@ -654,6 +654,7 @@ void add_container_commands(CLI::App& app, Context& ctx) {
   add_exec_command(noun, ctx, flags);
   add_cleanup_commands(noun, ctx, flags);
   add_update_command(noun, ctx, flags);
+  add_attach_command(noun, ctx);
 }
 
 }  // namespace vireo::cli

@@ -150,4 +150,9 @@ Result<void> Client::watch_events(const std::vector<std::string>& types,
       ready);
 }
 
+Result<std::unique_ptr<MessageStream>> Client::open_stream(const std::string& target,
+                                                           MessageHandlers handlers) {
+  return transport_->open_stream(target, std::move(handlers));
+}
+
 }  // namespace vireo::client

@@ -43,6 +43,23 @@ struct Object {
   std::string etag;
 };
 
+// A WebSocket of binary messages both ways (a container's attach), served by a thread of its
+// own until it ends. send and close may be called from any thread; the handlers run on the
+// stream's thread. The destructor closes the stream and joins the thread.
+class MessageStream {
+ public:
+  virtual ~MessageStream() = default;
+  // Queued and written in order.
+  virtual void send(std::string message) = 0;
+  // A normal close once what is queued is written.
+  virtual void close() = 0;
+};
+struct MessageHandlers {
+  std::function<void(std::string_view message)> on_message;
+  // Once, when the stream ended: the reason the server gave with its close, or the error.
+  std::function<void(Result<std::string> reason)> on_closed;
+};
+
 class Client {
  public:
   static Result<std::unique_ptr<Client>> connect(ConnectOptions options);
@@ -84,6 +101,11 @@ class Client {
   Result<void> watch_events(const std::vector<std::string>& types,
                             const std::function<bool(const api::Event&)>& on_event,
                             const std::function<bool()>& ready = {});
+
+  // Opens a WebSocket of binary messages on target, returning once the server accepted it (its
+  // refusal is the error).
+  Result<std::unique_ptr<MessageStream>> open_stream(const std::string& target,
+                                                     MessageHandlers handlers);
 
   class Transport;
 

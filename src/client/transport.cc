@@ -2,6 +2,9 @@
 
 #include <sys/socket.h>
 
+#include <deque>
+#include <thread>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -36,6 +39,114 @@ template <class Stream>
 int native_fd(Stream& s) {
   return beast::get_lowest_layer(s).native_handle();
 }
+
+// The WebSocket upgrade of target on ws (driven by io); a refusal is the server's error.
+template <class WebSocketStream>
+Result<void> handshake(asio::io_context& io, WebSocketStream& ws, const std::string& host,
+                       const std::string& target, const std::string& token, const char* what) {
+  if (!token.empty()) {
+    ws.set_option(websocket::stream_base::decorator([token](websocket::request_type& r) {
+      r.set(http::field::authorization, "Bearer " + token);
+    }));
+  }
+  beast::error_code ec;
+  http::response<http::string_body> refusal;
+  // The asynchronous handshake, because Boost 1.74's synchronous one drops the refusal's
+  // body, which carries the server's error message.
+  ws.async_handshake(refusal, host, target, [&](beast::error_code e) { ec = e; });
+  io.run();
+  io.restart();
+  if (ec) {
+    if (refusal.result_int() >= 400) {
+      auto body = parse_json(refusal.body());
+      return std::unexpected(api::error_from_body(refusal.result_int(), body ? *body : Json()));
+    }
+    return make_error(ErrorCode::kUnavailable, "{}: {}", what, ec.message());
+  }
+  return {};
+}
+
+// Client::open_stream's stream: everything but send/close/the destructor runs on the thread.
+template <class Stream>
+class WebSocketMessageStream final : public MessageStream {
+ public:
+  WebSocketMessageStream(std::unique_ptr<asio::io_context> io, std::unique_ptr<Stream> stream,
+                         MessageHandlers handlers)
+      : io_(std::move(io)), stream_(std::move(stream)), ws_(*stream_), h_(std::move(handlers)) {}
+  ~WebSocketMessageStream() override {
+    asio::post(*io_, [this] { finish(make_error(ErrorCode::kCancelled, "stream closed")); });
+    if (thread_.joinable()) thread_.join();
+  }
+
+  Result<void> open(const std::string& host, const std::string& target, const std::string& token) {
+    TRY(handshake(*io_, ws_, host, target, token, "attach stream"));
+    ws_.binary(true);
+    read();
+    thread_ = std::thread([this] { io_->run(); });
+    return {};
+  }
+  void send(std::string message) override {
+    asio::post(*io_, [this, message = std::move(message)]() mutable {
+      if (done_ || closing_) return;
+      queue_.push_back(std::move(message));
+      write_next();
+    });
+  }
+  void close() override {
+    asio::post(*io_, [this] {
+      if (done_ || closing_) return;
+      closing_ = true;
+      write_next();
+    });
+  }
+
+ private:
+  void read() {
+    ws_.async_read(buffer_, [this](beast::error_code ec, size_t) {
+      if (ec == websocket::error::closed) return finish(std::string(ws_.reason().reason));
+      if (ec) return finish(make_error(ErrorCode::kUnavailable, "attach stream: {}", ec.message()));
+      auto data = buffer_.data();
+      if (h_.on_message)
+        h_.on_message(std::string_view(static_cast<const char*>(data.data()), data.size()));
+      buffer_.consume(buffer_.size());
+      read();
+    });
+  }
+  void write_next() {
+    if (writing_ || done_) return;
+    if (queue_.empty()) {
+      if (!closing_ || close_sent_) return;
+      close_sent_ = writing_ = true;
+      // The read then ends with the server's close.
+      ws_.async_close(websocket::close_code::normal,
+                      [this](beast::error_code) { writing_ = false; });
+      return;
+    }
+    writing_ = true;
+    ws_.async_write(asio::buffer(queue_.front()), [this](beast::error_code ec, size_t) {
+      writing_ = false;
+      if (ec) return finish(make_error(ErrorCode::kUnavailable, "attach stream: {}", ec.message()));
+      queue_.pop_front();
+      write_next();
+    });
+  }
+  void finish(Result<std::string> reason) {
+    if (done_) return;
+    done_ = true;
+    beast::error_code ec;
+    beast::get_lowest_layer(*stream_).close(ec);
+    if (h_.on_closed) h_.on_closed(std::move(reason));
+  }
+
+  std::unique_ptr<asio::io_context> io_;
+  std::unique_ptr<Stream> stream_;
+  websocket::stream<Stream&> ws_;
+  MessageHandlers h_;
+  beast::flat_buffer buffer_;
+  std::deque<std::string> queue_;
+  bool writing_ = false, closing_ = false, close_sent_ = false, done_ = false;
+  std::thread thread_;
+};
 
 template <class Stream>
 class StreamTransport : public Client::Transport {
@@ -86,24 +197,8 @@ class StreamTransport : public Client::Transport {
     asio::io_context io;
     auto stream = TRY(dial_(io));
     websocket::stream<Stream&> ws(*stream);
-    if (!token_.empty()) {
-      ws.set_option(websocket::stream_base::decorator([token = token_](websocket::request_type& r) {
-        r.set(http::field::authorization, "Bearer " + token);
-      }));
-    }
+    TRY(handshake(io, ws, host_, target, token_, "event stream"));
     beast::error_code ec;
-    http::response<http::string_body> refusal;
-    // The asynchronous handshake, because Boost 1.74's synchronous one drops the refusal's
-    // body, which carries the server's error message.
-    ws.async_handshake(refusal, host_, target, [&](beast::error_code e) { ec = e; });
-    io.run();
-    if (ec) {
-      if (refusal.result_int() >= 400) {
-        auto body = parse_json(refusal.body());
-        return std::unexpected(api::error_from_body(refusal.result_int(), body ? *body : Json()));
-      }
-      return make_error(ErrorCode::kUnavailable, "event stream: {}", ec.message());
-    }
     set_socket_timeout(native_fd(*stream), std::chrono::milliseconds(0));
     if (ready && !ready()) {
       ws.close(websocket::close_code::normal, ec);
@@ -123,6 +218,16 @@ class StreamTransport : public Client::Transport {
         return {};
       }
     }
+  }
+
+  Result<std::unique_ptr<MessageStream>> open_stream(const std::string& target,
+                                                     MessageHandlers handlers) override {
+    auto io = std::make_unique<asio::io_context>();
+    auto stream = TRY(dial_(*io));
+    auto s = std::make_unique<WebSocketMessageStream<Stream>>(std::move(io), std::move(stream),
+                                                              std::move(handlers));
+    TRY(s->open(host_, target, token_));
+    return s;
   }
 
  private:

@@ -1,6 +1,6 @@
 #pragma once
 // The client's wire: one HTTP/1.1 connection (Unix socket or TLS) kept between requests, and
-// WebSocket connections for event streams. Internal to the client library.
+// WebSocket connections for event and attach streams. Internal to the client library.
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -22,6 +22,9 @@ class Client::Transport {
   virtual Result<void> websocket(const std::string& target,
                                  const std::function<bool(std::string_view)>& on_message,
                                  const std::function<bool()>& ready) = 0;
+  // A separate connection upgraded to a bidirectional stream (Client::open_stream).
+  virtual Result<std::unique_ptr<MessageStream>> open_stream(const std::string& target,
+                                                             MessageHandlers handlers) = 0;
 };
 
 Result<std::unique_ptr<Client::Transport>> make_transport(const ConnectOptions& options);

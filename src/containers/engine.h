@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/json.h"
 #include "base/result.h"
 #include "containers/logs.h"
@@ -211,6 +212,15 @@ class Engine {
   [[nodiscard]] Result<Container> update(const std::string& name, const UpdateRequest& u);
   // From the container init's cgroups and network namespace; kConflict when not running.
   [[nodiscard]] Result<ContainerStats> stats(const std::string& name);
+  // A connection to the attach socket of the container's monitor (monitor/attach.h has the
+  // protocol), made through the monitor directory's fd when the path is too long for a socket
+  // address. At once when the container runs; a created or restarting one is awaited until its
+  // next start, at most timeout (kTimeout) or until stop (kCancelled). watching runs once the
+  // wait is in place: a start requested after it is connected to before its first output.
+  // kConflict when the container has exited.
+  [[nodiscard]] Result<Fd> attach(const std::string& name, std::chrono::milliseconds timeout,
+                                  std::stop_token stop = {},
+                                  const std::function<void()>& watching = {});
   // Calls done once: when lines after q.cursor arrive, the container stops running, or timeout
   // passes. Returns at once.
   void follow_logs(const std::string& name, const LogQuery& q, std::chrono::milliseconds timeout,

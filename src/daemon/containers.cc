@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "base/subprocess.h"
 #include "containers/engine.h"
+#include "daemon/container_attach.h"
 #include "daemon/image_manager.h"
 #include "daemon/networks.h"
 
@@ -422,6 +423,7 @@ void add_container_routes(server::Router& router, server::EventHub& events,
   });
   add_collection_routes(router, s);
   add_item_routes(router, s);
+  add_container_attach_route(router, [s] { return s->engine(); });
 }
 
 }  // namespace vireo::daemon

@@ -18,6 +18,7 @@
 
 #include "base/ids.h"
 #include "base/strings.h"
+#include "server/websocket.h"
 
 namespace vireo::server {
 
@@ -140,6 +141,142 @@ class EventSession : public EventSubscriber,
   bool closed_ = false;
 };
 
+std::shared_ptr<http::response<http::string_body>> http_response(const Response& response,
+                                                                 bool keep_alive,
+                                                                 unsigned version) {
+  auto res = std::make_shared<http::response<http::string_body>>(
+      static_cast<http::status>(response.status), version);
+  res->set(http::field::server, "vireod");
+  res->set(http::field::content_type, "application/json");
+  for (const auto& [name, value] : response.headers) res->set(name, value);
+  res->body() = dump_json(response.body);
+  res->body() += '\n';
+  res->keep_alive(keep_alive);
+  res->prepare_payload();
+  return res;
+}
+
+// The WebSocket of a route (Router::add_upgrade). The public calls post to the io thread;
+// everything else runs there.
+template <class Stream>
+class RouteSocket : public WebSocket,
+                    public Connection,
+                    public std::enable_shared_from_this<RouteSocket<Stream>> {
+ public:
+  static constexpr size_t kMaxMessage = 1 << 20;
+
+  RouteSocket(Stream&& stream, HttpServer::Impl& server, http::request<http::string_body> req)
+      : ws_(std::move(stream)), server_(server), req_(std::move(req)) {}
+
+  // The route's answer: refuse with an HTTP error, or accept.
+  void answer(Result<WebSocketHandlers> handlers) {
+    if (done_) return;
+    if (!handlers) {
+      auto res = http_response(Response::error(handlers.error()), false, req_.version());
+      http::async_write(
+          ws_.next_layer(), *res,
+          [self = this->shared_from_this(), res](beast::error_code, size_t) { self->finish(); });
+      return;
+    }
+    handlers_ = std::move(*handlers);
+    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    ws_.read_message_max(kMaxMessage);
+    ws_.async_accept(req_, [self = this->shared_from_this()](beast::error_code ec) {
+      if (ec) return self->finish();
+      self->open_ = true;
+      self->read_loop();
+      self->write_next();
+    });
+  }
+
+  void send(std::string message, MessageKind kind) override {
+    queued_ += message.size();
+    asio::post(server_.io,
+               [self = this->shared_from_this(), message = std::move(message), kind]() mutable {
+                 if (self->done_ || self->closing_) return;
+                 self->queue_.emplace_back(std::move(message), kind);
+                 self->write_next();
+               });
+  }
+  void close(std::string reason) override {
+    asio::post(server_.io, [self = this->shared_from_this(), reason = std::move(reason)] {
+      if (self->done_ || self->closing_) return;
+      self->closing_ = true;
+      self->close_reason_ = reason;
+      self->write_next();
+    });
+  }
+  void pause_reading(bool paused) override {
+    asio::post(server_.io, [self = this->shared_from_this(), paused] {
+      self->paused_ = paused;
+      self->read_loop();
+    });
+  }
+  size_t queued_bytes() const override { return queued_; }
+  // Server stop (io thread).
+  void close() override { finish(); }
+
+ private:
+  void read_loop() {
+    if (!open_ || done_ || paused_ || reading_) return;
+    reading_ = true;
+    ws_.async_read(buffer_, [self = this->shared_from_this()](beast::error_code ec, size_t) {
+      self->reading_ = false;
+      if (ec) return self->finish();
+      std::string message = beast::buffers_to_string(self->buffer_.data());
+      self->buffer_.consume(self->buffer_.size());
+      MessageKind kind = self->ws_.got_binary() ? MessageKind::kBinary : MessageKind::kText;
+      if (self->handlers_.on_message) self->handlers_.on_message(std::move(message), kind);
+      self->read_loop();
+    });
+  }
+  // Writes the next queued message, or the close frame once the queue is empty.
+  void write_next() {
+    if (!open_ || done_ || writing_) return;
+    if (queue_.empty()) {
+      if (!closing_) return;
+      writing_ = true;
+      ws_.async_close(websocket::close_reason(websocket::close_code::normal, close_reason_),
+                      [self = this->shared_from_this()](beast::error_code) { self->finish(); });
+      return;
+    }
+    writing_ = true;
+    ws_.binary(queue_.front().second == MessageKind::kBinary);
+    ws_.async_write(asio::buffer(queue_.front().first),
+                    [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                      self->writing_ = false;
+                      if (ec) return self->finish();
+                      self->queued_ -= self->queue_.front().first.size();
+                      self->queue_.pop_front();
+                      if (self->queue_.empty() && self->handlers_.on_drained)
+                        self->handlers_.on_drained();
+                      self->write_next();
+                    });
+  }
+  void finish() {
+    if (done_) return;
+    done_ = true;
+    beast::error_code ec;
+    beast::get_lowest_layer(ws_).close(ec);
+    queue_.clear();
+    // Dropping the handlers breaks the cycle between this socket and the route's session.
+    auto closed = std::move(handlers_.on_closed);
+    handlers_ = {};
+    if (closed) closed();
+  }
+
+  websocket::stream<Stream> ws_;
+  HttpServer::Impl& server_;
+  http::request<http::string_body> req_;
+  WebSocketHandlers handlers_;
+  beast::flat_buffer buffer_;
+  std::deque<std::pair<std::string, MessageKind>> queue_;
+  std::string close_reason_;
+  std::atomic<size_t> queued_{0};
+  bool open_ = false, reading_ = false, writing_ = false, paused_ = false, closing_ = false,
+       done_ = false;
+};
+
 template <class Stream>
 class HttpSession : public Connection, public std::enable_shared_from_this<HttpSession<Stream>> {
  public:
@@ -253,8 +390,7 @@ class HttpSession : public Connection, public std::enable_shared_from_this<HttpS
     Request r = make_request(req);
     auto refuse = [&](const Error& e) { write(Response::error(e), false, req.version()); };
     if (!authorized(req)) return refuse(unauthorized());
-    if (r.path != "/1.0/events")
-      return refuse(Error(ErrorCode::kNotFound, "no WebSocket endpoint at " + r.path));
+    if (r.path != "/1.0/events") return upgrade_route(std::move(req), r);
     std::set<std::string> types;
     if (auto t = r.query.find("type"); t != r.query.end()) {
       for (auto& type : split(t->second, ',')) {
@@ -272,16 +408,31 @@ class HttpSession : public Connection, public std::enable_shared_from_this<HttpS
     session->run(std::move(req));
   }
 
+  // A route's WebSocket: the router's upgrade handler accepts or refuses it.
+  void upgrade_route(http::request<http::string_body> req, Request& r) {
+    const UpgradeHandler* handler = server_.router.find_upgrade(r);
+    if (!handler)
+      return write(
+          Response::error(Error(ErrorCode::kNotFound, "no WebSocket endpoint at " + r.path)), false,
+          req.version());
+    idle_.cancel();
+    auto socket =
+        std::make_shared<RouteSocket<Stream>>(std::move(stream_), server_, std::move(req));
+    server_.track(socket);
+    (*handler)(r,
+               [socket, io = &server_.io](
+                   Result<WebSocketHandlers> handlers) -> std::shared_ptr<WebSocket> {
+                 const bool accepted = handlers.has_value();
+                 asio::post(*io, [socket, handlers = std::move(handlers)]() mutable {
+                   socket->answer(std::move(handlers));
+                 });
+                 if (!accepted) return nullptr;
+                 return socket;
+               });
+  }
+
   void write(Response response, bool keep_alive, unsigned version) {
-    auto res = std::make_shared<http::response<http::string_body>>(
-        static_cast<http::status>(response.status), version);
-    res->set(http::field::server, "vireod");
-    res->set(http::field::content_type, "application/json");
-    for (const auto& [name, value] : response.headers) res->set(name, value);
-    res->body() = dump_json(response.body);
-    res->body() += '\n';
-    res->keep_alive(keep_alive);
-    res->prepare_payload();
+    auto res = http_response(response, keep_alive, version);
     http::async_write(stream_, *res,
                       [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
                         if (ec || !res->keep_alive()) return self->close();

@@ -2,7 +2,8 @@
 // HttpServer: the REST/WebSocket front of vireod on Boost.Beast. Listens on a Unix socket
 // (trusted by its file mode) and optionally on TCP with TLS, where each request must carry a
 // trusted client certificate or a valid bearer token. Requests go to the Router; a WebSocket
-// upgrade of /1.0/events subscribes to the EventHub.
+// upgrade of /1.0/events subscribes to the EventHub, other upgrades go to the Router's
+// WebSocket routes (server/websocket.h).
 //
 // Everything runs on the one io_context the caller drives; not thread-safe beyond that.
 #include <chrono>

@@ -84,4 +84,23 @@ void Router::dispatch(Request& request, Responder respond) const {
   respond(std::move(r));
 }
 
+void Router::add_upgrade(const std::string& pattern, UpgradeHandler handler) {
+  add_sync(Method::kGet, pattern, [](Request& req) -> Result<Response> {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "{} is a WebSocket endpoint: send an upgrade request", req.path);
+  });
+  upgrades_.emplace_back(split_path(pattern), std::move(handler));
+}
+
+const UpgradeHandler* Router::find_upgrade(Request& request) const {
+  const auto segments = split_path(request.path);
+  for (const auto& [pattern, handler] : upgrades_) {
+    std::map<std::string, std::string> params;
+    if (!match(Route{pattern, {}}, segments, params)) continue;
+    request.params = std::move(params);
+    return &handler;
+  }
+  return nullptr;
+}
+
 }  // namespace vireo::server

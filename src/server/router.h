@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "server/http.h"
+#include "server/websocket.h"
 
 namespace vireo::server {
 
@@ -17,6 +18,11 @@ class Router {
   // Fills request.params and calls the handler, or answers 404/405.
   void dispatch(Request& request, Responder respond) const;
 
+  // WebSocket routes (GET with an upgrade); a plain GET of their path answers 400.
+  void add_upgrade(const std::string& pattern, UpgradeHandler handler);
+  // The upgrade handler for request.path (filling request.params), or null.
+  const UpgradeHandler* find_upgrade(Request& request) const;
+
  private:
   struct Route {
     std::vector<std::string> segments;
@@ -27,6 +33,7 @@ class Router {
                     std::map<std::string, std::string>& params);
 
   std::vector<Route> routes_;
+  std::vector<std::pair<std::vector<std::string>, UpgradeHandler>> upgrades_;
 };
 
 }  // namespace vireo::server

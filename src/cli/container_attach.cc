@@ -1,0 +1,392 @@
+// vireo ct attach and vireo ct run -i/-t (foreground): see container_attach.h.
+#include "cli/container_attach.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <mutex>
+#include <optional>
+
+#include "api/operation.h"
+#include "base/fd.h"
+
+namespace vireo::cli {
+
+namespace {
+
+const std::string kContainers = "/1.0/containers";
+
+// Frame types of the attach stream (docs/api.md; monitor/attach.h).
+enum class Frame : uint8_t {
+  kStdin = 0,
+  kStdout = 1,
+  kStderr = 2,
+  kExit = 3,
+  kResize = 4,
+  kCloseStdin = 5
+};
+constexpr size_t kHeader = 5;
+constexpr char kCtrlP = 0x10, kCtrlQ = 0x11;
+
+std::string frame(Frame type, std::string_view payload) {
+  std::string out(kHeader, '\0');
+  out[0] = static_cast<char>(type);
+  const auto n = static_cast<uint32_t>(payload.size());
+  for (int i = 0; i < 4; ++i) out[1 + i] = static_cast<char>(n >> (24 - 8 * i));
+  out.append(payload);
+  return out;
+}
+
+void write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // the reader is gone: nothing more to do with this output
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+Result<std::string> container_path(const std::string& name, const std::string& suffix = "") {
+  bool ok = !name.empty();
+  for (char c : name)
+    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-');
+  if (!ok) return make_error(ErrorCode::kInvalidArgument, "invalid container name '{}'", name);
+  return kContainers + "/" + name + suffix;
+}
+
+// The CLI's terminal in raw mode for as long as this lives.
+class RawTerminal {
+ public:
+  RawTerminal() {
+    if (::tcgetattr(STDIN_FILENO, &saved_) != 0) return;
+    termios raw = saved_;
+    ::cfmakeraw(&raw);
+    active_ = ::tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
+  }
+  ~RawTerminal() {
+    if (active_) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
+  }
+  RawTerminal(const RawTerminal&) = delete;
+  RawTerminal& operator=(const RawTerminal&) = delete;
+
+ private:
+  termios saved_{};
+  bool active_ = false;
+};
+
+// Signals taken through a signalfd (in every thread, so the stream's thread must start after
+// this); the old mask comes back with it.
+class BlockedSignals {
+ public:
+  BlockedSignals() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGWINCH, SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, s);
+    ::pthread_sigmask(SIG_BLOCK, &set, &old_);
+    fd_ = Fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  }
+  ~BlockedSignals() {
+    fd_.reset();
+    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  int fd() const { return fd_.get(); }
+
+ private:
+  sigset_t old_{};
+  Fd fd_;
+};
+
+// What the stream's thread tells the CLI's.
+struct Shared {
+  std::mutex mu;
+  bool closed = false;
+  std::string close_text;  // the error, when the stream ended without an exit frame
+  std::optional<std::string> exit_json;
+  Fd wake_r, wake_w;
+};
+
+enum class End { kExited, kDetached, kSignalled };
+struct Outcome {
+  End end = End::kExited;
+  int exit_code = 0;
+};
+
+struct AttachMode {
+  bool input = false;  // relay the CLI's stdin
+  bool tty = false;    // the container has a terminal (resizes)
+  bool raw = false;    // the CLI's stdin is a terminal too: raw mode and detach keys
+};
+
+class Attachment {
+ public:
+  // Opens the stream; the container's output flows from then on.
+  static Result<std::unique_ptr<Attachment>> open(Context& ctx, const std::string& name,
+                                                  AttachMode mode) {
+    std::unique_ptr<Attachment> a(new Attachment(ctx, name, mode));
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return errno_error("pipe");
+    a->shared_->wake_r = Fd(p[0]);
+    a->shared_->wake_w = Fd(p[1]);
+    auto* c = TRY(ctx.client());
+    std::string target = TRY(container_path(name, "/attach")) + (mode.input ? "?stdin=1" : "");
+    a->stream_ = TRY(c->open_stream(
+        target, {.on_message = [s = a->shared_](std::string_view m) { on_message(*s, m); },
+                 .on_closed =
+                     [s = a->shared_](Result<std::string> reason) {
+                       std::lock_guard lock(s->mu);
+                       s->closed = true;
+                       if (!reason) s->close_text = reason.error().message();
+                       (void)!::write(s->wake_w.get(), "x", 1);
+                     }}));
+    return a;
+  }
+
+  // Relays until the exit frame, a detach or a signal that ends the CLI.
+  Result<Outcome> relay() {
+    std::optional<RawTerminal> raw;
+    if (mode_.raw) raw.emplace();
+    if (mode_.tty) send_size();
+    bool stdin_open = mode_.input;
+    bool held_ctrl_p = false;
+    char buf[16384];
+    for (;;) {
+      {
+        std::lock_guard lock(shared_->mu);
+        if (shared_->closed) break;
+      }
+      pollfd fds[3] = {{shared_->wake_r.get(), POLLIN, 0},
+                       {signals_.fd(), POLLIN, 0},
+                       {stdin_open ? STDIN_FILENO : -1, POLLIN, 0}};
+      if (::poll(fds, 3, -1) < 0) {
+        if (errno == EINTR) continue;
+        return errno_error("poll");
+      }
+      if (fds[1].revents & POLLIN) {
+        if (auto sig = take_signal(); sig) {
+          stream_->close();
+          return Outcome{.end = End::kSignalled, .exit_code = 128 + *sig};
+        }
+      }
+      if (!(fds[2].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n <= 0) {
+        stdin_open = false;
+        stream_->send(frame(Frame::kCloseStdin, {}));
+        continue;
+      }
+      std::string input;
+      bool detach = false;
+      for (ssize_t i = 0; i < n && !detach; ++i) {
+        char ch = buf[i];
+        if (!mode_.raw) {
+          input += ch;
+        } else if (held_ctrl_p) {
+          held_ctrl_p = false;
+          if (ch == kCtrlQ) {
+            detach = true;
+          } else {
+            input += kCtrlP;
+            if (ch == kCtrlP)
+              held_ctrl_p = true;
+            else
+              input += ch;
+          }
+        } else if (ch == kCtrlP) {
+          held_ctrl_p = true;
+        } else {
+          input += ch;
+        }
+      }
+      if (!input.empty()) stream_->send(frame(Frame::kStdin, input));
+      if (detach) {
+        close_and_wait();
+        return Outcome{.end = End::kDetached};
+      }
+    }
+    std::lock_guard lock(shared_->mu);
+    if (!shared_->exit_json)
+      return make_error(
+          ErrorCode::kUnavailable, "attach to {} ended: {}", name_,
+          shared_->close_text.empty() ? "vireod closed the stream" : shared_->close_text);
+    auto exit = parse_json(*shared_->exit_json);
+    int code = exit && exit->is_object() ? exit->value("exit_code", 1) : 1;
+    return Outcome{.end = End::kExited, .exit_code = code};
+  }
+
+ private:
+  Attachment(Context& ctx, std::string name, AttachMode mode)
+      : ctx_(ctx), name_(std::move(name)), mode_(mode), shared_(std::make_shared<Shared>()) {}
+
+  // On the stream's thread: output to our streams, the exit frame kept.
+  static void on_message(Shared& s, std::string_view m) {
+    while (m.size() >= kHeader) {
+      uint32_t len = 0;
+      for (int i = 1; i <= 4; ++i) len = len << 8 | static_cast<uint8_t>(m[i]);
+      if (m.size() - kHeader < len) return;
+      std::string_view payload = m.substr(kHeader, len);
+      switch (static_cast<Frame>(m[0])) {
+        case Frame::kStdout:
+          write_all(STDOUT_FILENO, payload);
+          break;
+        case Frame::kStderr:
+          write_all(STDERR_FILENO, payload);
+          break;
+        case Frame::kExit: {
+          std::lock_guard lock(s.mu);
+          s.exit_json = std::string(payload);
+          break;
+        }
+        default:
+          break;
+      }
+      m.remove_prefix(kHeader + len);
+    }
+  }
+
+  void send_size() {
+    winsize ws{};
+    if (::ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_row == 0) return;
+    std::string payload(4, '\0');
+    payload[0] = static_cast<char>(ws.ws_row >> 8);
+    payload[1] = static_cast<char>(ws.ws_row);
+    payload[2] = static_cast<char>(ws.ws_col >> 8);
+    payload[3] = static_cast<char>(ws.ws_col);
+    stream_->send(frame(Frame::kResize, payload));
+  }
+
+  // Handles the pending signals; returns the one that ends the CLI, if any. SIGWINCH resizes;
+  // without a terminal the others go to the container (as docker's sig-proxy).
+  std::optional<int> take_signal() {
+    signalfd_siginfo info;
+    while (::read(signals_.fd(), &info, sizeof info) == sizeof info) {
+      int sig = static_cast<int>(info.ssi_signo);
+      if (sig == SIGWINCH) {
+        if (mode_.tty) send_size();
+        continue;
+      }
+      if (mode_.raw) return sig;
+      auto c = ctx_.client();
+      auto path = container_path(name_, "/kill");
+      Json body = {{"signal", sig}};
+      if (c && path) (void)(*c)->request("POST", *path, &body);
+    }
+    return std::nullopt;
+  }
+
+  // A normal close, waited for a little so that the input sent before reaches the container.
+  void close_and_wait() {
+    stream_->close();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    for (;;) {
+      {
+        std::lock_guard lock(shared_->mu);
+        if (shared_->closed) return;
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return;
+      pollfd p{shared_->wake_r.get(), POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(left.count()));
+    }
+  }
+
+  Context& ctx_;
+  std::string name_;
+  AttachMode mode_;
+  std::shared_ptr<Shared> shared_;
+  BlockedSignals signals_;  // before the stream's thread starts
+  std::unique_ptr<client::MessageStream> stream_;
+};
+
+Error not_a_tty() {
+  return Error(ErrorCode::kInvalidArgument, "the input device is not a TTY");
+}
+
+AttachMode mode_for(const Json& config) {
+  AttachMode m;
+  m.tty = config.value("tty", false);
+  m.input = config.value("stdin", false);
+  m.raw = m.tty && m.input && ::isatty(STDIN_FILENO);
+  return m;
+}
+
+Result<void> attach(Context& ctx, const std::string& name) {
+  Json c = TRY(TRY(ctx.client())->request("GET", TRY(container_path(name)))).body;
+  if (c.value("state", "") != "running")
+    return make_error(ErrorCode::kConflict,
+                      "container {} is not running: start it first (vireo ct start {})", name,
+                      name);
+  AttachMode mode = mode_for(c.value("config", Json::object()));
+  if (mode.tty && mode.input && !mode.raw) return std::unexpected(not_a_tty());
+  auto a = TRY(Attachment::open(ctx, name, mode));
+  Outcome out = TRY(a->relay());
+  if (out.end != End::kDetached) ctx.exit_code = out.exit_code;
+  return {};
+}
+
+// The operation's result once it is done.
+Result<Json> finish_operation(Context& ctx, const Json& reply) {
+  auto op = TRY(api::operation_from_json(reply));
+  auto* c = TRY(ctx.client());
+  for (;;) {
+    op = TRY(c->wait_operation(op.id, std::chrono::seconds(30)));
+    if (op.status == api::OperationStatus::kSuccess) return op.result;
+    if (op.status != api::OperationStatus::kRunning)
+      return make_error(ErrorCode::kIo, "{}", op.error);
+  }
+}
+
+}  // namespace
+
+Result<void> run_attached(Context& ctx, Json body, bool remove) {
+  AttachMode mode = mode_for(body);
+  if (mode.tty && !::isatty(STDIN_FILENO)) return std::unexpected(not_a_tty());
+  body.erase("start");
+  body.erase("wait");
+  // The daemon removes it once it exited, also when the CLI detached before.
+  if (remove) body["auto_remove"] = true;
+  auto* c = TRY(ctx.client());
+  Json created = TRY(c->request("POST", kContainers, &body)).body;
+  std::string name = created.value("name", ""), id = created.value("id", "");
+  auto cleanup = [&] {
+    if (remove) (void)c->request("DELETE", kContainers + "/" + id + "?force=1");
+  };
+  // Attached before the start: nothing the container writes is missed.
+  auto a = Attachment::open(ctx, name, mode);
+  if (!a) {
+    cleanup();
+    return std::unexpected(a.error());
+  }
+  if (auto started = c->request("POST", TRY(container_path(name, "/start"))); !started) {
+    a->reset();
+    cleanup();
+    return std::unexpected(started.error());
+  }
+  Outcome out = TRY((*a)->relay());
+  a->reset();
+  if (out.end == End::kDetached) return {};
+  ctx.exit_code = out.exit_code;
+  if (out.end != End::kExited || !remove) return {};
+  // Gone once this returns, so that the next command does not see it.
+  auto waited = c->request("POST", TRY(container_path(id, "/wait")));
+  if (waited) (void)finish_operation(ctx, waited->body);
+  (void)c->request("DELETE", TRY(container_path(id)));
+  return {};
+}
+
+void add_attach_command(CLI::App* noun, Context& ctx) {
+  static std::string name;
+  auto* cmd = noun->add_subcommand(
+      "attach", "Attach the terminal to a running container (detach: Ctrl-P Ctrl-Q)");
+  cmd->add_option("name", name, "Container")->required();
+  cmd->callback([&ctx] { ctx.outcome = attach(ctx, name); });
+}
+
+}  // namespace vireo::cli

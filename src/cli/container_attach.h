@@ -1,0 +1,20 @@
+#pragma once
+// vireo ct attach, and the interactive foreground of vireo ct run -i/-t: the terminal bridged to
+// a container through /1.0/containers/NAME/attach (docs/api.md). With a terminal on both sides
+// the CLI's is put in raw mode (restored on every way out), its size follows SIGWINCH and
+// Ctrl-P Ctrl-Q detaches, leaving the container running.
+#include <CLI/CLI.hpp>
+
+#include "base/json.h"
+#include "cli/context.h"
+
+namespace vireo::cli {
+
+void add_attach_command(CLI::App* noun, Context& ctx);
+
+// vireo ct run -i/-t without -d: creates the container from body (the create request), attaches
+// to it, starts it and relays until it exits; its exit status becomes the CLI's. With remove,
+// the container is removed once it exited (also after a detach, by the daemon).
+Result<void> run_attached(Context& ctx, Json body, bool remove);
+
+}  // namespace vireo::cli
