@@ -39,7 +39,8 @@ struct Flags {
   std::string name, signal = "KILL", since;
   int timeout = 10;
   int64_t tail = -1;
-  bool all = false, force = false, follow = false;
+  bool all = false, force = false, follow = false, stream = false, no_stream = false;
+  bool no_ports = false;
 };
 
 template <typename F>
@@ -104,15 +105,14 @@ Result<Json> parse_volume(const std::string& text) {
   auto parts = split(text, ':');
   if (parts.size() < 2 || parts.size() > 3 ||
       (parts.size() == 3 && parts[2] != "ro" && parts[2] != "rw"))
-    return make_error(ErrorCode::kInvalidArgument, "-v {}: use /HOST/PATH:/PATH[:ro]", text);
-  if (!parts[0].starts_with("/"))
     return make_error(ErrorCode::kInvalidArgument,
-                      "-v {}: named volumes are not supported yet; give an absolute host path",
-                      text);
+                      "-v {}: use /HOST/PATH:/PATH[:ro] or [POOL/]VOLUME:/PATH[:ro]", text);
   if (!parts[1].starts_with("/"))
     return make_error(ErrorCode::kInvalidArgument, "-v {}: the container path must be absolute",
                       text);
-  return Json{{"source", parts[0]},
+  // Not a path: a named volume of a storage pool (the daemon checks the name).
+  const char* source_key = parts[0].starts_with("/") ? "source" : "volume";
+  return Json{{source_key, parts[0]},
               {"target", parts[1]},
               {"read_only", parts.size() == 3 && parts[2] == "ro"}};
 }
@@ -252,6 +252,31 @@ Result<Json> create_body(const CreateFlags& f, const std::vector<std::string>& i
   return body;
 }
 
+// `vireo ct cp SRC DST`: exactly one of them is CONTAINER:PATH; host paths are made absolute
+// here (the daemon has its own working directory).
+Result<void> copy_files(Context& ctx, const std::string& src, const std::string& dst) {
+  auto container_part =
+      [](const std::string& arg) -> std::optional<std::pair<std::string, std::string>> {
+    auto colon = arg.find(':');
+    if (colon == std::string::npos || colon == 0 || arg.starts_with('/') || arg.starts_with('.'))
+      return std::nullopt;
+    return std::make_pair(arg.substr(0, colon), arg.substr(colon + 1));
+  };
+  auto from = container_part(src), to = container_part(dst);
+  if (bool(from) == bool(to))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "usage: vireo ct cp CONTAINER:PATH HOSTPATH | HOSTPATH CONTAINER:PATH");
+  const auto& [name, inside] = from ? *from : *to;
+  std::error_code ec;
+  std::string host = std::filesystem::absolute(from ? dst : src, ec).lexically_normal().string();
+  Json body = {{"direction", from ? "out" : "in"},
+               {"container_path", inside.empty() ? "/" : inside},
+               {"host_path", host}};
+  Json reply = TRY(request(ctx, "POST", TRY(container_path(name, "/copy")), &body));
+  TRY(finish_operation(ctx, reply));
+  return {};
+}
+
 void add_create_flags(CLI::App* cmd, CreateFlags& f, bool run) {
   cmd->add_option("--name", f.name, "Container name (generated when omitted)");
   cmd->add_option("-e,--env", f.env, "Environment variable K=V (or K: take it from here)")
@@ -259,7 +284,9 @@ void add_create_flags(CLI::App* cmd, CreateFlags& f, bool run) {
   cmd->add_option("--env-file", f.env_files, "File of K=V lines")->allow_extra_args(false);
   cmd->add_option("-w,--workdir", f.workdir, "Working directory inside the container");
   cmd->add_option("-u,--user", f.user, "USER[:GROUP] or UID[:GID]");
-  cmd->add_option("-v,--volume", f.volumes, "Bind mount /HOST:/PATH[:ro]")->allow_extra_args(false);
+  cmd->add_option("-v,--volume", f.volumes,
+                  "Bind mount /HOST:/PATH[:ro] or a volume [POOL/]VOL:/PATH[:ro]")
+      ->allow_extra_args(false);
   cmd->add_option("--net,--network", f.network, "A Vireo network (default: vireo0), none or host");
   cmd->add_option("--ip", f.ip, "Address on the network (default: a free one)");
   cmd->add_option("-p,--publish", f.publish, "Publish a port: [IP:]HOST:CTR[/udp]")
@@ -520,16 +547,26 @@ void add_exec_command(CLI::App* noun, Context& ctx, Flags& f) {
 }
 
 void add_update_command(CLI::App* noun, Context& ctx, Flags& f) {
-  auto* update = noun->add_subcommand("update", "Change a container's limits, also while it runs");
+  auto* update = noun->add_subcommand(
+      "update", "Change a container's limits and published ports, also while it runs");
   update->add_option("names", f.names, "Containers")->required();
   update->add_option("--memory,-m", f.create.memory, "Memory limit (256M, 1G)");
   update->add_option("--cpus", f.create.cpus, "CPU limit");
   update->add_option("--pids-limit", f.create.pids_limit, "Maximum number of processes");
+  update
+      ->add_option("-p,--publish", f.create.publish,
+                   "The published ports from now on: [IP:]HOST:CTR[/udp] (replaces the old set)")
+      ->allow_extra_args(false);
+  update->add_flag("--no-ports", f.no_ports, "Publish no ports any more");
   run(update, ctx, [&ctx, &f]() -> Result<void> {
     Json body = Json::object();
     if (!f.create.memory.empty()) body["memory"] = TRY_CTX(parse_size(f.create.memory), "--memory");
     if (f.create.cpus != 0) body["cpus"] = f.create.cpus;
     if (f.create.pids_limit != 0) body["pids_limit"] = f.create.pids_limit;
+    if (!f.create.publish.empty() && f.no_ports)
+      return make_error(ErrorCode::kInvalidArgument, "give either --publish or --no-ports");
+    if (!f.create.publish.empty()) body["ports"] = f.create.publish;
+    if (f.no_ports) body["ports"] = Json::array();
     for (const auto& n : f.names) {
       TRY(request(ctx, "POST", TRY(container_path(n, "/update")), &body));
       std::printf("%s\n", n.c_str());
@@ -563,19 +600,33 @@ void add_cleanup_commands(CLI::App* noun, Context& ctx, Flags& f) {
 }
 
 // Two samples a second apart: counters as they are, and the CPU use over that second.
-Result<void> print_stats(Context& ctx, const std::vector<std::string>& names) {
-  std::vector<Json> first;
-  for (const auto& n : names)
-    first.push_back(TRY(request(ctx, "GET", TRY(container_path(n, "/stats")))));
-  auto t0 = std::chrono::steady_clock::now();
-  std::this_thread::sleep_for(std::chrono::seconds(1));
+// Counters of each container now; nullopt for one that stopped running.
+Result<std::vector<std::optional<Json>>> stats_counters(Context& ctx,
+                                                        const std::vector<std::string>& names,
+                                                        bool tolerate_stopped) {
+  std::vector<std::optional<Json>> out;
+  for (const auto& n : names) {
+    auto s = request(ctx, "GET", TRY(container_path(n, "/stats")));
+    if (!s && tolerate_stopped && s.error().code() == ErrorCode::kConflict) {
+      out.emplace_back();
+      continue;
+    }
+    out.emplace_back(TRY(std::move(s)));
+  }
+  return out;
+}
+
+// One table of the containers still running: CPU % over wall seconds between before and now.
+void print_stats_table(Context& ctx, const std::vector<std::string>& names,
+                       const std::vector<std::optional<Json>>& before,
+                       const std::vector<std::optional<Json>>& now, double wall) {
   Json all = Json::array();
   std::vector<std::vector<std::string>> rows = {
       {"NAME", "CPU %", "MEMORY", "LIMIT", "PIDS", "NET RX/TX", "BLOCK R/W"}};
-  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (size_t i = 0; i < names.size(); ++i) {
-    Json s = TRY(request(ctx, "GET", TRY(container_path(names[i], "/stats"))));
-    double cpu = (s.value("cpu_seconds", 0.0) - first[i].value("cpu_seconds", 0.0)) / wall * 100;
+    if (!before[i] || !now[i]) continue;
+    Json s = *now[i];
+    double cpu = (s.value("cpu_seconds", 0.0) - before[i]->value("cpu_seconds", 0.0)) / wall * 100;
     s["name"] = names[i];
     s["cpu_percent"] = cpu;
     all.push_back(s);
@@ -588,14 +639,40 @@ Result<void> print_stats(Context& ctx, const std::vector<std::string>& names) {
              bytes_text(s.value("block_write", Json()))});
   }
   print(ctx.format(), all, rows);
-  return {};
+}
+
+// One sample a second apart; streaming (as docker stats) a new one every second until every
+// container stopped (or the user interrupts).
+Result<void> print_stats(Context& ctx, const std::vector<std::string>& names, bool stream) {
+  auto before = TRY(stats_counters(ctx, names, false));
+  for (;;) {
+    auto t0 = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    auto now = TRY(stats_counters(ctx, names, stream));
+    double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const bool any = std::any_of(now.begin(), now.end(), [](const auto& s) { return bool(s); });
+    if (!any) return {};
+    if (stream && ctx.format() == Format::kTable && ::isatty(STDOUT_FILENO))
+      std::fputs("\033[2J\033[H", stdout);  // redraw in place, as docker stats does
+    print_stats_table(ctx, names, before, now, wall);
+    std::fflush(stdout);
+    if (!stream) return {};
+    before = std::move(now);
+  }
 }
 
 void add_query_commands(CLI::App* noun, Context& ctx, Flags& f) {
   auto* stats =
       noun->add_subcommand("stats", "CPU, memory, pids, network and block I/O of containers");
   stats->add_option("names", f.names, "Running containers")->required();
-  run(stats, ctx, [&ctx, &f]() -> Result<void> { return print_stats(ctx, f.names); });
+  stats->add_flag("--stream", f.stream, "A new sample every second until they stop");
+  stats->add_flag("--no-stream", f.no_stream, "One sample (the default off a terminal)");
+  run(stats, ctx, [&ctx, &f]() -> Result<void> {
+    // As docker: streaming on a terminal; one sample for scripts and JSON.
+    bool stream =
+        f.stream || (!f.no_stream && ctx.format() == Format::kTable && ::isatty(STDOUT_FILENO));
+    return print_stats(ctx, f.names, stream);
+  });
   auto* ps = noun->add_subcommand("ps", "List running containers (-a: all)");
   ps->alias("ls");
   ps->add_flag("-a,--all", f.all, "Also created and exited containers");
@@ -613,6 +690,10 @@ void add_query_commands(CLI::App* noun, Context& ctx, Flags& f) {
     print(ctx.format(), list, rows);
     return {};
   });
+  auto* cp = noun->add_subcommand(
+      "cp", "Copy files between a container and the host: CTR:PATH HOSTPATH or HOSTPATH CTR:PATH");
+  cp->add_option("args", f.args, "SRC DST")->expected(2)->required();
+  run(cp, ctx, [&ctx, &f]() -> Result<void> { return copy_files(ctx, f.args[0], f.args[1]); });
   auto* inspect = noun->add_subcommand("inspect", "Show a container");
   inspect->alias("show");
   inspect->add_option("name", f.name, "Container")->required();

@@ -194,6 +194,7 @@ Result<void> Engine::Impl::remove_locked(const std::shared_ptr<Record>& r, bool 
     if (graveyard.size() > kGraveyard) graveyard.pop_front();
   }
   teardown_network(*r);
+  release_volumes(*r);
   if (auto rel = image::release_rootfs(r->dir / "bundle"); !rel)
     spdlog::warn("container {}: {}", r->c.name, rel.error().message());
   std::error_code ec;
@@ -402,6 +403,7 @@ Result<Container> Engine::create(const CreateRequest& request) {
   } else {
     TRY(image::flatten_layers(layers, bundle / "rootfs", ::geteuid() == 0));
   }
+  TRY(m.mount_volumes(*r, req, spec, bundle / "rootfs", undo));
   TRY(write_file_atomic(bundle / "config.json", spec.dump(2) + "\n", 0600));
   r->req = req;
   r->req.start = r->req.wait = false;

@@ -109,6 +109,21 @@ struct Container {
 // The API form (the contract of /1.0/containers).
 Json to_json(const Container& c);
 
+// Named volumes for containers (vireod implements it over vireo-storaged and loop mounts).
+class VolumeBackend {
+ public:
+  virtual ~VolumeBackend() = default;
+  struct Mounted {
+    std::filesystem::path path;  // where the volume's file system is mounted on the host
+    bool fresh = false;          // a file system was just made on it (empty)
+  };
+  // The volume ("POOL/VOL" or "VOL") mounted, or as it already is. kNotFound: no such volume;
+  // kInvalidArgument: a volume containers cannot mount (with why).
+  [[nodiscard]] virtual Result<Mounted> acquire(const std::string& volume) = 0;
+  // No container uses the volume any more: unmount it (failures logged).
+  virtual void release(const std::string& volume) = 0;
+};
+
 struct EngineOptions {
   std::filesystem::path state_dir;
   image::ImageStore* images = nullptr;  // not owned; outlives the engine
@@ -121,6 +136,8 @@ struct EngineOptions {
   std::chrono::seconds start_timeout{30};  // bound on the monitor's ready line
   // Containers on Vireo networks; without it only network none and host work.
   NetworkBackend* networks = nullptr;  // not owned; outlives the engine
+  // Named volumes (-v VOL:/path); without it only bind mounts of host paths work.
+  VolumeBackend* volumes = nullptr;  // not owned; outlives the engine
 };
 
 // A command run in a running container (`vireo ct exec`), without a terminal: its output is
@@ -155,8 +172,13 @@ struct UpdateRequest {
   std::optional<int64_t> memory;
   std::optional<double> cpus;
   std::optional<int64_t> pids_limit;
+  // The published ports from now on (replacing the old set; empty: none), applied live by the
+  // container's monitor: new ports are bound before old ones close, established connections
+  // stay.
+  std::optional<std::vector<PublishedPort>> ports;
 };
-// {"memory"?, "cpus"?, "pids_limit"?}, parsed strictly (positive values, memory ≥ 6 MiB).
+// {"memory"?, "cpus"?, "pids_limit"?, "ports"?}, parsed strictly (positive values, memory ≥
+// 6 MiB, ports as in the create request).
 [[nodiscard]] Result<UpdateRequest> parse_update_request(const Json& body);
 
 // A running container's resource use (`vireo ct stats`): counters since it started.
@@ -221,6 +243,16 @@ class Engine {
   [[nodiscard]] Result<Fd> attach(const std::string& name, std::chrono::milliseconds timeout,
                                   std::stop_token stop = {},
                                   const std::function<void()>& watching = {});
+  // `vireo ct cp`, on a container in any state (its root file system, not its volumes or bind
+  // mounts). copy_out: container_path (symlinks resolved inside the container) to host_path, or
+  // into host_path when it is a directory. copy_in: host_path into container_path when that is
+  // a directory, else as container_path (its parent must exist); what is there is replaced,
+  // never written through the container's symlinks. kNotFound for a missing path.
+  [[nodiscard]] Result<void> copy_out(const std::string& name, const std::string& container_path,
+                                      const std::filesystem::path& host_path);
+  [[nodiscard]] Result<void> copy_in(const std::string& name,
+                                     const std::filesystem::path& host_path,
+                                     const std::string& container_path);
   // Calls done once: when lines after q.cursor arrive, the container stops running, or timeout
   // passes. Returns at once.
   void follow_logs(const std::string& name, const LogQuery& q, std::chrono::milliseconds timeout,

@@ -95,9 +95,23 @@ struct Engine::Impl {
   void run_health();
   void check_health(const std::shared_ptr<Record>& r);
 
+  // --- copy.cc: the container's root file system (mounted again if need be), and a copy of it.
+  Result<Fd> open_rootfs(const std::string& name, Container& c);
+
+  // --- volumes.cc
+  // At create: every named volume of req mounted (released by undo on failure), added to
+  // spec; a fresh one gets the image's content at its target, and its owner, first (as
+  // Docker), or the container user's ownership when the image has nothing there.
+  Result<void> mount_volumes(const Record& r, const CreateRequest& req, Json& spec,
+                             const std::filesystem::path& rootfs, Rollback& undo);
+  // At start: mounted again after a host reboot.
+  Result<void> ensure_volumes(const Record& r);
+  // At removal: the volumes no other container uses are unmounted.
+  void release_volumes(const Record& r);
+
   // --- network.cc
   // kConflict when another container publishes one of req's host ports. Under mu.
-  Result<void> check_ports_free(const CreateRequest& req);
+  Result<void> check_ports_free(const CreateRequest& req, const Record* self = nullptr);
   // At create: the network resolved, an address reserved (released by undo on failure).
   Result<void> reserve_network(CreateRequest& req, Container& c, Rollback& undo);
   // The spec's network namespace and the generated resolv.conf and hosts of a networked

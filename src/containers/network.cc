@@ -77,9 +77,9 @@ Result<Attachment> attachment_from_json(const Json& j) {
   return a;
 }
 
-Result<void> Engine::Impl::check_ports_free(const CreateRequest& req) {
+Result<void> Engine::Impl::check_ports_free(const CreateRequest& req, const Record* self) {
   for (const auto& [id, other] : by_id)
-    for (const auto& mine : req.ports)
+    for (const auto& mine : other.get() == self ? std::vector<PublishedPort>{} : req.ports)
       for (const auto& theirs : other->req.ports) {
         bool same_ip = mine.host_ip == theirs.host_ip || mine.host_ip == "0.0.0.0" ||
                        theirs.host_ip == "0.0.0.0";

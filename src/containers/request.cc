@@ -56,18 +56,45 @@ Result<int64_t> integer(const Json& v, std::string_view field, int64_t min) {
   return v.get<int64_t>();
 }
 
+// POOL/VOL or VOL: names as storage pools and volumes take them.
+bool valid_volume_name(std::string_view v) {
+  auto part = [](std::string_view p) {
+    return !p.empty() && p.size() <= 128 && std::isalnum(static_cast<unsigned char>(p[0])) &&
+           std::all_of(p.begin(), p.end(), [](char c) {
+             return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+           });
+  };
+  auto slash = v.find('/');
+  if (slash == std::string_view::npos) return part(v);
+  return part(v.substr(0, slash)) && part(v.substr(slash + 1));
+}
+
 Result<BindMount> parse_mount(const Json& m) {
   if (!m.is_object()) return std::unexpected(bad("mounts", "an array of objects"));
   BindMount b;
   for (const auto& [k, v] : m.items()) {
     if (k == "source")
       b.source = TRY(string(v, "mounts[].source"));
+    else if (k == "volume")
+      b.volume = TRY(string(v, "mounts[].volume"));
     else if (k == "target")
       b.target = TRY(string(v, "mounts[].target"));
     else if (k == "read_only")
       b.read_only = TRY(boolean(v, "mounts[].read_only"));
     else
       return make_error(ErrorCode::kInvalidArgument, "unknown field 'mounts[].{}'", k);
+  }
+  if (!b.volume.empty()) {
+    if (!b.source.empty())
+      return make_error(ErrorCode::kInvalidArgument,
+                        "mounts: give either source (a host path) or volume, not both");
+    if (!valid_volume_name(b.volume))
+      return make_error(ErrorCode::kInvalidArgument,
+                        "mounts: volume '{}': expected VOLUME or POOL/VOLUME", b.volume);
+    if (b.volume.find('/') == std::string::npos) b.volume = "default/" + b.volume;
+    if (!b.target.starts_with('/'))
+      return make_error(ErrorCode::kInvalidArgument, "mounts: target must be an absolute path");
+    return b;
   }
   if (!b.source.starts_with('/') || !b.target.starts_with('/'))
     return make_error(ErrorCode::kInvalidArgument,
@@ -178,8 +205,10 @@ Result<void> parse_network(const Json& v, CreateRequest& r) {
   return {};
 }
 
+}  // namespace
+
 // Ports need an interface of the container's own, and each host port once.
-Result<void> check_ports(const CreateRequest& r) {
+Result<void> check_network_request(const CreateRequest& r) {
   if (!r.ports.empty() && r.network != NetworkMode::kNetwork)
     return make_error(ErrorCode::kInvalidArgument,
                       "publishing ports needs a Vireo network: with network {} the container has "
@@ -199,6 +228,8 @@ Result<void> check_ports(const CreateRequest& r) {
     }
   return {};
 }
+
+namespace {
 
 // {"command": [...], "interval_ms"?, "timeout_ms"?, "start_period_ms"?, "retries"?}
 Result<HealthCheck> parse_health(const Json& v) {
@@ -315,6 +346,18 @@ Result<PublishedPort> parse_port_spec(std::string_view spec) {
   return parse_port_spec_impl(spec);
 }
 
+Result<std::vector<PublishedPort>> parse_ports(const Json& v) {
+  if (!v.is_array()) return std::unexpected(bad("ports", "an array of objects or strings"));
+  std::vector<PublishedPort> out;
+  for (const auto& p : v) out.push_back(TRY(parse_port(p)));
+  return out;
+}
+
+std::string monitor_publish_spec(const PublishedPort& p, const std::string& ctr_ip) {
+  return fmt::format("{}:{}:{}:{}:{}", p.protocol, p.host_ip, p.host_port, ctr_ip,
+                     p.container_port);
+}
+
 std::string format_port(const PublishedPort& p) {
   return fmt::format("{}:{}->{}/{}", p.host_ip, p.host_port, p.container_port, p.protocol);
 }
@@ -402,8 +445,7 @@ Result<CreateRequest> parse_create_request(const Json& body) {
     } else if (k == "ip") {
       r.ip = TRY(string(v, k));
     } else if (k == "ports") {
-      if (!v.is_array()) return std::unexpected(bad(k, "an array of objects or strings"));
-      for (const auto& p : v) r.ports.push_back(TRY(parse_port(p)));
+      r.ports = TRY(parse_ports(v));
     } else if (k == "restart") {
       r.restart = TRY(parse_restart(v));
     } else if (k == "health") {
@@ -428,7 +470,7 @@ Result<CreateRequest> parse_create_request(const Json& body) {
     return make_error(ErrorCode::kInvalidArgument, "container name 'prune' is reserved");
   if (r.wait && !r.start)
     return make_error(ErrorCode::kInvalidArgument, "field 'wait' needs 'start'");
-  TRY(check_ports(r));
+  TRY(check_network_request(r));
   if (r.restart.kind != RestartKind::kNo && r.auto_remove)
     return make_error(ErrorCode::kInvalidArgument,
                       "auto_remove cannot be combined with a restart policy");
@@ -444,7 +486,10 @@ Json to_json(const CreateRequest& r) {
                      {"protocol", p.protocol}});
   Json mounts = Json::array();
   for (const auto& m : r.mounts)
-    mounts.push_back({{"source", m.source}, {"target", m.target}, {"read_only", m.read_only}});
+    mounts.push_back(
+        m.volume.empty()
+            ? Json{{"source", m.source}, {"target", m.target}, {"read_only", m.read_only}}
+            : Json{{"volume", m.volume}, {"target", m.target}, {"read_only", m.read_only}});
   Json j = {{"image", r.image},
             {"name", r.name},
             {"command", r.command ? Json(*r.command) : Json(nullptr)},
@@ -481,8 +526,7 @@ Json to_json(const CreateRequest& r) {
 
 Result<Json> build_spec(const CreateRequest& r, const std::string& hostname,
                         const image::ImageConfig& image, const std::vector<image::Layer>& layers,
-                        const std::filesystem::path& rootfs,
-                        const container::SpecOptions& base) {
+                        const std::filesystem::path& rootfs, const container::SpecOptions& base) {
   image::ImageConfig c = image;
   if (r.entrypoint) {
     c.entrypoint = *r.entrypoint;
@@ -515,6 +559,7 @@ Result<Json> build_spec(const CreateRequest& r, const std::string& hostname,
   spec["hostname"] = hostname;
 
   for (const auto& m : r.mounts) {
+    if (!m.volume.empty()) continue;  // the engine mounts volumes and adds them
     struct stat st {};
     if (::stat(m.source.c_str(), &st) != 0)
       return make_error(ErrorCode::kNotFound, "bind mount source {}: {}", m.source,

@@ -25,10 +25,13 @@ struct RestartPolicy {
   int max_retries = 0;  // on-failure only; 0 = unlimited
 };
 
+// A bind mount of a host path, or of a named volume's file system (volume: "POOL/VOL"; "VOL"
+// in a request is "default/VOL"; source is then filled in by the engine where it is mounted).
 struct BindMount {
   std::string source;  // absolute host path
   std::string target;  // absolute container path
   bool read_only = false;
+  std::string volume;
 };
 
 // kNetwork: an interface on a Vireo network (network_name; empty — "default" in JSON — for the
@@ -47,6 +50,10 @@ struct PublishedPort {
 // "[IP:]HOST:CTR[/tcp|/udp]" as docker run -p takes it; kInvalidArgument naming the spec.
 [[nodiscard]] Result<PublishedPort> parse_port_spec(std::string_view spec);
 std::string format_port(const PublishedPort& p);  // "0.0.0.0:8080->80/tcp"
+// A "ports" array of the API: "[IP:]HOST:CTR[/udp]" strings or objects.
+[[nodiscard]] Result<std::vector<PublishedPort>> parse_ports(const Json& v);
+// vireo-monitor's --publish value for p with the container's address ctr_ip.
+std::string monitor_publish_spec(const PublishedPort& p, const std::string& ctr_ip);
 
 // A health check (docker run --health-cmd): command run in the container every interval; a
 // run that exits non-zero or outlasts timeout is a failure; retries failures in a row make the
@@ -92,6 +99,8 @@ struct CreateRequest {
 
 // Strict: unknown fields and wrong types are kInvalidArgument naming the field.
 [[nodiscard]] Result<CreateRequest> parse_create_request(const Json& body);
+// Ports and address need a Vireo network; each host port once (kInvalidArgument).
+[[nodiscard]] Result<void> check_network_request(const CreateRequest& r);
 // The normalized request (every field present, start/wait left out).
 Json to_json(const CreateRequest& r);
 // The OCI linux.resources of the request's limits (memory, cpu, pids).

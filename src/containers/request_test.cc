@@ -245,8 +245,14 @@ TEST(UpdateRequest, ParsedStrictly) {
   EXPECT_EQ(*u->pids_limit, 10);
   for (const Json& bad :
        {Json::object(), Json::array(), Json{{"memory", 1 << 20}}, Json{{"memory", "1G"}},
-        Json{{"cpus", 0}}, Json{{"pids_limit", -1}}, Json{{"ports", Json::array()}}})
+        Json{{"cpus", 0}}, Json{{"pids_limit", -1}}, Json{{"ports", "8080:80"}},
+        Json{{"ports", {"80"}}}, Json{{"volumes", Json::array()}}})
     EXPECT_FALSE(parse_update_request(bad)) << bad.dump();
+  // Ports alone (none at all included) are an update.
+  auto ports = parse_update_request(Json{{"ports", {"8080:80", "53:53/udp"}}});
+  ASSERT_TRUE(ports) << ports.error().message();
+  EXPECT_EQ(ports->ports->size(), 2u);
+  EXPECT_TRUE(parse_update_request(Json{{"ports", Json::array()}}));
 }
 
 TEST(HealthCheckTest, ParsedStrictlyAndRoundTrips) {

@@ -112,6 +112,7 @@ Result<void> Engine::Impl::ensure_rootfs(Record& r) {
 Result<void> Engine::Impl::start_locked(const std::shared_ptr<Record>& r) {
   TRY(ensure_rootfs(*r));
   TRY(ensure_network(*r));
+  TRY(ensure_volumes(*r));
   fs::path mdir = monitor_dir(*r);
   TRY(make_dirs(mdir, 0700));
   std::vector<std::string> argv = {o.monitor,

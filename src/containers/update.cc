@@ -1,4 +1,7 @@
 // Engine::update: new resource limits for a container, live and saved.
+#include <poll.h>
+#include <sys/socket.h>
+
 #include "base/file.h"
 #include "base/strings.h"
 #include "base/subprocess.h"
@@ -11,6 +14,9 @@ namespace vireo::containers {
 namespace {
 
 constexpr int64_t kMinMemory = 6 << 20;  // as Docker: less cannot start a process
+// vireo-monitor's attach frames (monitor/attach.h; the engine does not link the monitor).
+constexpr uint8_t kPublishFrame = 6;
+constexpr uint8_t kResultFrame = 7;
 
 Result<int64_t> positive_int(const Json& v, const std::string& field) {
   if (!v.is_number_integer() || v.get<int64_t>() <= 0)
@@ -18,12 +24,51 @@ Result<int64_t> positive_int(const Json& v, const std::string& field) {
   return v.get<int64_t>();
 }
 
+// Sends the monitor the new published ports over its attach socket and reads its answer.
+Result<void> publish_live(Engine& engine, const std::string& id, const std::string& specs) {
+  Fd fd = TRY(engine.attach(id, std::chrono::seconds(5)));
+  std::string frame(5, '\0');
+  frame[0] = static_cast<char>(kPublishFrame);
+  const uint32_t n = static_cast<uint32_t>(specs.size());
+  for (int i = 0; i < 4; ++i) frame[1 + i] = static_cast<char>(n >> (24 - 8 * i));
+  frame += specs;
+  if (::send(fd.get(), frame.data(), frame.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(frame.size()))
+    return errno_error("send the ports to the container's monitor");
+  // Output frames of the container may come first: skip them until the result.
+  std::string in;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    while (in.size() >= 5) {
+      uint32_t len = (uint32_t(uint8_t(in[1])) << 24) | (uint32_t(uint8_t(in[2])) << 16) |
+                     (uint32_t(uint8_t(in[3])) << 8) | uint32_t(uint8_t(in[4]));
+      if (in.size() < 5 + len) break;
+      if (static_cast<uint8_t>(in[0]) == kResultFrame) {
+        std::string error = in.substr(5, len);
+        if (error.empty()) return {};
+        return make_error(ErrorCode::kConflict, "{}", error);
+      }
+      in.erase(0, 5 + len);
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{fd.get(), POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0)
+      return make_error(ErrorCode::kTimeout, "the container's monitor did not answer");
+    char buf[4096];
+    ssize_t got = ::recv(fd.get(), buf, sizeof buf, 0);
+    if (got <= 0)
+      return make_error(ErrorCode::kConflict, "the container exited while its ports changed");
+    in.append(buf, static_cast<size_t>(got));
+  }
+}
+
 }  // namespace
 
 Result<UpdateRequest> parse_update_request(const Json& body) {
   if (!body.is_object())
     return make_error(ErrorCode::kInvalidArgument,
-                      "body must be {\"memory\"?, \"cpus\"?, \"pids_limit\"?}");
+                      "body must be {\"memory\"?, \"cpus\"?, \"pids_limit\"?, \"ports\"?}");
   UpdateRequest u;
   for (const auto& [k, v] : body.items()) {
     if (k == "memory") {
@@ -37,13 +82,15 @@ Result<UpdateRequest> parse_update_request(const Json& body) {
       u.cpus = v.get<double>();
     } else if (k == "pids_limit") {
       u.pids_limit = TRY(positive_int(v, k));
+    } else if (k == "ports") {
+      u.ports = TRY(parse_ports(v));
     } else {
       return make_error(ErrorCode::kInvalidArgument, "unknown field '{}'", k);
     }
   }
-  if (!u.memory && !u.cpus && !u.pids_limit)
+  if (!u.memory && !u.cpus && !u.pids_limit && !u.ports)
     return make_error(ErrorCode::kInvalidArgument,
-                      "nothing to update: give memory, cpus or pids_limit");
+                      "nothing to update: give memory, cpus, pids_limit or ports");
   return u;
 }
 
@@ -62,9 +109,23 @@ Result<Container> Engine::update(const std::string& name, const UpdateRequest& u
   if (u.memory) req.memory = u.memory;
   if (u.cpus) req.cpus = u.cpus;
   if (u.pids_limit) req.pids_limit = u.pids_limit;
-  TRY(check_rootless(req));  // limits need a delegated cgroup
+  if (u.memory || u.cpus || u.pids_limit) TRY(check_rootless(req));  // a delegated cgroup
+  if (u.ports) {
+    req.ports = *u.ports;
+    TRY(check_network_request(req));
+    {
+      std::lock_guard lock(impl_->mu);
+      TRY(impl_->check_ports_free(req, r.get()));
+    }
+    if (running) {
+      std::string specs;
+      for (const auto& p : req.ports) specs += monitor_publish_spec(p, r->c.network->ip) + "\n";
+      TRY_CTX(publish_live(*this, id, specs), "ports of container {}", r->c.name);
+    }
+  }
+  const bool limits = u.memory || u.cpus || u.pids_limit;
   Json resources = resources_json(req);
-  if (running) {
+  if (running && limits) {
     auto p = run_process(
         {impl_->o.runtime, "--root", impl_->runtime_root.string(), "update", "-r", "-", id},
         {.input = resources.dump(), .timeout = std::chrono::seconds(10)});
@@ -76,7 +137,8 @@ Result<Container> Engine::update(const std::string& name, const UpdateRequest& u
   // The bundle's config.json too: the next start runs with the new limits.
   auto config_path = r->dir / "bundle" / "config.json";
   Json config = TRY(parse_json(TRY(read_file(config_path))));
-  for (const auto& [k, v] : resources.items()) config["linux"]["resources"][k] = v;
+  if (limits)
+    for (const auto& [k, v] : resources.items()) config["linux"]["resources"][k] = v;
   TRY(write_file_atomic(config_path, config.dump(2) + "\n", 0600));
   TRY(write_file_atomic(r->dir / "spec.json", to_json(req).dump(2) + "\n", 0600));
   std::lock_guard lock(impl_->mu);

@@ -14,6 +14,7 @@
 #include "base/subprocess.h"
 #include "containers/engine.h"
 #include "daemon/container_attach.h"
+#include "daemon/container_volumes.h"
 #include "daemon/image_manager.h"
 #include "daemon/networks.h"
 
@@ -65,7 +66,7 @@ class ContainerService : public std::enable_shared_from_this<ContainerService> {
  public:
   ContainerService(server::EventHub& events, server::OperationManager& operations,
                    boost::asio::io_context& io, std::shared_ptr<ImageManager> images, fs::path root,
-                   NetworkManager* networks)
+                   NetworkManager* networks, StorageManager* storage)
       : events_(events),
         operations_(operations),
         io_(io),
@@ -74,6 +75,9 @@ class ContainerService : public std::enable_shared_from_this<ContainerService> {
     // A rootless vireod's containers cannot join Vireo networks (veth pairs and netd ports need
     // root): without a backend their default network is none.
     if (networks && ::geteuid() == 0) backend_ = std::make_unique<NetdBackend>(*networks);
+    // Loop mounts need root too.
+    if (storage && ::geteuid() == 0)
+      volumes_ = std::make_unique<StorageVolumes>(*storage, root_ / "volumes");
   }
 
   ~ContainerService() {
@@ -102,7 +106,8 @@ class ContainerService : public std::enable_shared_from_this<ContainerService> {
                                  meta["id"] = c.id;
                                  events_.publish("lifecycle", std::move(meta));
                                },
-                           .networks = backend_.get()});
+                           .networks = backend_.get(),
+                           .volumes = volumes_.get()});
     if (!e) return std::unexpected(std::move(e.error()).with_context("containers"));
     engine_ = std::move(*e);
     return engine_.get();
@@ -176,6 +181,7 @@ class ContainerService : public std::enable_shared_from_this<ContainerService> {
   std::shared_ptr<ImageManager> images_;
   fs::path root_;
   std::unique_ptr<NetdBackend> backend_;
+  std::unique_ptr<StorageVolumes> volumes_;
   std::mutex open_mutex_;
   std::unique_ptr<Engine> engine_;
   std::mutex threads_mutex_;
@@ -370,6 +376,38 @@ void add_item_routes(server::Router& router, const std::shared_ptr<ContainerServ
         });
     return server::accepted(op);
   });
+  // {"direction": "in"|"out", "container_path", "host_path"}: `vireo ct cp` (host paths are the
+  // daemon's: the API is local or root-equivalent, as for image import and export).
+  router.add_sync(Method::kPost, one + "/copy", [s](Request& req) -> Result<Response> {
+    auto* e = TRY(s->engine());
+    Json body = TRY(req.json_body());
+    if (!body.is_object())
+      return make_error(ErrorCode::kInvalidArgument,
+                        "body must be {\"direction\", \"container_path\", \"host_path\"}");
+    for (const auto& [k, v] : body.items())
+      if (k != "direction" && k != "container_path" && k != "host_path")
+        return make_error(ErrorCode::kInvalidArgument, "unknown field '{}'", k);
+    const std::string direction = body.value("direction", "");
+    const std::string inside = body.value("container_path", "");
+    const std::string host = body.value("host_path", "");
+    if ((direction != "in" && direction != "out") || inside.empty() || !host.starts_with('/'))
+      return make_error(ErrorCode::kInvalidArgument,
+                        "direction must be in or out, container_path given and host_path "
+                        "absolute");
+    Container c = TRY(e->get(req.params["name"]));
+    auto op = s->operations().start(
+        fmt::format("Copy {} container {}", direction == "in" ? "into" : "out of", c.name),
+        ContainerService::resources(c.name), server::Cancellable::kNo,
+        [s, id = c.id, direction, inside, host](server::OperationContext&) -> Result<Json> {
+          auto* e = TRY(s->engine());
+          if (direction == "in")
+            TRY(e->copy_in(id, host, inside));
+          else
+            TRY(e->copy_out(id, inside, host));
+          return Json::object();
+        });
+    return server::accepted(op);
+  });
   router.add_sync(Method::kPost, one + "/wait", [s](Request& req) -> Result<Response> {
     auto* e = TRY(s->engine());
     Container c = TRY(e->get(req.params["name"]));
@@ -410,9 +448,9 @@ void add_item_routes(server::Router& router, const std::shared_ptr<ContainerServ
 void add_container_routes(server::Router& router, server::EventHub& events,
                           server::OperationManager& operations, boost::asio::io_context& io,
                           const std::shared_ptr<ImageManager>& images, const fs::path& state_root,
-                          NetworkManager* networks) {
+                          NetworkManager* networks, StorageManager* storage) {
   auto s = std::make_shared<ContainerService>(events, operations, io, images,
-                                              state_root / "containers", networks);
+                                              state_root / "containers", networks, storage);
   // At start: re-adopt what runs and apply the restart policies; a failure is retried by the
   // first request.
   if (auto e = s->engine(); !e)

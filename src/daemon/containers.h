@@ -22,12 +22,14 @@ namespace vireo::daemon {
 
 class ImageManager;
 class NetworkManager;
+class StorageManager;
 
-// networks: for containers on Vireo networks (null: network none and host only); outlives the
-// routes.
+// networks: for containers on Vireo networks (null: network none and host only); storage: for
+// named volumes (null: bind mounts only); both outlive the routes.
 void add_container_routes(server::Router& router, server::EventHub& events,
                           server::OperationManager& operations, boost::asio::io_context& io,
                           const std::shared_ptr<ImageManager>& images,
-                          const std::filesystem::path& state_root, NetworkManager* networks);
+                          const std::filesystem::path& state_root, NetworkManager* networks,
+                          StorageManager* storage);
 
 }  // namespace vireo::daemon

@@ -91,13 +91,13 @@ struct Daemon::Impl {
   asio::io_context io{1};
   server::EventHub events{io};
   server::OperationManager operations{io, events};
-  // Before the router: the container routes and the VMs use it until they are destroyed.
+  // Before the router: the container routes and the VMs use them until they are destroyed.
   std::unique_ptr<NetworkManager> networks;
+  std::unique_ptr<StorageManager> storage;
   server::Router router;
   server::ObjectService objects{*store, events, operations};
   std::unique_ptr<server::HttpServer> http;
   std::unique_ptr<VmManager> vms;
-  std::unique_ptr<StorageManager> storage;
   std::shared_ptr<EventLogSink> log_sink;
   api::HostInfo host;
   uint16_t tls_port = 0;
@@ -137,7 +137,8 @@ void Daemon::Impl::add_routes() {
   storage->add_routes(router);
   add_sandbox_routes(router, events, operations, (config.root / "apps").string());
   auto images = add_image_routes(router, events, operations, config.root);
-  add_container_routes(router, events, operations, io, images, config.root, networks.get());
+  add_container_routes(router, events, operations, io, images, config.root, networks.get(),
+                       storage.get());
   if (config.debug_api) add_debug_routes();
 }
 

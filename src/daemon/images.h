@@ -24,7 +24,7 @@ class ImageManager;
 // Registers the routes; the image manager they share lives as long as the router (returned for
 // the container routes, which use the same store).
 std::shared_ptr<ImageManager> add_image_routes(server::Router& router, server::EventHub& events,
-                      server::OperationManager& operations,
-                      const std::filesystem::path& state_root);
+                                               server::OperationManager& operations,
+                                               const std::filesystem::path& state_root);
 
 }  // namespace vireo::daemon

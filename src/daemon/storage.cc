@@ -149,8 +149,12 @@ void StorageManager::lifecycle(const std::string& action, const std::string& sou
   events_.publish("lifecycle", api::lifecycle_metadata(action, source));
 }
 
+Result<Json> StorageManager::show_volume(const std::string& pool, const std::string& volume) {
+  return call({{"op", "vol.show"}, {"pool", pool}, {"name", volume}});
+}
+
 Result<std::string> StorageManager::volume_uri(const std::string& pool, const std::string& volume) {
-  Json reply = TRY(call({{"op", "vol.show"}, {"pool", pool}, {"name", volume}}));
+  Json reply = TRY(show_volume(pool, volume));
   if (!reply.contains("uri") || !reply["uri"].is_string())
     return make_error(ErrorCode::kInternal, "vireo-storaged: no uri for volume {}/{}", pool,
                       volume);

@@ -40,6 +40,8 @@ class StorageManager {
   void add_routes(server::Router& router);
   // The nbd+unix URI of POOL/VOL, for VM disks; kNotFound when there is no such volume.
   [[nodiscard]] Result<std::string> volume_uri(const std::string& pool, const std::string& volume);
+  // vireo-storaged's vol.show of POOL/VOL (format, size, file for dir pools, ...).
+  [[nodiscard]] Result<Json> show_volume(const std::string& pool, const std::string& volume);
 
  private:
   // A control connection; (re)starts vireo-storaged when nothing answers.

@@ -140,6 +140,11 @@ bool AttachServer::parse_frames(Client& c) {
       case FrameType::kCloseStdin:
         sink_->on_close_stdin();
         break;
+      case FrameType::kPublish:
+        append_frame(c.out, FrameType::kResult, sink_->on_publish(payload));
+        if (!flush(c)) return false;
+        update_interest(c);
+        break;
       default:
         return false;
     }

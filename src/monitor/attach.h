@@ -11,7 +11,11 @@
 // client -> monitor:  0 stdin bytes (ignored unless the monitor runs with --stdin or --tty),
 //                     4 resize: rows and cols, each 2 bytes big-endian (TIOCSWINSZ on the pty),
 //                     5 close stdin: the container reads end of file once what was sent is
-//                       written (ignored with --tty).
+//                       written (ignored with --tty),
+//                     6 publish: the container's published ports from now on, --publish
+//                       values one per line (vireod's `vireo ct update -p`); the monitor
+//                       answers that client alone with
+// monitor -> client:  7 result: empty when the ports were applied, else the error line.
 // A client payload above kMaxClientPayload, or an unknown type, disconnects the client.
 //
 // Slow clients: output to each client is queued up to kMaxQueued bytes; a client that falls
@@ -36,6 +40,8 @@ enum class FrameType : uint8_t {
   kExit = 3,
   kResize = 4,
   kCloseStdin = 5,
+  kPublish = 6,  // client -> monitor: the published ports from now on
+  kResult = 7,   // monitor -> that client: "" when done, else the error line
 };
 
 // What the server does with client input; implemented by the monitor.
@@ -45,6 +51,12 @@ class AttachSink {
   virtual void on_stdin(std::string_view data) = 0;
   virtual void on_resize(uint16_t rows, uint16_t cols) = 0;
   virtual void on_close_stdin() = 0;
+  // specs: --publish values, one per line (none: publish nothing). "" when applied, else why
+  // not (then nothing changed).
+  virtual std::string on_publish(std::string_view specs) {
+    (void)specs;
+    return "this monitor does not publish ports";
+  }
 };
 
 // Appends one frame to out.

@@ -502,6 +502,28 @@ void Monitor::on_close_stdin() {
   if (stdin_buf_.empty()) close_stdin_pipe();
 }
 
+std::string Monitor::on_publish(std::string_view specs) {
+  if (o_.netns.empty()) return "the container has no network namespace of its own (--netns)";
+  std::vector<PublishedPort> ports;
+  while (!specs.empty()) {
+    auto nl = specs.find('\n');
+    std::string_view line = specs.substr(0, nl);
+    specs = nl == std::string_view::npos ? std::string_view() : specs.substr(nl + 1);
+    if (line.empty()) continue;
+    auto port = parse_publish(std::string(line));
+    if (!port) return port.error().message();
+    ports.push_back(*port);
+  }
+  if (!proxy_) {
+    auto proxy = PortProxy::create(o_.netns, ports, epoll_.get());
+    if (!proxy) return proxy.error().message();
+    proxy_ = std::move(*proxy);
+    return "";
+  }
+  auto applied = proxy_->set_ports(ports);
+  return applied ? "" : applied.error().message();
+}
+
 void Monitor::finish() {
   // The published ports go with the container, before its exit is recorded.
   proxy_.reset();

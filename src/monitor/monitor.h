@@ -63,6 +63,7 @@ class Monitor final : public AttachSink {
   void on_stdin(std::string_view data) override;
   void on_resize(uint16_t rows, uint16_t cols) override;
   void on_close_stdin() override;
+  std::string on_publish(std::string_view specs) override;
 
  private:
   explicit Monitor(const Options& o) : o_(o) {}

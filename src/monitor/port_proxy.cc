@@ -108,15 +108,66 @@ Result<std::unique_ptr<PortProxy>> PortProxy::create(const std::string& netns,
     return errno_error("--netns " + netns);
   p->same_ns_ = ctr.st_dev == own.st_dev && ctr.st_ino == own.st_ino;
   for (const PublishedPort& port : ports) TRY(p->bind_port(port));
-  bool udp = std::any_of(ports.begin(), ports.end(),
-                         [](const PublishedPort& port) { return port.proto == Proto::kUdp; });
-  if (udp) {
-    p->datagram_.reset(new char[kDatagramSize]);
-    p->timer_ = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
-    if (!p->timer_) return errno_error("timerfd_create");
-    TRY(p->add(p->timer_.get(), EPOLLIN, Kind::kTimer, nullptr));
-  }
+  TRY(p->ensure_timer());
   return p;
+}
+
+// UDP ports need the datagram buffer and the idle timer.
+Result<void> PortProxy::ensure_timer() {
+  bool udp = std::any_of(listeners_.begin(), listeners_.end(),
+                         [](const auto& l) { return l->port.proto == Proto::kUdp; });
+  if (!udp || timer_) return {};
+  datagram_.reset(new char[kDatagramSize]);
+  timer_ = Fd(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!timer_) return errno_error("timerfd_create");
+  return add(timer_.get(), EPOLLIN, Kind::kTimer, nullptr);
+}
+
+static bool same_host_port(const PublishedPort& a, const PublishedPort& b) {
+  return a.proto == b.proto && a.host_ip == b.host_ip && a.host_port == b.host_port;
+}
+
+static bool same_port(const PublishedPort& a, const PublishedPort& b) {
+  return same_host_port(a, b) && a.ctr_ip == b.ctr_ip && a.ctr_port == b.ctr_port;
+}
+
+void PortProxy::close_listener(size_t index) {
+  Listener& l = *listeners_[index];
+  while (!l.sessions.empty()) close_session(l, l.sessions.size() - 1);
+  forget(l.fd.get());
+  listeners_.erase(listeners_.begin() + static_cast<std::ptrdiff_t>(index));
+}
+
+Result<void> PortProxy::set_ports(const std::vector<PublishedPort>& ports) {
+  auto wanted = [&](const PublishedPort& p) {
+    return std::any_of(ports.begin(), ports.end(), [&](const auto& q) { return same_port(p, q); });
+  };
+  // A host port that now leads elsewhere in the container is closed first (it could not be
+  // bound twice); the rest of the old set stays until the new one is complete.
+  std::vector<PublishedPort> moved;
+  for (size_t i = listeners_.size(); i-- > 0;) {
+    const PublishedPort old = listeners_[i]->port;
+    bool retargeted = !wanted(old) && std::any_of(ports.begin(), ports.end(), [&](const auto& q) {
+      return same_host_port(old, q);
+    });
+    if (!retargeted) continue;
+    moved.push_back(old);
+    close_listener(i);
+  }
+  const size_t before = listeners_.size();
+  for (const PublishedPort& p : ports) {
+    bool bound = std::any_of(listeners_.begin(), listeners_.begin() + before,
+                             [&](const auto& l) { return same_port(l->port, p); });
+    if (bound) continue;
+    if (auto r = bind_port(p); !r) {
+      while (listeners_.size() > before) close_listener(listeners_.size() - 1);
+      for (const PublishedPort& old : moved) (void)bind_port(old);  // best effort
+      return r;
+    }
+  }
+  for (size_t i = before; i-- > 0;)
+    if (!wanted(listeners_[i]->port)) close_listener(i);
+  return ensure_timer();
 }
 
 PortProxy::PortProxy(int epoll_fd, Limits limits) : epoll_fd_(epoll_fd), limits_(limits) {}

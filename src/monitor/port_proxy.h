@@ -58,6 +58,10 @@ class PortProxy {
   void handle(int fd, uint32_t events);
   // Closes every listener, connection and session.
   void stop();
+  // Publishes exactly ports from now on (`vireo ct update -p`): new ones are bound first, all or
+  // nothing (a port that cannot be bound fails the call and changes nothing), then the ports
+  // no longer wanted are closed with their UDP sessions. Established TCP connections stay.
+  [[nodiscard]] Result<void> set_ports(const std::vector<PublishedPort>& ports);
 
   // The host port that the i-th published port is bound to.
   uint16_t bound_port(size_t i) const;
@@ -85,6 +89,8 @@ class PortProxy {
   PortProxy(int epoll_fd, Limits limits);
 
   [[nodiscard]] Result<void> bind_port(const PublishedPort& p);
+  [[nodiscard]] Result<void> ensure_timer();
+  void close_listener(size_t index);
   [[nodiscard]] Result<Fd> socket_in_container(int type);
   [[nodiscard]] Result<void> add(int fd, uint32_t events, Kind kind, void* object);
   void forget(int fd);

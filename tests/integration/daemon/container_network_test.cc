@@ -159,6 +159,43 @@ TEST_F(ContainerNetworkTest, PublishedPortsReachTheContainerFromTheHost) {
   ASSERT_EQ(web["config"]["ports"].size(), 1u);
   EXPECT_EQ(web["config"]["ports"][0].value("host_port", 0), port);
 
+  // The ports change while it runs: the new one answers at once, the old one is closed, an
+  // established connection stays.
+  const uint16_t moved = free_port();
+  Fd held(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in at{
+      .sin_family = AF_INET, .sin_port = htons(port), .sin_addr = {htonl(INADDR_LOOPBACK)}};
+  ASSERT_EQ(::connect(held.get(), reinterpret_cast<sockaddr*>(&at), sizeof at), 0);
+  r = d.cli({"ct", "update", "-p", fmt::format("127.0.0.1:{}:8000", moved), "web"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  reply = exchange(moved, "GET /index.html HTTP/1.0\r\n\r\n");
+  EXPECT_NE(reply.find("hello-from-web"), std::string::npos) << reply;
+  EXPECT_EQ(exchange(port, "GET / HTTP/1.0\r\n\r\n"), "") << "the old port is closed";
+  const std::string get = "GET /index.html HTTP/1.0\r\n\r\n";
+  ASSERT_EQ(::send(held.get(), get.data(), get.size(), MSG_NOSIGNAL), ssize_t(get.size()));
+  char buf[256] = {};
+  EXPECT_GT(::recv(held.get(), buf, sizeof buf - 1, 0), 0) << "the established connection";
+  EXPECT_EQ(inspect("web")["config"]["ports"][0].value("host_port", 0), moved);
+  // A port the host holds is refused and the old set stays.
+  Fd taken(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in any{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}};
+  ASSERT_EQ(::bind(taken.get(), reinterpret_cast<sockaddr*>(&any), sizeof any), 0);
+  ASSERT_EQ(::listen(taken.get(), 1), 0);
+  socklen_t len = sizeof any;
+  ::getsockname(taken.get(), reinterpret_cast<sockaddr*>(&any), &len);
+  expect_refused(d,
+                 {"ct", "update", "-p", fmt::format("127.0.0.1:{}:8000", moved), "-p",
+                  fmt::format("127.0.0.1:{}:8000", ntohs(any.sin_port)), "web"},
+                 "already in use");
+  reply = exchange(moved, "GET /index.html HTTP/1.0\r\n\r\n");
+  EXPECT_NE(reply.find("hello-from-web"), std::string::npos) << "kept: " << reply;
+  EXPECT_EQ(inspect("web")["config"]["ports"].size(), 1u);
+  ASSERT_EQ(d.cli({"ct", "update", "--no-ports", "web"}).exit_code, 0);
+  EXPECT_EQ(exchange(moved, "GET / HTTP/1.0\r\n\r\n"), "");
+  ASSERT_EQ(d.cli({"ct", "update", "-p", fmt::format("127.0.0.1:{}:8000", port), "web"}).exit_code,
+            0);
+  EXPECT_NE(exchange_when_up(port, get).find("hello-from-web"), std::string::npos);
+
   // The same host port again: refused at create, naming the container that has it.
   expect_refused(d, {"ct", "run", "-d", "-p", fmt::format("{}:80", port), "busybox:1", "true"},
                  "already published by container web");

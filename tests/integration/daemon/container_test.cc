@@ -6,6 +6,7 @@
 // the next vireod, and bad input refused with one line and nothing left.
 #include <gtest/gtest.h>
 #include <unistd.h>
+#include <fstream>
 
 #include "base/json.h"
 #include "cli_expect.h"
@@ -20,6 +21,11 @@ using namespace std::chrono_literals;
 ProcessResult run(const std::vector<std::string>& argv) {
   auto r = run_process(argv, {.timeout = 60s});
   return r ? *r : ProcessResult{.exit_code = -1, .err = r.error().message()};
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 class ContainerTest : public ::testing::Test {
@@ -122,6 +128,19 @@ TEST_F(ContainerTest, DetachedContainerLifecycle) {
   EXPECT_EQ(stats[0].value("pids", uint64_t{0}), 1u) << stats.dump();
   EXPECT_EQ(stats[0].value("memory_limit", uint64_t{0}), 64u << 20) << stats.dump();
   EXPECT_GE(stats[0].value("cpu_percent", -1.0), 0.0) << stats.dump();
+  // Streaming: a sample a second until the container stops.
+  ASSERT_EQ(
+      d.cli({"ct", "run", "-d", "--name", "brief", "--net", "none", "busybox:1", "sleep", "3"})
+          .exit_code,
+      0);
+  auto streamed = d.cli({"ct", "stats", "--stream", "brief"});
+  EXPECT_EQ(streamed.exit_code, 0) << streamed.err;
+  size_t samples = 0;
+  for (size_t at = 0; (at = streamed.out.find("\nbrief ", at)) != std::string::npos; ++at)
+    ++samples;
+  EXPECT_GE(samples, 1u) << streamed.out;
+  EXPECT_LE(samples, 4u) << streamed.out;
+  ASSERT_EQ(d.cli({"ct", "rm", "brief"}).exit_code, 0);
   // update: new limits for the running container, kept in its configuration.
   ASSERT_EQ(d.cli({"ct", "update", "--memory", "128M", "--pids-limit", "50", "web"}).exit_code, 0);
   EXPECT_EQ(json({"ct", "stats", "web"})[0].value("memory_limit", uint64_t{0}), 128u << 20);
@@ -226,11 +245,113 @@ TEST_F(ContainerTest, HealthChecksReportStatusAndEvents) {
                  "need --health-cmd");
 }
 
+bool mounted(const fs::path& dir) {
+  std::ifstream mounts("/proc/self/mounts");
+  for (std::string line; std::getline(mounts, line);)
+    if (line.find(" " + dir.string() + " ") != std::string::npos) return true;
+  return false;
+}
+
+TEST_F(ContainerTest, NamedVolumesFromStoragePools) {
+  for (const char* vol : {"default/data", "default/owned", "default/seed"})
+    ASSERT_EQ(d.cli({"vol", "create", vol, "--size", "64M"}).exit_code, 0) << vol;
+  const fs::path data_dir = d.root() / "containers" / "volumes" / "default" / "data";
+
+  // A fresh volume gets a file system; what a container writes outlives the container.
+  auto r = d.cli({"ct", "run", "--rm", "--net", "none", "-v", "data:/data", "busybox:1", "sh", "-c",
+                  "echo kept > /data/f && ls -a /data"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, ".\n..\nf\n");  // empty at first: no lost+found
+  EXPECT_FALSE(mounted(data_dir)) << "unmounted once no container uses it";
+  r = d.cli({"ct", "run", "-d", "--name", "reader", "--net", "none", "-v", "default/data:/data:ro",
+             "busybox:1", "sleep", "1000"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(mounted(data_dir));
+  EXPECT_EQ(d.cli({"ct", "exec", "reader", "cat", "/data/f"}).out, "kept\n");
+  EXPECT_NE(d.cli({"ct", "exec", "reader", "touch", "/data/g"}).exit_code, 0) << "read-only";
+  // A second user of the volume keeps it mounted when the first goes.
+  r = d.cli({"ct", "run", "--rm", "--net", "none", "-v", "data:/d", "busybox:1", "cat", "/d/f"});
+  EXPECT_EQ(r.out, "kept\n") << r.err;
+  EXPECT_TRUE(mounted(data_dir));
+  ASSERT_EQ(d.cli({"ct", "rm", "-f", "reader"}).exit_code, 0);
+  EXPECT_FALSE(mounted(data_dir));
+
+  // A non-root user can write to a fresh volume at a path the image does not have.
+  r = d.cli({"ct", "run", "--rm", "--net", "none", "-u", "1000:1000", "-v", "owned:/work",
+             "busybox:1", "sh", "-c", "touch /work/x && id -u && ls -ln /work"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("1000     1000"), std::string::npos) << r.out;
+  // A fresh volume over a directory of the image starts with the image's content (as Docker).
+  r = d.cli({"ct", "run", "--rm", "--net", "none", "-v", "seed:/bin", "busybox:1", "sh", "-c",
+             "ls /bin/busybox"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "/bin/busybox\n");
+
+  // Volumes that cannot be used: one line, nothing left.
+  const size_t before = json({"ct", "ps", "-a"}).size();
+  expect_refused(d, {"ct", "run", "-v", "nosuch:/x", "busybox:1", "true"}, "nosuch");
+  ASSERT_EQ(d.cli({"vol", "create", "default/img", "--size", "64M", "--format", "qcow2"}).exit_code,
+            0);
+  expect_refused(d, {"ct", "run", "-v", "img:/x", "busybox:1", "true"}, "raw volumes");
+  expect_refused(d, {"ct", "run", "-v", "bad name:/x", "busybox:1", "true"}, "bad name");
+  expect_refused(d, {"ct", "run", "-v", "data:relative", "busybox:1", "true"}, "absolute");
+  EXPECT_EQ(json({"ct", "ps", "-a"}).size(), before);
+  EXPECT_FALSE(mounted(data_dir));
+}
+
+TEST_F(ContainerTest, CopyBetweenContainerAndHost) {
+  auto r =
+      d.cli({"ct", "run", "-d", "--name", "box", "--net", "none", "busybox:1", "sleep", "1000"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // A host file the container must never reach through its own symlinks.
+  const fs::path secret_dir = d.dir() / "secret";
+  fs::create_directories(secret_dir);
+  std::ofstream(secret_dir / "key") << "host only";
+  r = d.cli({"ct", "exec", "box", "sh", "-c",
+             "mkdir -p /srv/d && echo a > /srv/d/a && busybox ln -s " + secret_dir.string() +
+                 " /srv/esc && busybox ln -s " + secret_dir.string() + " /srv/trap"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  const fs::path out = d.dir() / "out";
+  fs::create_directories(out);
+  r = d.cli({"ct", "cp", "box:/srv/d", out.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_text(out / "d" / "a"), "a\n");
+  r = d.cli({"ct", "cp", "box:/srv/d/a", (out / "renamed.txt").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_text(out / "renamed.txt"), "a\n");
+  // The container's absolute symlink points into the container, not at the host's directory.
+  expect_refused(d, {"ct", "cp", "box:/srv/esc/key", out.string()}, "no such file");
+  EXPECT_FALSE(fs::exists(out / "key"));
+
+  // Into the container: a file into a directory, a tree under a new name.
+  std::ofstream(out / "in.txt") << "from host";
+  ASSERT_EQ(d.cli({"ct", "cp", (out / "in.txt").string(), "box:/srv"}).exit_code, 0);
+  EXPECT_EQ(d.cli({"ct", "exec", "box", "cat", "/srv/in.txt"}).out, "from host");
+  ASSERT_EQ(d.cli({"ct", "cp", (out / "d").string(), "box:/srv/copy"}).exit_code, 0);
+  EXPECT_EQ(d.cli({"ct", "exec", "box", "cat", "/srv/copy/a"}).out, "a\n");
+  // Copying onto the planted symlink replaces the link; the host directory is untouched.
+  ASSERT_EQ(d.cli({"ct", "cp", (out / "in.txt").string(), "box:/srv/trap"}).exit_code, 0);
+  EXPECT_EQ(d.cli({"ct", "exec", "box", "cat", "/srv/trap"}).out, "from host");
+  EXPECT_EQ(std::distance(fs::directory_iterator(secret_dir), fs::directory_iterator()), 1);
+
+  // A stopped container can be copied from too.
+  ASSERT_EQ(d.cli({"ct", "stop", "-t", "0", "box"}).exit_code, 0);
+  r = d.cli({"ct", "cp", "box:/srv/in.txt", (out / "after-stop.txt").string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_text(out / "after-stop.txt"), "from host");
+
+  expect_refused(d, {"ct", "cp", "box:/nope", out.string()}, "no such file");
+  expect_refused(d, {"ct", "cp", "nosuch:/x", out.string()}, "nosuch");
+  EXPECT_EQ(d.cli({"ct", "cp", out.string(), (out / "x").string()}).exit_code, 2) << "usage";
+  expect_refused(d, {"ct", "cp", (out / "missing").string(), "box:/srv"}, "missing");
+}
+
 TEST_F(ContainerTest, BadInputIsRefusedWithOneLine) {
   expect_refused(d, {"ct", "run", "nosuch:1", "true"}, "nosuch");
   expect_refused(d, {"ct", "run", "--name", "bad name", "busybox:1"}, "bad name");
   expect_refused(d, {"ct", "run", "--restart", "sometimes", "busybox:1"}, "--restart");
-  expect_refused(d, {"ct", "run", "-v", "data:/x", "busybox:1"}, "named volumes");
+  expect_refused(d, {"ct", "run", "-v", "data:/x", "busybox:1"}, "volume default/data");
   expect_refused(d, {"ct", "run", "-v", (d.dir() / "missing").string() + ":/x", "busybox:1"},
                  "missing");
   expect_refused(d, {"ct", "run", "--memory", "lots", "busybox:1"}, "--memory");
