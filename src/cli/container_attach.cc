@@ -20,8 +20,6 @@ namespace vireo::cli {
 
 namespace {
 
-const std::string kContainers = "/1.0/containers";
-
 // Frame types of the attach stream (docs/api.md; monitor/attach.h).
 enum class Frame : uint8_t {
   kStdin = 0,
@@ -50,14 +48,6 @@ void write_all(int fd, std::string_view data) {
     if (n <= 0) return;  // the reader is gone: nothing more to do with this output
     data.remove_prefix(static_cast<size_t>(n));
   }
-}
-
-Result<std::string> container_path(const std::string& name, const std::string& suffix = "") {
-  bool ok = !name.empty();
-  for (char c : name)
-    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-');
-  if (!ok) return make_error(ErrorCode::kInvalidArgument, "invalid container name '{}'", name);
-  return kContainers + "/" + name + suffix;
 }
 
 // The CLI's terminal in raw mode for as long as this lives.

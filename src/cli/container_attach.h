@@ -10,6 +10,11 @@
 
 namespace vireo::cli {
 
+inline const std::string kContainers = "/1.0/containers";
+// /1.0/containers/NAME + suffix; kInvalidArgument for a name containers cannot have.
+[[nodiscard]] Result<std::string> container_path(const std::string& name,
+                                                 const std::string& suffix = "");
+
 void add_attach_command(CLI::App* noun, Context& ctx);
 
 // vireo ct run -i/-t without -d: creates the container from body (the create request), attaches

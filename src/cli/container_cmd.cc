@@ -14,9 +14,16 @@
 
 namespace vireo::cli {
 
+Result<std::string> container_path(const std::string& name, const std::string& suffix) {
+  bool ok = !name.empty();
+  for (char c : name)
+    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-');
+  if (!ok) return make_error(ErrorCode::kInvalidArgument, "invalid container name '{}'", name);
+  return kContainers + "/" + name + suffix;
+}
+
 namespace {
 
-const std::string kContainers = "/1.0/containers";
 constexpr int kLogPollSeconds = 20;
 
 struct CreateFlags {
@@ -46,14 +53,6 @@ struct Flags {
 template <typename F>
 void run(CLI::App* cmd, Context& ctx, F body) {
   cmd->callback([&ctx, body] { ctx.outcome = body(); });
-}
-
-Result<std::string> container_path(const std::string& name, const std::string& suffix = "") {
-  bool ok = !name.empty();
-  for (char c : name)
-    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-');
-  if (!ok) return make_error(ErrorCode::kInvalidArgument, "invalid container name '{}'", name);
-  return kContainers + "/" + name + suffix;
 }
 
 Result<Json> request(Context& ctx, const char* method, const std::string& path,

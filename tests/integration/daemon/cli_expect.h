@@ -18,6 +18,28 @@
 
 namespace vireo::testing {
 
+// Runs argv to its end (bounded); a failure to run is exit code -1 with the reason in err.
+inline ProcessResult run(const std::vector<std::string>& argv) {
+  auto r = run_process(argv, {.timeout = std::chrono::seconds(60)});
+  return r ? *r : ProcessResult{.exit_code = -1, .err = r.error().message()};
+}
+
+// Imports busybox:1 into d: /bin/busybox with tools linked to it, and /tmp. Empty on success,
+// else what failed.
+inline std::string import_busybox(const DaemonProcess& d, const std::vector<std::string>& tools) {
+  namespace fs = std::filesystem;
+  fs::path rootfs = d.dir() / "rootfs";
+  fs::create_directories(rootfs / "bin");
+  fs::create_directories(rootfs / "tmp");
+  fs::copy_file("/bin/busybox", rootfs / "bin" / "busybox");
+  for (const auto& tool : tools) fs::create_symlink("busybox", rootfs / "bin" / tool);
+  std::string tar = (d.dir() / "busybox.tar").string();
+  auto r = run({"tar", "-C", rootfs.string(), "-cf", tar, "."});
+  if (r.exit_code != 0) return "tar: " + r.err;
+  r = d.cli({"image", "import", tar, "--tag", "busybox:1"});
+  return r.exit_code == 0 ? "" : "import: " + r.err;
+}
+
 // `vireo --format json ARGS`, expected to succeed; its output parsed (null when it failed).
 inline Json cli_json(const DaemonProcess& d, std::vector<std::string> args) {
   args.insert(args.begin(), {"--format", "json"});

@@ -106,17 +106,7 @@ class ContainerAttachTest : public ::testing::Test {
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "containers need root";
     ASSERT_TRUE(d.start()) << "vireod did not start";
-    fs::path rootfs = d.dir() / "rootfs";
-    fs::create_directories(rootfs / "bin");
-    fs::create_directories(rootfs / "tmp");
-    fs::copy_file("/bin/busybox", rootfs / "bin" / "busybox");
-    for (const char* tool : {"sh", "echo", "cat", "sleep", "tty", "stty", "true"})
-      fs::create_symlink("busybox", rootfs / "bin" / tool);
-    std::string tar = (d.dir() / "busybox.tar").string();
-    auto r = run_process({"tar", "-C", rootfs.string(), "-cf", tar, "."}, {.timeout = 60s});
-    ASSERT_TRUE(r && r->exit_code == 0);
-    auto imported = d.cli({"image", "import", tar, "--tag", "busybox:1"});
-    ASSERT_EQ(imported.exit_code, 0) << imported.err;
+    ASSERT_EQ(import_busybox(d, {"sh", "echo", "cat", "sleep", "tty", "stty", "true"}), "");
   }
   void TearDown() override {
     if (::geteuid() != 0) return;

@@ -22,11 +22,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-ProcessResult run(const std::vector<std::string>& argv) {
-  auto r = run_process(argv, {.timeout = 60s});
-  return r ? *r : ProcessResult{.exit_code = -1, .err = r.error().message()};
-}
-
 // A TCP port nobody listens on right now (the kernel's pick, released again).
 uint16_t free_port() {
   Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -68,18 +63,9 @@ class ContainerNetworkTest : public ::testing::Test {
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "containers on networks need root";
     ASSERT_TRUE(d.start()) << "vireod did not start";
-    fs::path rootfs = d.dir() / "rootfs";
-    fs::create_directories(rootfs / "bin");
-    fs::create_directories(rootfs / "tmp");
-    fs::copy_file("/bin/busybox", rootfs / "bin" / "busybox");
-    for (const char* tool : {"sh", "echo", "cat", "sleep", "ping", "nslookup", "httpd", "mkdir",
-                             "ip", "hostname", "wget"})
-      fs::create_symlink("busybox", rootfs / "bin" / tool);
-    std::string tar = (d.dir() / "busybox.tar").string();
-    auto r = run({"tar", "-C", rootfs.string(), "-cf", tar, "."});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    r = d.cli({"image", "import", tar, "--tag", "busybox:1"});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_EQ(import_busybox(d, {"sh", "echo", "cat", "sleep", "ping", "nslookup", "httpd", "mkdir",
+                                 "ip", "hostname", "wget"}),
+              "");
   }
   void TearDown() override {
     if (::geteuid() != 0) return;

@@ -18,11 +18,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-ProcessResult run(const std::vector<std::string>& argv) {
-  auto r = run_process(argv, {.timeout = 60s});
-  return r ? *r : ProcessResult{.exit_code = -1, .err = r.error().message()};
-}
-
 std::string read_text(const fs::path& p) {
   std::ifstream in(p);
   return std::string(std::istreambuf_iterator<char>(in), {});
@@ -33,17 +28,8 @@ class ContainerTest : public ::testing::Test {
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "containers need root";
     ASSERT_TRUE(d.start()) << "vireod did not start";
-    fs::path rootfs = d.dir() / "rootfs";
-    fs::create_directories(rootfs / "bin");
-    fs::create_directories(rootfs / "tmp");
-    fs::copy_file("/bin/busybox", rootfs / "bin" / "busybox");
-    for (const char* tool : {"sh", "echo", "cat", "id", "pwd", "sleep", "touch", "ls", "env"})
-      fs::create_symlink("busybox", rootfs / "bin" / tool);
-    std::string tar = (d.dir() / "busybox.tar").string();
-    auto r = run({"tar", "-C", rootfs.string(), "-cf", tar, "."});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    r = d.cli({"image", "import", tar, "--tag", "busybox:1"});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_EQ(import_busybox(d, {"sh", "echo", "cat", "id", "pwd", "sleep", "touch", "ls", "env"}),
+              "");
   }
   void TearDown() override {
     if (::geteuid() != 0) return;

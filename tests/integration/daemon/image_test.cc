@@ -22,11 +22,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-ProcessResult run(const std::vector<std::string>& argv) {
-  auto r = run_process(argv, {.timeout = 60s});
-  return r ? *r : ProcessResult{.exit_code = -1, .err = r.error().message()};
-}
-
 class ImageTest : public ::testing::Test {
  protected:
   void SetUp() override {

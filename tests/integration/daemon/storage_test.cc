@@ -28,11 +28,6 @@ bool alive(int pid) {
   return paren != std::string::npos && paren + 2 < stat->size() && (*stat)[paren + 2] != 'Z';
 }
 
-ProcessResult run(const std::vector<std::string>& argv) {
-  auto r = run_process(argv, {.timeout = 30s});
-  return r ? *r : ProcessResult{.exit_code = -1, .err = r.error().message()};
-}
-
 class StorageTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(d.start()) << "vireod did not start"; }
