@@ -30,7 +30,8 @@ struct CreateFlags {
   std::string name, workdir, user, network, ip, memory, restart, entrypoint;
   std::string health_cmd, health_interval, health_timeout, health_start_period;
   int health_retries = 0;
-  std::vector<std::string> env, env_files, volumes, cap_add, cap_drop, log_opts, publish;
+  std::vector<std::string> env, env_files, volumes, cap_add, cap_drop, log_opts, publish,
+      security_opts;
   double cpus = 0;
   int64_t pids_limit = 0;
   bool detach = false, interactive = false, tty = false, remove = false, read_only = false;
@@ -243,6 +244,18 @@ Result<Json> create_body(const CreateFlags& f, const std::vector<std::string>& i
   if (!f.cap_drop.empty()) body["cap_drop"] = f.cap_drop;
   if (f.read_only) body["read_only"] = true;
   if (!f.restart.empty()) body["restart"] = TRY(parse_restart(f.restart));
+  for (const auto& opt : f.security_opts) {
+    if (opt == "no-new-privileges" || opt == "no-new-privileges=true" ||
+        opt == "no-new-privileges:true")
+      body["no_new_privileges"] = true;
+    else if (opt == "no-new-privileges=false" || opt == "no-new-privileges:false")
+      body["no_new_privileges"] = false;
+    else
+      return make_error(ErrorCode::kInvalidArgument,
+                        "--security-opt {}: only no-new-privileges[=true|false] is supported (the "
+                        "seccomp profile and capabilities have their own flags)",
+                        opt);
+  }
   if (Json health = TRY(health_body(f)); !health.is_null()) body["health"] = health;
   for (const auto& opt : f.log_opts) TRY(apply_log_opt(opt, body));
   Json mounts = Json::array();
@@ -301,6 +314,9 @@ void add_create_flags(CLI::App* cmd, CreateFlags& f, bool run) {
   cmd->add_option("--log-opt", f.log_opts, "max-size=SIZE (10m default) or max-file=N (5)")
       ->allow_extra_args(false);
   cmd->add_flag("--read-only", f.read_only, "Mount the root file system read-only");
+  cmd->add_option("--security-opt", f.security_opts,
+                  "no-new-privileges[=true|false] (true by default)")
+      ->allow_extra_args(false);
   cmd->add_option("--health-cmd", f.health_cmd, "Health check: a shell command, 0 = healthy");
   cmd->add_option("--health-interval", f.health_interval, "Between checks (30s default)");
   cmd->add_option("--health-timeout", f.health_timeout, "A longer check fails (30s default)");

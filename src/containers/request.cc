@@ -418,6 +418,8 @@ Result<CreateRequest> parse_create_request(const Json& body) {
       r.read_only = TRY(boolean(v, k));
     } else if (k == "auto_remove") {
       r.auto_remove = TRY(boolean(v, k));
+    } else if (k == "no_new_privileges") {
+      r.no_new_privileges = TRY(boolean(v, k));
     } else if (k == "memory") {
       r.memory = TRY(integer(v, k, 4 * 1024 * 1024));
     } else if (k == "cpus") {
@@ -501,6 +503,7 @@ Json to_json(const CreateRequest& r) {
             {"stdin", r.stdin_open},
             {"read_only", r.read_only},
             {"auto_remove", r.auto_remove},
+            {"no_new_privileges", r.no_new_privileges},
             {"memory", r.memory ? Json(*r.memory) : Json(nullptr)},
             {"cpus", r.cpus ? Json(*r.cpus) : Json(nullptr)},
             {"pids_limit", r.pids_limit ? Json(*r.pids_limit) : Json(nullptr)},
@@ -550,6 +553,7 @@ Result<Json> build_spec(const CreateRequest& r, const std::string& hostname,
   Json spec = container::default_spec(base);
   image::apply_process_config(process, spec);
   spec["process"]["terminal"] = r.tty;
+  spec["process"]["noNewPrivileges"] = r.no_new_privileges;
   spec["process"]["capabilities"] = {};
   Json caps = TRY(capabilities(r));
   for (const char* set : {"bounding", "effective", "permitted"})

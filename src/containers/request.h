@@ -78,6 +78,9 @@ struct CreateRequest {
   bool stdin_open = false;
   bool read_only = false;
   bool auto_remove = false;
+  // On by default (stricter than Docker): setuid programs cannot gain privileges; off lets
+  // su/sudo inside the container work.
+  bool no_new_privileges = true;
   std::optional<int64_t> memory;
   std::optional<double> cpus;
   std::optional<int64_t> pids_limit;

@@ -78,6 +78,21 @@ TEST_F(ContainerTest, SettingsReachTheProcess) {
              "touch /data/x 2>/dev/null || echo ro-bind; touch /x 2>/dev/null || echo ro-root"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "hello /tmp 1000:1000 from host\nro-bind\nro-root\n");
+
+  // no-new-privileges: on by default, off on request; other security options refused.
+  auto nnp = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"ct", "run", "--rm", "--net", "none"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), {"busybox:1", "cat", "/proc/self/status"});
+    auto s = d.cli(args);
+    EXPECT_EQ(s.exit_code, 0) << s.err;
+    auto at = s.out.find("NoNewPrivs:");
+    return at == std::string::npos ? std::string("?") : s.out.substr(at + 12, 1);
+  };
+  EXPECT_EQ(nnp({}), "1");
+  EXPECT_EQ(nnp({"--security-opt", "no-new-privileges=false"}), "0");
+  expect_refused(d, {"ct", "run", "--security-opt", "seccomp=unconfined", "busybox:1", "true"},
+                 "only no-new-privileges");
 }
 
 TEST_F(ContainerTest, DetachedContainerLifecycle) {
@@ -126,6 +141,8 @@ TEST_F(ContainerTest, DetachedContainerLifecycle) {
     ++samples;
   EXPECT_GE(samples, 1u) << streamed.out;
   EXPECT_LE(samples, 4u) << streamed.out;
+  // The stream ends once the container stops running; its exit is recorded a moment later.
+  ASSERT_EQ(d.cli({"ct", "wait", "brief"}).exit_code, 0);
   ASSERT_EQ(d.cli({"ct", "rm", "brief"}).exit_code, 0);
   // update: new limits for the running container, kept in its configuration.
   ASSERT_EQ(d.cli({"ct", "update", "--memory", "128M", "--pids-limit", "50", "web"}).exit_code, 0);
