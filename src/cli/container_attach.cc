@@ -9,6 +9,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
 #include <mutex>
 #include <optional>
@@ -111,20 +112,22 @@ struct AttachMode {
   bool input = false;  // relay the CLI's stdin
   bool tty = false;    // the container has a terminal (resizes)
   bool raw = false;    // the CLI's stdin is a terminal too: raw mode and detach keys
+  // An exec'd process: no detach keys, and signals end the CLI (the process is killed when the
+  // stream closes) instead of going to the container.
+  bool exec = false;
 };
 
 class Attachment {
  public:
-  // Opens the stream; the container's output flows from then on.
+  // Opens the stream at target (an attach route); the output flows from then on.
   static Result<std::unique_ptr<Attachment>> open(Context& ctx, const std::string& name,
-                                                  AttachMode mode) {
+                                                  const std::string& target, AttachMode mode) {
     std::unique_ptr<Attachment> a(new Attachment(ctx, name, mode));
     int p[2];
     if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return errno_error("pipe");
     a->shared_->wake_r = Fd(p[0]);
     a->shared_->wake_w = Fd(p[1]);
     auto* c = TRY(ctx.client());
-    std::string target = TRY(container_path(name, "/attach")) + (mode.input ? "?stdin=1" : "");
     a->stream_ = TRY(c->open_stream(
         target, {.on_message = [s = a->shared_](std::string_view m) { on_message(*s, m); },
                  .on_closed =
@@ -175,7 +178,7 @@ class Attachment {
       bool detach = false;
       for (ssize_t i = 0; i < n && !detach; ++i) {
         char ch = buf[i];
-        if (!mode_.raw) {
+        if (!mode_.raw || mode_.exec) {
           input += ch;
         } else if (held_ctrl_p) {
           held_ctrl_p = false;
@@ -261,7 +264,7 @@ class Attachment {
         if (mode_.tty) send_size();
         continue;
       }
-      if (mode_.raw) return sig;
+      if (mode_.raw || mode_.exec) return sig;
       auto c = ctx_.client();
       auto path = container_path(name_, "/kill");
       Json body = {{"signal", sig}};
@@ -315,10 +318,24 @@ Result<void> attach(Context& ctx, const std::string& name) {
                       name);
   AttachMode mode = mode_for(c.value("config", Json::object()));
   if (mode.tty && mode.input && !mode.raw) return std::unexpected(not_a_tty());
-  auto a = TRY(Attachment::open(ctx, name, mode));
+  std::string target = TRY(container_path(name, "/attach")) + (mode.input ? "?stdin=1" : "");
+  auto a = TRY(Attachment::open(ctx, name, target, mode));
   Outcome out = TRY(a->relay());
   if (out.end != End::kDetached) ctx.exit_code = out.exit_code;
   return {};
+}
+
+// For a query parameter: everything but unreserved characters percent-encoded.
+std::string percent_encode(std::string_view s) {
+  std::string out;
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
+      out += ch;
+    else
+      out += fmt::format("%{:02X}", c);
+  }
+  return out;
 }
 
 // The operation's result once it is done.
@@ -349,7 +366,8 @@ Result<void> run_attached(Context& ctx, Json body, bool remove) {
     if (remove) (void)c->request("DELETE", kContainers + "/" + id + "?force=1");
   };
   // Attached before the start: nothing the container writes is missed.
-  auto a = Attachment::open(ctx, name, mode);
+  std::string target = TRY(container_path(name, "/attach")) + (mode.input ? "?stdin=1" : "");
+  auto a = Attachment::open(ctx, name, target, mode);
   if (!a) {
     cleanup();
     return std::unexpected(a.error());
@@ -368,6 +386,22 @@ Result<void> run_attached(Context& ctx, Json body, bool remove) {
   auto waited = c->request("POST", TRY(container_path(id, "/wait")));
   if (waited) (void)finish_operation(ctx, waited->body);
   (void)c->request("DELETE", TRY(container_path(id)));
+  return {};
+}
+
+Result<void> exec_attached(Context& ctx, const std::string& name, const Json& request,
+                           ExecStreams streams) {
+  if (streams.tty && !::isatty(STDIN_FILENO)) return std::unexpected(not_a_tty());
+  AttachMode mode{.input = streams.input,
+                  .tty = streams.tty,
+                  .raw = streams.tty && streams.input,
+                  .exec = true};
+  std::string target = TRY(container_path(name, "/exec/attach")) +
+                       "?request=" + percent_encode(request.dump()) +
+                       (mode.input ? "&stdin=1" : "") + (mode.tty ? "&tty=1" : "");
+  auto a = TRY(Attachment::open(ctx, name, target, mode));
+  Outcome out = TRY(a->relay());
+  ctx.exit_code = out.exit_code;
   return {};
 }
 

@@ -17,6 +17,16 @@ inline const std::string kContainers = "/1.0/containers";
 
 void add_attach_command(CLI::App* noun, Context& ctx);
 
+// vireo ct exec -i/-t: runs request (the body of POST /1.0/containers/NAME/exec) in the running
+// container through /1.0/containers/NAME/exec/attach and relays until it exits; its exit status
+// becomes the CLI's. No detach keys: ending the CLI ends the process.
+struct ExecStreams {
+  bool input = false;  // -i: the CLI's stdin relayed
+  bool tty = false;    // -t: a terminal for the process (the CLI's stdin must be one)
+};
+Result<void> exec_attached(Context& ctx, const std::string& name, const Json& request,
+                           ExecStreams streams);
+
 // vireo ct run -i/-t without -d: creates the container from body (the create request), attaches
 // to it, starts it and relays until it exits; its exit status becomes the CLI's. With remove,
 // the container is removed once it exited (also after a detach, by the daemon).

@@ -528,17 +528,17 @@ void add_lifecycle_commands(CLI::App* noun, Context& ctx, Flags& f) {
   });
 }
 
-// NAME CMD...: runs CMD in the running container, prints its output, passes its exit status.
+// NAME CMD...: runs CMD in the running container, prints its output, passes its exit status;
+// with -i/-t interactively, through the attach relay.
 Result<void> exec_in(Context& ctx, const Flags& f) {
-  if (f.exec_interactive || f.exec_tty)
-    return make_error(ErrorCode::kInvalidArgument,
-                      "-i and -t need attach, which vireo ct does not have yet; run without them");
   if (f.args.size() < 2)
     return make_error(ErrorCode::kInvalidArgument, "usage: vireo ct exec NAME CMD [ARGS...]");
   Json body = {{"command", std::vector<std::string>(f.args.begin() + 1, f.args.end())}};
   if (!f.exec_env.empty()) body["env"] = resolve_env(f.exec_env);
   if (!f.exec_user.empty()) body["user"] = f.exec_user;
   if (!f.exec_workdir.empty()) body["workdir"] = f.exec_workdir;
+  if (f.exec_interactive || f.exec_tty)
+    return exec_attached(ctx, f.args[0], body, {.input = f.exec_interactive, .tty = f.exec_tty});
   Json r = TRY(finish_operation(
       ctx, TRY(request(ctx, "POST", TRY(container_path(f.args[0], "/exec")), &body))));
   std::string out = r.value("stdout", ""), err = r.value("stderr", "");
@@ -554,8 +554,8 @@ void add_exec_command(CLI::App* noun, Context& ctx, Flags& f) {
   exec->add_option("-e,--env", f.exec_env, "Environment variable K=V")->allow_extra_args(false);
   exec->add_option("-u,--user", f.exec_user, "UID[:GID]");
   exec->add_option("-w,--workdir", f.exec_workdir, "Working directory");
-  exec->add_flag("-i,--interactive", f.exec_interactive, "Keep stdin open (needs attach: not yet)");
-  exec->add_flag("-t,--tty", f.exec_tty, "Allocate a terminal (needs attach: not yet)");
+  exec->add_flag("-i,--interactive", f.exec_interactive, "Keep stdin open");
+  exec->add_flag("-t,--tty", f.exec_tty, "Allocate a terminal");
   exec->add_option("name-and-command", f.args, "NAME CMD [ARGS...]");
   exec->positionals_at_end(true);
   run(exec, ctx, [&ctx, &f]() -> Result<void> { return exec_in(ctx, f); });

@@ -27,6 +27,7 @@
 #include "base/fd.h"
 #include "base/json.h"
 #include "base/result.h"
+#include "containers/exec_session.h"
 #include "containers/logs.h"
 #include "containers/request.h"
 
@@ -227,6 +228,12 @@ class Engine {
   // kTimeout after timeout (the command is killed).
   [[nodiscard]] Result<ExecResult> exec(const std::string& name, const ExecRequest& request,
                                         std::chrono::milliseconds timeout);
+  // Starts the command with a terminal or pipes, for the caller to relay (ExecSession);
+  // kConflict when the container does not run.
+  [[nodiscard]] Result<std::unique_ptr<ExecSession>> exec_interactive(const std::string& name,
+                                                                      const ExecRequest& request,
+                                                                      ExecTerminal terminal,
+                                                                      ExecInput input);
   // The container's processes (the runtime's `ps`, then /proc); kConflict when not running.
   [[nodiscard]] Result<std::vector<ProcessInfo>> top(const std::string& name);
   // Applies new limits: to the running container (the runtime's update) and to its saved

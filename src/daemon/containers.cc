@@ -14,6 +14,7 @@
 #include "base/subprocess.h"
 #include "containers/engine.h"
 #include "daemon/container_attach.h"
+#include "daemon/container_exec.h"
 #include "daemon/container_volumes.h"
 #include "daemon/image_manager.h"
 #include "daemon/networks.h"
@@ -462,6 +463,7 @@ void add_container_routes(server::Router& router, server::EventHub& events,
   add_collection_routes(router, s);
   add_item_routes(router, s);
   add_container_attach_route(router, [s] { return s->engine(); });
+  add_container_exec_route(router, [s] { return s->engine(); });
 }
 
 }  // namespace vireo::daemon

@@ -2,7 +2,8 @@
 // run -i` with piped input (output and exit status back), `vireo ct run -it` under a
 // pseudo-terminal (a terminal inside, typed input reaching sh, resizes reaching the container),
 // `vireo ct attach` to a detached -d -i -t container with Ctrl-P Ctrl-Q detaching, and refusals:
-// -t without a terminal, attach to a container that does not run.
+// -t without a terminal, attach to a container that does not run. `vireo ct exec -i [-t]` into a
+// running container the same ways.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <pty.h>
@@ -10,6 +11,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <thread>
 
 #include "base/fd.h"
 #include "base/json.h"
@@ -53,6 +56,7 @@ class PtyCli {
   void type(std::string_view keys) {
     ASSERT_EQ(::write(master_.get(), keys.data(), keys.size()), static_cast<ssize_t>(keys.size()));
   }
+  void signal(int sig) { ::kill(pid_, sig); }
   void resize(uint16_t rows, uint16_t cols) {
     winsize ws{.ws_row = rows, .ws_col = cols, .ws_xpixel = 0, .ws_ypixel = 0};
     ::ioctl(master_.get(), TIOCSWINSZ, &ws);  // the CLI gets SIGWINCH
@@ -197,6 +201,79 @@ TEST_F(ContainerAttachTest, RefusedWithOneLine) {
       0);
   expect_refused(d, {"ct", "attach", "fresh"}, "not running");
   expect_refused(d, {"ct", "attach", "nosuch"}, "nosuch");
+}
+
+TEST_F(ContainerAttachTest, InteractiveExecRelaysPipedInputOutputAndTheExitStatus) {
+  auto r = d.cli({"ct", "run", "-d", "-i", "--name", "box", "--net", "none", "busybox:1", "sh"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = d.cli({"ct", "exec", "-i", "box", "cat"}, "hi\n");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "hi\n");
+  EXPECT_EQ(r.err, "");
+
+  r = d.cli({"ct", "exec", "-i", "-e", "X=abc", "box", "sh", "-c",
+             "read y; echo got $X $y; echo oops >&2; exit 3"},
+            "def\n");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_EQ(r.out, "got abc def\n");
+  EXPECT_EQ(r.err, "oops\n");
+  EXPECT_EQ(state("box"), "running");
+}
+
+TEST_F(ContainerAttachTest, TtyExecGivesTheProcessATerminalThatFollowsTheCaller) {
+  auto r =
+      d.cli({"ct", "run", "-d", "--name", "box", "--net", "none", "busybox:1", "sleep", "1000"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  PtyCli cli(d, {"ct", "exec", "-i", "-t", "box", "sh"}, 24, 80);
+  ASSERT_TRUE(cli.started());
+  cli.type("tty\r");
+  EXPECT_TRUE(cli.expect("/dev/pts/")) << cli.output();
+  cli.type("stty size\r");
+  EXPECT_TRUE(cli.expect("24 80")) << cli.output();
+  cli.resize(40, 100);
+  cli.type("stty size\r");
+  EXPECT_TRUE(cli.expect("40 100")) << cli.output();
+  // What the process prints is not in the echo of what was typed.
+  cli.type("echo typed$((6*7)); exit 5\r");
+  EXPECT_TRUE(cli.expect("typed42")) << cli.output();
+  EXPECT_EQ(cli.wait(), 5) << cli.output();
+  EXPECT_EQ(state("box"), "running");
+}
+
+TEST_F(ContainerAttachTest, ExecProcessIsKilledWhenTheCliGoes) {
+  auto r =
+      d.cli({"ct", "run", "-d", "--name", "box", "--net", "none", "busybox:1", "sleep", "1000"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto execd_sleep_runs = [&] {
+    for (const auto& p : json({"ct", "top", "box"}))
+      if (p.value("command", "") == "sleep 999") return true;
+    return false;
+  };
+  PtyCli cli(d, {"ct", "exec", "-i", "box", "sh", "-c", "echo ready; exec sleep 999"});
+  ASSERT_TRUE(cli.started());
+  ASSERT_TRUE(cli.expect("ready")) << cli.output();
+  EXPECT_TRUE(execd_sleep_runs());
+  cli.signal(SIGTERM);
+  EXPECT_EQ(cli.wait(), 128 + SIGTERM) << cli.output();
+  // vireod kills it once the stream closed: nothing to wait on from here but the process list.
+  const auto deadline = Clock::now() + 10s;
+  while (execd_sleep_runs() && Clock::now() < deadline) std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(execd_sleep_runs());
+  EXPECT_EQ(state("box"), "running");
+}
+
+TEST_F(ContainerAttachTest, InteractiveExecRefusedWithOneLine) {
+  ASSERT_EQ(
+      d.cli({"ct", "run", "-d", "--name", "box", "--net", "none", "busybox:1", "sleep", "1000"})
+          .exit_code,
+      0);
+  // run_process gives the CLI a pipe, not a terminal.
+  expect_refused(d, {"ct", "exec", "-t", "box", "sh"}, "the input device is not a TTY");
+  expect_refused(d, {"ct", "exec", "-i", "-t", "box", "sh"}, "the input device is not a TTY");
+  ASSERT_EQ(d.cli({"ct", "run", "--name", "done", "--net", "none", "busybox:1", "true"}).exit_code,
+            0);
+  expect_refused(d, {"ct", "exec", "-i", "done", "cat"}, "not running");
+  expect_refused(d, {"ct", "exec", "-i", "nosuch", "cat"}, "nosuch");
 }
 
 }  // namespace
