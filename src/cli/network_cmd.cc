@@ -10,7 +10,7 @@ struct NetFlags {
   std::string name, subnet, gateway, iface, destination, via, target, protocol;
   std::string direction = "in", rule_protocol = "any", cidr, port, action = "allow";
   std::vector<std::string> remotes;
-  bool dhcp = false, nat = false;
+  bool dhcp = false, nat = false, uplink = false;
   int vlan = 0, vni = 0, mtu = 0, host_port = 0, id = -1;
 };
 
@@ -52,6 +52,7 @@ Json create_body(const NetFlags& f) {
   if (!f.gateway.empty()) body["gateway"] = f.gateway;
   if (f.dhcp) body["dhcp"] = true;
   if (f.nat) body["nat"] = true;
+  if (f.uplink) body["uplink"] = true;
   if (f.vlan) body["vlan"] = f.vlan;
   if (f.mtu) body["mtu"] = f.mtu;
   if (f.vni) body["vxlan"] = Json{{"vni", f.vni}, {"remotes", f.remotes}};
@@ -83,6 +84,9 @@ void add_network_basics(CLI::App* noun, Context& ctx, NetFlags& f) {
   create->add_option("--gateway", f.gateway, "Router address (default with --dhcp/--nat: .1)");
   create->add_flag("--dhcp", f.dhcp, "Serve DHCP on the network");
   create->add_flag("--nat", f.nat, "Masquerade traffic routed to the uplink network");
+  create->add_flag("--uplink", f.uplink,
+                   "The outside LAN: its gateway address (owned by vireo-netd) is the NAT address "
+                   "and receives port forwards and published ports");
   create->add_option("--vlan", f.vlan, "802.1Q VLAN id (1-4094)");
   create->add_option("--mtu", f.mtu, "MTU (1500; 1450 with --vxlan)");
   create->add_option("--vxlan", f.vni, "Carry the network over a VXLAN overlay with this VNI");
@@ -94,7 +98,7 @@ void add_network_basics(CLI::App* noun, Context& ctx, NetFlags& f) {
 
   run(noun->add_subcommand("ls", "List networks"), ctx, [&ctx]() -> Result<void> {
     print_list(ctx, TRY(get(ctx, "/1.0/networks")),
-               {"name", "subnet", "gateway", "dhcp", "nat", "vlan", "mtu"});
+               {"name", "subnet", "gateway", "dhcp", "nat", "uplink", "vlan", "mtu"});
     return {};
   });
 

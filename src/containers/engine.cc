@@ -389,6 +389,7 @@ Result<Container> Engine::create(const CreateRequest& request) {
     fs::remove_all(dir, ec);
   });
   TRY(m.reserve_network(req, r->c, undo));
+  TRY(m.forward_ports(r->c, req.ports, undo));
   if (rootless()) TRY(finish_rootless_spec(spec, req, r->c.id));
   TRY(m.network_spec(*r, spec));
   TRY(make_dirs(bundle / "rootfs", 0755));

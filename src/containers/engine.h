@@ -87,6 +87,11 @@ class NetworkBackend {
   // missing port is fine).
   [[nodiscard]] virtual Result<void> attach(const Attachment& a) = 0;
   virtual void detach(const Attachment& a) = 0;
+  // A published port as a DNAT port forward of the network (what arrives on an uplink
+  // network's gateway address at p.host_port goes to a.ip:p.container_port); kAlreadyExists
+  // when the host port is forwarded already. unforward: a missing one is fine.
+  [[nodiscard]] virtual Result<void> forward(const Attachment& a, const PublishedPort& p) = 0;
+  virtual void unforward(const PublishedPort& p) = 0;
 };
 std::string_view to_string(State s);
 

@@ -119,6 +119,11 @@ struct Engine::Impl {
   Result<void> network_spec(const Record& r, Json& spec);
   // At start: the pinned namespace and the veth pair, made again when gone (host reboot).
   Result<void> ensure_network(Record& r);
+  // Published ports on all addresses also become DNAT port forwards of the network (reached
+  // from an uplink network's address); undone by undo. unforward_ports: those of ports.
+  Result<void> forward_ports(const Container& c, const std::vector<PublishedPort>& ports,
+                             Rollback& undo);
+  void unforward_ports(const std::vector<PublishedPort>& ports);
   // The monitor's --netns/--publish arguments.
   std::vector<std::string> network_args(const Record& r);
   // At removal: port, veth, namespace and address released. Never fails (logs).

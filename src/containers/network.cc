@@ -158,6 +158,31 @@ Result<void> Engine::Impl::ensure_network(Record& r) {
   return {};
 }
 
+namespace {
+// Docker's semantics: a port published on one address (127.0.0.1) stays off other networks.
+bool on_all_addresses(const PublishedPort& p) {
+  return p.host_ip == "0.0.0.0";
+}
+}  // namespace
+
+Result<void> Engine::Impl::forward_ports(const Container& c,
+                                         const std::vector<PublishedPort>& ports, Rollback& undo) {
+  if (!c.network || !o.networks) return {};
+  for (const auto& p : ports) {
+    if (!on_all_addresses(p)) continue;
+    TRY_CTX(o.networks->forward(*c.network, p), "publish port {}/{} on network {}", p.host_port,
+            p.protocol, c.network->network);
+    undo.add([this, p] { o.networks->unforward(p); });
+  }
+  return {};
+}
+
+void Engine::Impl::unforward_ports(const std::vector<PublishedPort>& ports) {
+  if (!o.networks) return;
+  for (const auto& p : ports)
+    if (on_all_addresses(p)) o.networks->unforward(p);
+}
+
 std::vector<std::string> Engine::Impl::network_args(const Record& r) {
   if (!r.c.network) return {};
   std::vector<std::string> args = {"--netns", netns_path(r).string()};
@@ -171,6 +196,7 @@ std::vector<std::string> Engine::Impl::network_args(const Record& r) {
 void Engine::Impl::teardown_network(Record& r) {
   if (!r.c.network) return;
   const Attachment& a = *r.c.network;
+  unforward_ports(r.req.ports);
   if (o.networks) o.networks->detach(a);
   if (auto d = net::host::delete_link(a.iface); !d)
     spdlog::warn("container {}: {}", r.c.name, d.error().message());

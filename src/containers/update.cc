@@ -1,6 +1,8 @@
 // Engine::update: new resource limits for a container, live and saved.
 #include <poll.h>
+
 #include <sys/socket.h>
+#include <algorithm>
 
 #include "base/file.h"
 #include "base/strings.h"
@@ -117,11 +119,35 @@ Result<Container> Engine::update(const std::string& name, const UpdateRequest& u
       std::lock_guard lock(impl_->mu);
       TRY(impl_->check_ports_free(req, r.get()));
     }
+    // The forwards of the new set first (those already there stay), then the monitor's
+    // listeners; a failure undoes the new forwards and leaves everything as it was.
+    std::vector<PublishedPort> added, dropped;
+    auto has = [](const std::vector<PublishedPort>& set, const PublishedPort& p) {
+      return std::find(set.begin(), set.end(), p) != set.end();
+    };
+    for (const auto& p : req.ports)
+      if (!has(r->req.ports, p)) added.push_back(p);
+    for (const auto& p : r->req.ports)
+      if (!has(req.ports, p)) dropped.push_back(p);
+    Container snapshot;
+    {
+      std::lock_guard lock(impl_->mu);
+      snapshot = r->c;
+    }
+    impl_->unforward_ports(dropped);
+    Rollback undo;
+    undo.add([this, &r, dropped] {
+      Rollback ignored;
+      (void)impl_->forward_ports(r->c, dropped, ignored);
+      ignored.commit();
+    });
+    TRY(impl_->forward_ports(snapshot, added, undo));
     if (running) {
       std::string specs;
       for (const auto& p : req.ports) specs += monitor_publish_spec(p, r->c.network->ip) + "\n";
       TRY_CTX(publish_live(*this, id, specs), "ports of container {}", r->c.name);
     }
+    undo.commit();
   }
   const bool limits = u.memory || u.cpus || u.pids_limit;
   Json resources = resources_json(req);

@@ -58,6 +58,14 @@ class NetdBackend final : public containers::NetworkBackend {
     return networks_.attach_interface(a.network, a.iface);
   }
   void detach(const containers::Attachment& a) override { networks_.detach_interface(a.iface); }
+  Result<void> forward(const containers::Attachment& a,
+                       const containers::PublishedPort& p) override {
+    return networks_.add_forward(a.network, p.host_port,
+                                 fmt::format("{}:{}", a.ip, p.container_port), p.protocol);
+  }
+  void unforward(const containers::PublishedPort& p) override {
+    networks_.remove_forward(p.host_port, p.protocol);
+  }
 
  private:
   NetworkManager& networks_;

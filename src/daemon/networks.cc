@@ -36,13 +36,13 @@ Result<Json> body_object(const Request& req) {
 // A network spec from the API body: the netd fields, with a gateway (the subnet's first host)
 // filled in when DHCP or NAT needs one.
 Result<Json> network_request(const Json& body) {
-  static const std::set<std::string> kKnown = {"name", "subnet", "gateway", "dhcp",
-                                               "nat",  "vlan",   "vxlan",   "mtu"};
+  static const std::set<std::string> kKnown = {"name",   "subnet", "gateway", "dhcp", "nat",
+                                               "uplink", "vlan",   "vxlan",   "mtu"};
   for (const auto& [key, value] : body.items())
     if (!kKnown.contains(key))
       return make_error(ErrorCode::kInvalidArgument,
-                        "unknown field '{}' (a network has name, subnet, gateway, dhcp, nat, vlan, "
-                        "vxlan, mtu)",
+                        "unknown field '{}' (a network has name, subnet, gateway, dhcp, nat, "
+                        "uplink, vlan, vxlan, mtu)",
                         key);
   if (!body.contains("subnet") || !body["subnet"].is_string())
     return make_error(ErrorCode::kInvalidArgument,
@@ -50,7 +50,9 @@ Result<Json> network_request(const Json& body) {
                       "10.10.0.0/24) is required");
   net::Cidr subnet = TRY_CTX(net::parse_cidr(body["subnet"].get<std::string>()), "field 'subnet'");
   Json out = body;
-  const bool wants_gateway = body.value("dhcp", false) == true || body.value("nat", false) == true;
+  const bool wants_gateway = body.value("dhcp", false) == true ||
+                             body.value("nat", false) == true ||
+                             body.value("uplink", false) == true;
   if (!body.contains("gateway") && wants_gateway && subnet.prefix <= 30)
     out["gateway"] = net::format_ipv4(subnet.addr + 1);
   return out;
@@ -196,6 +198,20 @@ Result<NetworkManager::AddressLease> NetworkManager::reserve_address(const std::
 void NetworkManager::release_address(const std::string& network, const std::string& mac) {
   if (auto r = call("dhcp.unreserve", Json{{"network", network}, {"mac", mac}}); !r)
     spdlog::warn("network {}: release the address of {}: {}", network, mac, r.error().message());
+}
+
+Result<void> NetworkManager::add_forward(const std::string& network, uint16_t host_port,
+                                         const std::string& to, const std::string& protocol) {
+  TRY(call(
+      "forward.add",
+      Json{{"network", network}, {"host_port", host_port}, {"to", to}, {"protocol", protocol}}));
+  return {};
+}
+
+void NetworkManager::remove_forward(uint16_t host_port, const std::string& protocol) {
+  if (auto r = call("forward.delete", Json{{"host_port", host_port}, {"protocol", protocol}});
+      !r && r.error().code() != ErrorCode::kNotFound)
+    spdlog::warn("remove the forward of port {}/{}: {}", host_port, protocol, r.error().message());
 }
 
 void NetworkManager::lifecycle(const std::string& name, const std::string& verb) {

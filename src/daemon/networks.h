@@ -50,6 +50,10 @@ class NetworkManager {
                                                      const std::string& mac, const std::string& ip,
                                                      const std::string& dns_name);
   void release_address(const std::string& network, const std::string& mac);
+  // Port forwards (DNAT from the uplink address) for published container ports.
+  [[nodiscard]] Result<void> add_forward(const std::string& network, uint16_t host_port,
+                                         const std::string& to, const std::string& protocol);
+  void remove_forward(uint16_t host_port, const std::string& protocol);
 
  private:
   void add_port_routes(server::Router& router);

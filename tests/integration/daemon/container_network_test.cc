@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fmt/ranges.h>
+
 #include "base/fd.h"
 #include "base/json.h"
 #include "cli_expect.h"
@@ -198,6 +200,62 @@ TEST_F(ContainerNetworkTest, PublishedPortsReachTheContainerFromTheHost) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("already in use"), std::string::npos) << r.err;
   EXPECT_NE(inspect("clash").value("state", ""), "running");
+}
+
+// A namespace on an uplink network plays a machine of the LAN: published ports reach the
+// container through vireo-netd's DNAT at the uplink's address, not only through the host.
+TEST_F(ContainerNetworkTest, PublishedPortsAreForwardedFromTheUplink) {
+  const std::string tag = std::to_string(::getpid() % 100000);
+  const std::string ns = "vctlan" + tag, veth = "vctu" + tag;
+  struct Cleanup {
+    std::string ns, veth;
+    ~Cleanup() {
+      (void)run({"ip", "link", "del", veth});
+      (void)run({"ip", "netns", "del", ns});
+    }
+  } cleanup{ns, veth};
+  auto ok = [](const std::vector<std::string>& argv) {
+    auto r = run(argv);
+    EXPECT_EQ(r.exit_code, 0) << fmt::format("{}", fmt::join(argv, " ")) << ": " << r.err;
+    return r.exit_code == 0;
+  };
+  ASSERT_TRUE(ok({"ip", "netns", "add", ns}));
+  ASSERT_TRUE(ok({"ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "p"}));
+  ASSERT_TRUE(ok({"ip", "link", "set", veth + "p", "netns", ns}));
+  ASSERT_TRUE(ok({"ip", "link", "set", veth, "up"}));
+  ASSERT_TRUE(ok({"ip", "-n", ns, "addr", "add", "10.78.0.50/24", "dev", veth + "p"}));
+  ASSERT_TRUE(ok({"ip", "-n", ns, "link", "set", veth + "p", "up"}));
+  auto r = d.cli({"net", "create", "up", "--subnet", "10.78.0.0/24", "--uplink"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(d.cli({"net", "port", "add", "up", "--iface", veth}).exit_code, 0);
+
+  const uint16_t port = free_port();
+  r = d.cli({"ct", "run", "-d", "--name", "web", "-p", fmt::format("{}:8000", port), "busybox:1",
+             "sh", "-c",
+             "mkdir -p /tmp/www && echo via-uplink > /tmp/www/index.html && "
+             "exec httpd -f -p 8000 -h /tmp/www"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string ip = inspect("web")["network"].value("ip", "");
+  Json forwards = json({"net", "forward", "ls", "vireo0"});
+  ASSERT_EQ(forwards.size(), 1u) << forwards.dump();
+  EXPECT_EQ(forwards[0].value("to", ""), ip + ":8000");
+
+  // The LAN's first packets may wait for ARP and the service to listen: ask until it answers.
+  const std::string url = fmt::format("http://10.78.0.1:{}/index.html", port);
+  ProcessResult got;
+  for (auto end = std::chrono::steady_clock::now() + 20s; std::chrono::steady_clock::now() < end;) {
+    got = run({"ip", "netns", "exec", ns, "curl", "-s", "--max-time", "2", url});
+    if (got.exit_code == 0 && got.out.find("via-uplink") != std::string::npos) break;
+  }
+  EXPECT_NE(got.out.find("via-uplink"), std::string::npos) << got.out << got.err;
+
+  // A port published on 127.0.0.1 only is not forwarded; removal drops the forward.
+  r = d.cli({"ct", "run", "-d", "--name", "local", "-p",
+             fmt::format("127.0.0.1:{}:80", free_port()), "busybox:1", "sleep", "100"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json({"net", "forward", "ls", "vireo0"}).size(), 1u);
+  ASSERT_EQ(d.cli({"ct", "rm", "-f", "web"}).exit_code, 0);
+  EXPECT_TRUE(json({"net", "forward", "ls", "vireo0"}).empty());
 }
 
 TEST_F(ContainerNetworkTest, BadNetworkInputIsRefusedAndLeavesNothing) {
