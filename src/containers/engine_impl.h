@@ -82,7 +82,7 @@ struct Engine::Impl {
   void signal_container(Record& r, int sig);
   Result<void> load(const std::filesystem::path& dir);
 
-  // --- exec.cc
+  // --- exec.cc (append_exec_args below is shared with exec_session.cc)
   // Runs a command in c (running) through the runtime's exec, output captured.
   Result<ExecResult> exec_in(const Container& c, const ExecRequest& request,
                              std::chrono::milliseconds timeout);
@@ -141,6 +141,9 @@ struct Engine::Impl {
 };
 
 Json state_json(const Record& r);
+// vireo-runtime exec's options of request, the container id and the command.
+void append_exec_args(std::vector<std::string>& argv, const std::string& id,
+                      const ExecRequest& request);
 std::string monitor_dir(const Record& r);
 int pidfd_open(pid_t pid);
 // The pid in a pid file (monitor.pid, container.pid).

@@ -116,17 +116,22 @@ Result<ExecResult> Engine::exec(const std::string& name, const ExecRequest& requ
   return impl_->exec_in(TRY(impl_->running(name)), request, timeout);
 }
 
-Result<ExecResult> Engine::Impl::exec_in(const Container& c, const ExecRequest& request,
-                                         std::chrono::milliseconds timeout) {
-  const std::string& id = c.id;
-  const std::string& cname = c.name;
-  std::vector<std::string> argv = {o.runtime, "--root", runtime_root.string(), "exec"};
+void append_exec_args(std::vector<std::string>& argv, const std::string& id,
+                      const ExecRequest& request) {
   for (const auto& e : request.env) argv.insert(argv.end(), {"--env", e});
   if (!request.workdir.empty()) argv.insert(argv.end(), {"--cwd", request.workdir});
   if (!request.user.empty()) argv.insert(argv.end(), {"--user", request.user});
   argv.push_back(id);
   argv.push_back("--");
   argv.insert(argv.end(), request.command.begin(), request.command.end());
+}
+
+Result<ExecResult> Engine::Impl::exec_in(const Container& c, const ExecRequest& request,
+                                         std::chrono::milliseconds timeout) {
+  const std::string& id = c.id;
+  const std::string& cname = c.name;
+  std::vector<std::string> argv = {o.runtime, "--root", runtime_root.string(), "exec"};
+  append_exec_args(argv, id, request);
   auto p = run_process(argv, {.timeout = timeout});
   if (!p)
     return make_error(

@@ -154,12 +154,7 @@ Result<std::unique_ptr<ExecSession>> ExecSession::start(const std::vector<std::s
     argv.insert(argv.end(), {"--tty", "--console-socket", (s->dir_ / "console.sock").string()});
   }
   argv.insert(argv.end(), {"--pid-file", (s->dir_ / "exec.pid").string()});
-  for (const auto& e : request.env) argv.insert(argv.end(), {"--env", e});
-  if (!request.workdir.empty()) argv.insert(argv.end(), {"--cwd", request.workdir});
-  if (!request.user.empty()) argv.insert(argv.end(), {"--user", request.user});
-  argv.push_back(id);
-  argv.push_back("--");
-  argv.insert(argv.end(), request.command.begin(), request.command.end());
+  append_exec_args(argv, id, request);
 
   Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
   if (!null) return errno_error("open /dev/null");

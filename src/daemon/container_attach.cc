@@ -2,16 +2,11 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/eventfd.h>
-
-#include <atomic>
-#include <list>
-#include <mutex>
-#include <thread>
 
 #include "base/fd.h"
 #include "base/log.h"
 #include "containers/engine.h"
+#include "daemon/stream_session.h"
 
 namespace vireo::daemon {
 
@@ -28,67 +23,28 @@ constexpr size_t kMaxPendingInput = 1 << 20;
 // Output not yet written to the client above which the monitor is read no further (the
 // monitor then drops a client that stays behind).
 constexpr size_t kMaxPendingOutput = 1 << 20;
-constexpr size_t kFrameHeader = 5;
 constexpr size_t kMaxFrame = 1 << 20;
 
-// Frame types (monitor/attach.h).
-constexpr uint8_t kStdin = 0, kExit = 3, kResize = 4, kCloseStdin = 5;
-
-uint32_t frame_length(const std::string& buf, size_t at) {
-  return (uint32_t{static_cast<uint8_t>(buf[at + 1])} << 24) |
-         (uint32_t{static_cast<uint8_t>(buf[at + 2])} << 16) |
-         (uint32_t{static_cast<uint8_t>(buf[at + 3])} << 8) |
-         uint32_t{static_cast<uint8_t>(buf[at + 4])};
-}
-
-class AttachSession : public std::enable_shared_from_this<AttachSession> {
+class AttachSession final : public StreamSession {
  public:
-  AttachSession(std::string name, bool input) : name_(std::move(name)), input_(input) {
-    wake_ = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  }
-
-  void start(EngineFn engine, server::UpgradeResponder respond) {
-    thread_ = std::thread([self = shared_from_this(), engine = std::move(engine),
-                           respond = std::move(respond)]() mutable { self->run(engine, respond); });
-  }
-  // Ends the session and joins its thread (route owner's destruction).
-  void stop() {
-    end();
-    if (thread_.joinable()) thread_.join();
-  }
-  bool finished() const { return finished_; }
+  AttachSession(std::string name, bool input) : name_(std::move(name)), input_(input) {}
 
  private:
-  void end() {
-    stop_.request_stop();
-    {
-      std::lock_guard lock(mu_);
-      closed_ = true;
-    }
-    poke();
-  }
-  std::shared_ptr<WebSocket> socket() {
-    std::lock_guard lock(mu_);
-    return ws_;
-  }
-  void poke() {
-    uint64_t one = 1;
-    (void)!::write(wake_.get(), &one, sizeof one);
-  }
+  void on_end() override { stop_.request_stop(); }
 
   // Client → monitor, on the io thread: whole frames; stdin ones only when input is allowed.
-  void on_message(std::string message) {
+  void on_message(std::string message) override {
     std::string keep;
     for (size_t at = 0; at < message.size();) {
-      uint32_t len = at + kFrameHeader <= message.size() ? frame_length(message, at) : 0;
-      if (at + kFrameHeader > message.size() || message.size() - at - kFrameHeader < len)
+      uint32_t len = at + frames::kHeader <= message.size() ? frames::length(message, at) : 0;
+      if (at + frames::kHeader > message.size() || message.size() - at - frames::kHeader < len)
         return socket()->close(
             "a message must hold whole frames: [type][length, 4 bytes BE][payload]");
       uint8_t type = static_cast<uint8_t>(message[at]);
-      if (type != kStdin && type != kResize && type != kCloseStdin)
+      if (type != frames::kStdin && type != frames::kResize && type != frames::kCloseStdin)
         return socket()->close(fmt::format("unknown frame type {}", type));
-      if (type == kResize || input_) keep.append(message, at, kFrameHeader + len);
-      at += kFrameHeader + len;
+      if (type == frames::kResize || input_) keep.append(message, at, frames::kHeader + len);
+      at += frames::kHeader + len;
     }
     if (keep.empty()) return;
     bool pause;
@@ -102,40 +58,23 @@ class AttachSession : public std::enable_shared_from_this<AttachSession> {
     poke();
   }
 
-  void run(EngineFn& engine, server::UpgradeResponder& respond) {
+  void run(EngineFn& engine, server::UpgradeResponder& respond) override {
     bool answered = false;
-    auto accept = [&] {
+    auto accept_once = [&] {
       if (answered) return;
       answered = true;
-      std::weak_ptr<AttachSession> weak = weak_from_this();
-      std::lock_guard lock(mu_);
-      ws_ = respond(server::WebSocketHandlers{
-          .on_message =
-              [weak](std::string m, MessageKind) {
-                if (auto self = weak.lock()) self->on_message(std::move(m));
-              },
-          .on_closed =
-              [weak] {
-                if (auto self = weak.lock()) self->end();
-              },
-          .on_drained =
-              [weak] {
-                if (auto self = weak.lock()) self->poke();
-              },
-      });
+      accept(respond);
     };
     auto e = engine();
-    Result<Fd> fd = e ? (*e)->attach(name_, kStartWait, stop_.get_token(), accept)
+    Result<Fd> fd = e ? (*e)->attach(name_, kStartWait, stop_.get_token(), accept_once)
                       : Result<Fd>(std::unexpected(e.error()));
     if (!fd) {
       if (!answered) respond(std::unexpected(fd.error()));
       if (answered) ws_->close(fd.error().message());
-      finished_ = true;
       return;
     }
-    accept();
+    accept_once();
     relay(fd->get());
-    finished_ = true;
   }
 
   // Until the exit frame, the monitor going away, or the client closing.
@@ -153,15 +92,12 @@ class AttachSession : public std::enable_shared_from_this<AttachSession> {
       const bool backed_up = ws_->queued_bytes() >= kMaxPendingOutput;
       const auto want =
           static_cast<short>((backed_up ? 0 : POLLIN) | (to_monitor.empty() ? 0 : POLLOUT));
-      pollfd fds[2] = {{monitor, want, 0}, {wake_.get(), POLLIN, 0}};
+      pollfd fds[2] = {{monitor, want, 0}, {wake_fd(), POLLIN, 0}};
       if (::poll(fds, 2, -1) < 0) {
         if (errno == EINTR) continue;
         return ws_->close("poll failed");
       }
-      if (fds[1].revents) {
-        uint64_t n;
-        (void)!::read(wake_.get(), &n, sizeof n);
-      }
+      if (fds[1].revents) drain_wake();
       if (fds[0].revents & POLLOUT) {
         ssize_t n = ::write(monitor, to_monitor.data(), to_monitor.size());
         if (n < 0 && errno != EAGAIN && errno != EINTR) return ws_->close("the monitor went away");
@@ -181,14 +117,14 @@ class AttachSession : public std::enable_shared_from_this<AttachSession> {
       from_monitor.append(buf, static_cast<size_t>(n));
       // Each whole frame becomes one message.
       size_t at = 0;
-      while (from_monitor.size() - at >= kFrameHeader) {
-        uint32_t len = frame_length(from_monitor, at);
+      while (from_monitor.size() - at >= frames::kHeader) {
+        uint32_t len = frames::length(from_monitor, at);
         if (len > kMaxFrame) return ws_->close("the monitor sent a malformed frame");
-        if (from_monitor.size() - at - kFrameHeader < len) break;
+        if (from_monitor.size() - at - frames::kHeader < len) break;
         uint8_t type = static_cast<uint8_t>(from_monitor[at]);
-        ws_->send(from_monitor.substr(at, kFrameHeader + len));
-        at += kFrameHeader + len;
-        if (type == kExit) return ws_->close("exited");
+        ws_->send(from_monitor.substr(at, frames::kHeader + len));
+        at += frames::kHeader + len;
+        if (type == frames::kExit) return ws_->close("exited");
       }
       from_monitor.erase(0, at);
     }
@@ -196,66 +132,21 @@ class AttachSession : public std::enable_shared_from_this<AttachSession> {
 
   std::string name_;
   bool input_;
-  Fd wake_;
   std::stop_source stop_;
-  std::shared_ptr<WebSocket> ws_;  // written once, under mu_, by the session's thread
-  std::mutex mu_;
-  std::string input_buf_;  // client frames for the monitor
-  bool paused_ = false;
-  bool closed_ = false;
-  std::atomic<bool> finished_{false};
-  std::thread thread_;
-};
-
-// Owns the sessions; joins them when the route goes.
-class AttachService {
- public:
-  explicit AttachService(EngineFn engine) : engine_(std::move(engine)) {}
-  ~AttachService() {
-    std::list<std::shared_ptr<AttachSession>> all;
-    {
-      std::lock_guard lock(mu_);
-      all.swap(sessions_);
-    }
-    for (auto& s : all) s->stop();
-  }
-
-  void open(Request& req, server::UpgradeResponder respond) {
-    auto flag = [&](const char* key) {
-      auto it = req.query.find(key);
-      return it != req.query.end() && (it->second == "1" || it->second == "true");
-    };
-    auto session = std::make_shared<AttachSession>(req.params["name"], flag("stdin"));
-    std::list<std::shared_ptr<AttachSession>> done;
-    {
-      std::lock_guard lock(mu_);
-      for (auto it = sessions_.begin(); it != sessions_.end();) {
-        if ((*it)->finished()) {
-          done.push_back(std::move(*it));
-          it = sessions_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-      sessions_.push_back(session);
-    }
-    for (auto& s : done) s->stop();  // finished: joins at once
-    session->start(engine_, std::move(respond));
-  }
-
- private:
-  EngineFn engine_;
-  std::mutex mu_;
-  std::list<std::shared_ptr<AttachSession>> sessions_;
+  std::string input_buf_;  // client frames for the monitor, under mu_
 };
 
 }  // namespace
 
 void add_container_attach_route(server::Router& router, EngineFn engine) {
-  auto service = std::make_shared<AttachService>(std::move(engine));
+  auto sessions = std::make_shared<SessionSet>();
   router.add_upgrade("/1.0/containers/{name}/attach",
-                     [service](Request& req, server::UpgradeResponder respond) {
-                       service->open(req, std::move(respond));
+                     [sessions, engine](Request& req, server::UpgradeResponder respond) {
+                       auto it = req.query.find("stdin");
+                       bool input =
+                           it != req.query.end() && (it->second == "1" || it->second == "true");
+                       sessions->start(std::make_shared<AttachSession>(req.params["name"], input),
+                                       engine, std::move(respond));
                      });
 }
 

@@ -2,17 +2,14 @@
 
 #include <poll.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 
-#include <atomic>
-#include <list>
 #include <mutex>
 #include <optional>
-#include <thread>
 
 #include "base/fd.h"
 #include "base/json.h"
 #include "containers/engine.h"
+#include "daemon/stream_session.h"
 
 namespace vireo::daemon {
 
@@ -30,27 +27,6 @@ constexpr size_t kMaxPendingOutput = 1 << 20;
 // After the exit, output is drained until its ends close, or until none came for this long (a
 // process left in the background may hold them).
 constexpr int kDrainGraceMs = 500;
-constexpr size_t kFrameHeader = 5;
-
-// Frame types (monitor/attach.h).
-constexpr uint8_t kStdin = 0, kStdout = 1, kStderr = 2, kExit = 3, kResize = 4, kCloseStdin = 5;
-
-uint32_t frame_length(const std::string& buf, size_t at) {
-  return (uint32_t{static_cast<uint8_t>(buf[at + 1])} << 24) |
-         (uint32_t{static_cast<uint8_t>(buf[at + 2])} << 16) |
-         (uint32_t{static_cast<uint8_t>(buf[at + 3])} << 8) |
-         uint32_t{static_cast<uint8_t>(buf[at + 4])};
-}
-
-std::string frame(uint8_t type, std::string_view payload) {
-  std::string out(kFrameHeader, '\0');
-  out[0] = static_cast<char>(type);
-  const auto n = static_cast<uint32_t>(payload.size());
-  for (int i = 0; i < 4; ++i) out[1 + i] = static_cast<char>(n >> (24 - 8 * i));
-  out.append(payload);
-  return out;
-}
-
 struct Options {
   std::string name;
   containers::ExecRequest request;
@@ -58,61 +34,32 @@ struct Options {
   containers::ExecInput input = containers::ExecInput::kNone;
 };
 
-class ExecAttachSession : public std::enable_shared_from_this<ExecAttachSession> {
+class ExecAttachSession final : public StreamSession {
  public:
-  explicit ExecAttachSession(Options o) : o_(std::move(o)) {
-    wake_ = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  }
-
-  void start(EngineFn engine, server::UpgradeResponder respond) {
-    thread_ = std::thread([self = shared_from_this(), engine = std::move(engine),
-                           respond = std::move(respond)]() mutable { self->run(engine, respond); });
-  }
-  // Ends the session (killing the process) and joins its thread.
-  void stop() {
-    end();
-    if (thread_.joinable()) thread_.join();
-  }
-  bool finished() const { return finished_; }
+  explicit ExecAttachSession(Options o) : o_(std::move(o)) {}
 
  private:
-  void end() {
-    {
-      std::lock_guard lock(mu_);
-      closed_ = true;
-    }
-    poke();
-  }
-  void poke() {
-    uint64_t one = 1;
-    (void)!::write(wake_.get(), &one, sizeof one);
-  }
-  std::shared_ptr<WebSocket> socket() {
-    std::lock_guard lock(mu_);
-    return ws_;
-  }
-
   // Client → process, on the io thread: whole frames; stdin ones only when input is open.
-  void on_message(std::string message) {
+  void on_message(std::string message) override {
     const bool input = o_.input == containers::ExecInput::kOpen;
     std::string data;
     std::optional<std::pair<uint16_t, uint16_t>> size;
     bool close_stdin = false;
     for (size_t at = 0; at < message.size();) {
-      uint32_t len = at + kFrameHeader <= message.size() ? frame_length(message, at) : 0;
-      if (at + kFrameHeader > message.size() || message.size() - at - kFrameHeader < len)
+      uint32_t len = at + frames::kHeader <= message.size() ? frames::length(message, at) : 0;
+      if (at + frames::kHeader > message.size() || message.size() - at - frames::kHeader < len)
         return socket()->close(
             "a message must hold whole frames: [type][length, 4 bytes BE][payload]");
       const uint8_t type = static_cast<uint8_t>(message[at]);
-      const size_t payload = at + kFrameHeader;
-      if (type == kStdin) {
+      const size_t payload = at + frames::kHeader;
+      if (type == frames::kStdin) {
         if (input) data.append(message, payload, len);
-      } else if (type == kResize) {
+      } else if (type == frames::kResize) {
         if (len != 4) return socket()->close("a resize frame holds rows and columns, 2 bytes each");
         auto byte = [&](size_t i) { return static_cast<uint16_t>(uint8_t(message[payload + i])); };
         size = {static_cast<uint16_t>(byte(0) << 8 | byte(1)),
                 static_cast<uint16_t>(byte(2) << 8 | byte(3))};
-      } else if (type == kCloseStdin) {
+      } else if (type == frames::kCloseStdin) {
         close_stdin = input;
       } else {
         return socket()->close(fmt::format("unknown frame type {}", type));
@@ -132,36 +79,17 @@ class ExecAttachSession : public std::enable_shared_from_this<ExecAttachSession>
     poke();
   }
 
-  void run(EngineFn& engine, server::UpgradeResponder& respond) {
+  void run(EngineFn& engine, server::UpgradeResponder& respond) override {
     auto e = engine();
     auto process = e ? (*e)->exec_interactive(o_.name, o_.request, o_.terminal, o_.input)
                      : Result<std::unique_ptr<ExecSession>>(std::unexpected(e.error()));
     if (!process) {
       respond(std::unexpected(process.error()));
-      finished_ = true;
       return;
     }
-    std::weak_ptr<ExecAttachSession> weak = weak_from_this();
-    {
-      std::lock_guard lock(mu_);
-      ws_ = respond(server::WebSocketHandlers{
-          .on_message =
-              [weak](std::string m, MessageKind) {
-                if (auto self = weak.lock()) self->on_message(std::move(m));
-              },
-          .on_closed =
-              [weak] {
-                if (auto self = weak.lock()) self->end();
-              },
-          .on_drained =
-              [weak] {
-                if (auto self = weak.lock()) self->poke();
-              },
-      });
-    }
+    accept(respond);
     if (ws_) relay(**process);
     process->reset();  // kills the process unless it ended
-    finished_ = true;
   }
 
   // Until the process exited and its output is drained, or the client closed.
@@ -176,8 +104,8 @@ class ExecAttachSession : public std::enable_shared_from_this<ExecAttachSession>
       int fd;
       uint8_t type;
     };
-    std::vector<Source> sources = {{tty ? p.terminal() : p.stdout_fd(), kStdout},
-                                   {p.stderr_fd(), kStderr}};
+    std::vector<Source> sources = {{tty ? p.terminal() : p.stdout_fd(), frames::kStdout},
+                                   {p.stderr_fd(), frames::kStderr}};
     int in = tty ? p.terminal() : p.stdin_fd();
     std::string to_process;
     bool close_stdin = false;
@@ -206,7 +134,7 @@ class ExecAttachSession : public std::enable_shared_from_this<ExecAttachSession>
       if (exit_code && drained) break;
       const bool backed_up = ws_->queued_bytes() >= kMaxPendingOutput;
       const auto out_events = static_cast<short>(backed_up ? 0 : POLLIN);
-      pollfd fds[5] = {{wake_.get(), POLLIN, 0},
+      pollfd fds[5] = {{wake_fd(), POLLIN, 0},
                        {exit_code ? -1 : p.pidfd(), POLLIN, 0},
                        {sources[0].fd, out_events, 0},
                        {sources[1].fd, out_events, 0},
@@ -217,10 +145,7 @@ class ExecAttachSession : public std::enable_shared_from_this<ExecAttachSession>
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return ws_->close("poll failed");
       if (n == 0) break;  // exited, and no more output came
-      if (fds[0].revents) {
-        uint64_t count;
-        (void)!::read(wake_.get(), &count, sizeof count);
-      }
+      if (fds[0].revents) drain_wake();
       if (fds[1].revents) exit_code = p.exit_code();
       for (int i = 0; i < 2; ++i) {
         if (!(fds[2 + i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -230,7 +155,7 @@ class ExecAttachSession : public std::enable_shared_from_this<ExecAttachSession>
           sources[i].fd = -1;  // end of file, or EIO: the terminal's last user closed it
           continue;
         }
-        ws_->send(frame(sources[i].type, std::string_view(buf, static_cast<size_t>(r))));
+        ws_->send(frames::make(sources[i].type, std::string_view(buf, static_cast<size_t>(r))));
       }
       if (fds[4].revents & (POLLOUT | POLLERR | POLLHUP)) {
         ssize_t w = ::write(in, to_process.data(), to_process.size());
@@ -244,21 +169,14 @@ class ExecAttachSession : public std::enable_shared_from_this<ExecAttachSession>
     }
     if (!exit_code) exit_code = p.exit_code();
     if (!exit_code) return ws_->close("the process's output ended before it exited");
-    ws_->send(frame(kExit, Json{{"exit_code", *exit_code}}.dump()));
+    ws_->send(frames::make(frames::kExit, Json{{"exit_code", *exit_code}}.dump()));
     ws_->close("exited");
   }
 
   Options o_;
-  Fd wake_;
-  std::shared_ptr<WebSocket> ws_;  // written once, under mu_, by the session's thread
-  std::mutex mu_;
-  std::string input_buf_;  // stdin bytes for the process
+  std::string input_buf_;  // stdin bytes for the process, under mu_
   std::optional<std::pair<uint16_t, uint16_t>> size_;
   bool close_stdin_ = false;
-  bool paused_ = false;
-  bool closed_ = false;
-  std::atomic<bool> finished_{false};
-  std::thread thread_;
 };
 
 Result<Options> parse_options(Request& req) {
@@ -281,56 +199,19 @@ Result<Options> parse_options(Request& req) {
   return o;
 }
 
-// Owns the sessions; joins them when the route goes.
-class ExecService {
- public:
-  explicit ExecService(EngineFn engine) : engine_(std::move(engine)) {}
-  ~ExecService() {
-    std::list<std::shared_ptr<ExecAttachSession>> all;
-    {
-      std::lock_guard lock(mu_);
-      all.swap(sessions_);
-    }
-    for (auto& s : all) s->stop();
-  }
-
-  void open(Request& req, server::UpgradeResponder respond) {
-    auto options = parse_options(req);
-    if (!options) {
-      respond(std::unexpected(options.error()));
-      return;
-    }
-    auto session = std::make_shared<ExecAttachSession>(std::move(*options));
-    std::list<std::shared_ptr<ExecAttachSession>> done;
-    {
-      std::lock_guard lock(mu_);
-      for (auto it = sessions_.begin(); it != sessions_.end();) {
-        if ((*it)->finished()) {
-          done.push_back(std::move(*it));
-          it = sessions_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-      sessions_.push_back(session);
-    }
-    for (auto& s : done) s->stop();  // finished: joins at once
-    session->start(engine_, std::move(respond));
-  }
-
- private:
-  EngineFn engine_;
-  std::mutex mu_;
-  std::list<std::shared_ptr<ExecAttachSession>> sessions_;
-};
-
 }  // namespace
 
 void add_container_exec_route(server::Router& router, EngineFn engine) {
-  auto service = std::make_shared<ExecService>(std::move(engine));
+  auto sessions = std::make_shared<SessionSet>();
   router.add_upgrade("/1.0/containers/{name}/exec/attach",
-                     [service](Request& req, server::UpgradeResponder respond) {
-                       service->open(req, std::move(respond));
+                     [sessions, engine](Request& req, server::UpgradeResponder respond) {
+                       auto options = parse_options(req);
+                       if (!options) {
+                         respond(std::unexpected(options.error()));
+                         return;
+                       }
+                       sessions->start(std::make_shared<ExecAttachSession>(std::move(*options)),
+                                       engine, std::move(respond));
                      });
 }
 
