@@ -160,7 +160,7 @@ TEST_F(ContainerAttachTest, TtyRunGivesTheContainerATerminalThatFollowsTheCaller
   EXPECT_TRUE(no_containers());
 }
 
-TEST_F(ContainerAttachTest, AttachToADetachedTerminalAndDetachWithCtrlPCtrlQ) {
+TEST_F(ContainerAttachTest, AttachToADetachedTerminalDetachAndAttachAgainAfterVireodDied) {
   auto r =
       d.cli({"ct", "run", "-d", "-i", "-t", "--name", "box", "--net", "none", "busybox:1", "sh"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -173,6 +173,11 @@ TEST_F(ContainerAttachTest, AttachToADetachedTerminalAndDetachWithCtrlPCtrlQ) {
     cli.type("\x10\x11");
     EXPECT_EQ(cli.wait(), 0) << cli.output();
   }
+  EXPECT_EQ(state("box"), "running");
+  // vireod dies and comes back: the monitor kept the shell and its terminal; the new vireod
+  // re-adopts the container and attach works again.
+  d.kill();
+  ASSERT_TRUE(d.start()) << "vireod did not start again";
   EXPECT_EQ(state("box"), "running");
   // Attached again: the same shell, and its exit status comes back.
   PtyCli cli(d, {"ct", "attach", "box"});
