@@ -135,7 +135,11 @@ Result<void> validate_manifest(const Json& m) {
     return make_error(ErrorCode::kInvalidArgument, "package manifest: {}", why);
   };
   if (!m.is_object()) return bad("not a JSON object");
-  if (m.value("vireo_app", 0) != 1) return bad("\"vireo_app\" must be 1");
+  // Checked by type first: value() throws when the field is there with another type (found by
+  // the fuzzer: "vireo_app": []).
+  auto version = m.find("vireo_app");
+  if (version == m.end() || !version->is_number_integer() || *version != 1)
+    return bad("\"vireo_app\" must be 1");
   for (const char* key : {"name", "digest", "profile", "net"})
     if (!m.contains(key) || !m[key].is_string())
       return bad(fmt::format("\"{}\" must be a string", key));

@@ -139,6 +139,10 @@ TEST(PackageTest, ManifestValidationRejectsHostileOrMalformedFields) {
   EXPECT_FALSE(broken([](Json& m) { m["env"] = {"NOEQUALS"}; }));
   EXPECT_FALSE(broken([](Json& m) { m["profile"] = "god"; }));
   EXPECT_FALSE(broken([](Json& m) { m.erase("files"); }));
+  // Fields of the wrong type are refused, never thrown (the fuzzer's "vireo_app": []).
+  for (const Json& v : {Json::array(), Json::object(), Json("1"), Json(1.5), Json(2), Json()})
+    EXPECT_FALSE(broken([&](Json& m) { m["vireo_app"] = v; })) << v.dump();
+  EXPECT_FALSE(broken([](Json& m) { m.erase("vireo_app"); }));
   EXPECT_FALSE(validate_manifest(Json("string")));
 }
 
