@@ -1,5 +1,9 @@
 #include "server/router.h"
 
+#include <atomic>
+#include <memory>
+
+#include "base/log.h"
 #include "base/strings.h"
 
 namespace vireo::server {
@@ -46,6 +50,27 @@ bool Router::match(const Route& route, const std::vector<std::string>& segments,
   return true;
 }
 
+// A handler that throws answers instead of taking the daemon down: a JSON value of the wrong
+// type (nlohmann's value()/get() on a client's body) is the client's error, anything else ours.
+void Router::call_handler(const Handler& handler, Request& request, Responder respond) {
+  auto answered = std::make_shared<std::atomic<bool>>(false);
+  Responder once = [respond, answered](Response r) {
+    if (!answered->exchange(true)) respond(std::move(r));
+  };
+  try {
+    handler(request, once);
+  } catch (const Json::exception& e) {
+    if (!answered->load())
+      once(Response::error(
+          Error(ErrorCode::kInvalidArgument, fmt::format("malformed request: {}", e.what()))));
+  } catch (const std::exception& e) {
+    spdlog::error("{} {}: {}", to_string(request.method), request.path, e.what());
+    if (!answered->load())
+      once(Response::error(
+          Error(ErrorCode::kInternal, fmt::format("internal error: {}", e.what()))));
+  }
+}
+
 void Router::dispatch(Request& request, Responder respond) const {
   const auto segments = split_path(request.path);
   // Literal routes win over placeholders: try routes with fewer placeholders first.
@@ -72,7 +97,7 @@ void Router::dispatch(Request& request, Responder respond) const {
   for (const auto& [method, handler] : best->handlers) {
     if (method == request.method) {
       request.params = std::move(best_params);
-      handler(request, std::move(respond));
+      call_handler(handler, request, std::move(respond));
       return;
     }
     allow += (allow.empty() ? "" : ", ") + std::string(to_string(method));

@@ -29,6 +29,7 @@ class Router {
     std::vector<std::pair<Method, Handler>> handlers;
   };
   static std::vector<std::string> split_path(const std::string& path);
+  static void call_handler(const Handler& handler, Request& request, Responder respond);
   static bool match(const Route& route, const std::vector<std::string>& segments,
                     std::map<std::string, std::string>& params);
 

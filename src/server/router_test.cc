@@ -38,6 +38,22 @@ TEST(RouterTest, MatchesPlaceholdersAndDecodes) {
   EXPECT_EQ(r.body, "web");
 }
 
+TEST(RouterTest, AHandlerThatThrowsAnswersInsteadOfEndingTheDaemon) {
+  Router r;
+  r.add_sync(Method::kPost, "/1.0/typed", [](Request&) -> Result<Response> {
+    Json body = Json::parse(R"({"dhcp": "yes"})");
+    return Response::json(body.value("dhcp", false));  // throws: not a boolean
+  });
+  r.add_sync(Method::kPost, "/1.0/broken",
+             [](Request&) -> Result<Response> { throw std::runtime_error("boom"); });
+  auto typed = call(r, Method::kPost, "/1.0/typed");
+  EXPECT_EQ(typed.status, 400);
+  EXPECT_NE(typed.body.dump().find("must be boolean"), std::string::npos) << typed.body;
+  auto broken = call(r, Method::kPost, "/1.0/broken");
+  EXPECT_EQ(broken.status, 500);
+  EXPECT_NE(broken.body.dump().find("boom"), std::string::npos) << broken.body;
+}
+
 TEST(RouterTest, LiteralBeatsPlaceholder) {
   EXPECT_EQ(call(make_router(), Method::kGet, "/1.0/things/special").body, "literal");
 }
