@@ -16,31 +16,17 @@
 
 #include "api/operation.h"
 #include "base/fd.h"
+#include "monitor/frames.h"
 
 namespace vireo::cli {
 
 namespace {
 
-// Frame types of the attach stream (docs/api.md; monitor/attach.h).
-enum class Frame : uint8_t {
-  kStdin = 0,
-  kStdout = 1,
-  kStderr = 2,
-  kExit = 3,
-  kResize = 4,
-  kCloseStdin = 5
-};
-constexpr size_t kHeader = 5;
-constexpr char kCtrlP = 0x10, kCtrlQ = 0x11;
+using monitor::FrameType;
+using monitor::kFrameHeader;
+using monitor::make_frame;
 
-std::string frame(Frame type, std::string_view payload) {
-  std::string out(kHeader, '\0');
-  out[0] = static_cast<char>(type);
-  const auto n = static_cast<uint32_t>(payload.size());
-  for (int i = 0; i < 4; ++i) out[1 + i] = static_cast<char>(n >> (24 - 8 * i));
-  out.append(payload);
-  return out;
-}
+constexpr char kCtrlP = 0x10, kCtrlQ = 0x11;
 
 void write_all(int fd, std::string_view data) {
   while (!data.empty()) {
@@ -171,7 +157,7 @@ class Attachment {
       if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (n <= 0) {
         stdin_open = false;
-        stream_->send(frame(Frame::kCloseStdin, {}));
+        stream_->send(make_frame(FrameType::kCloseStdin, {}));
         continue;
       }
       std::string input;
@@ -197,7 +183,7 @@ class Attachment {
           input += ch;
         }
       }
-      if (!input.empty()) stream_->send(frame(Frame::kStdin, input));
+      if (!input.empty()) stream_->send(make_frame(FrameType::kStdin, input));
       if (detach) {
         close_and_wait();
         return Outcome{.end = End::kDetached};
@@ -219,19 +205,18 @@ class Attachment {
 
   // On the stream's thread: output to our streams, the exit frame kept.
   static void on_message(Shared& s, std::string_view m) {
-    while (m.size() >= kHeader) {
-      uint32_t len = 0;
-      for (int i = 1; i <= 4; ++i) len = len << 8 | static_cast<uint8_t>(m[i]);
-      if (m.size() - kHeader < len) return;
-      std::string_view payload = m.substr(kHeader, len);
-      switch (static_cast<Frame>(m[0])) {
-        case Frame::kStdout:
+    while (m.size() >= kFrameHeader) {
+      uint32_t len = monitor::frame_length(m);
+      if (m.size() - kFrameHeader < len) return;
+      std::string_view payload = m.substr(kFrameHeader, len);
+      switch (static_cast<FrameType>(m[0])) {
+        case FrameType::kStdout:
           write_all(STDOUT_FILENO, payload);
           break;
-        case Frame::kStderr:
+        case FrameType::kStderr:
           write_all(STDERR_FILENO, payload);
           break;
-        case Frame::kExit: {
+        case FrameType::kExit: {
           std::lock_guard lock(s.mu);
           s.exit_json = std::string(payload);
           break;
@@ -239,7 +224,7 @@ class Attachment {
         default:
           break;
       }
-      m.remove_prefix(kHeader + len);
+      m.remove_prefix(kFrameHeader + len);
     }
   }
 
@@ -251,7 +236,7 @@ class Attachment {
     payload[1] = static_cast<char>(ws.ws_row);
     payload[2] = static_cast<char>(ws.ws_col >> 8);
     payload[3] = static_cast<char>(ws.ws_col);
-    stream_->send(frame(Frame::kResize, payload));
+    stream_->send(make_frame(FrameType::kResize, payload));
   }
 
   // Handles the pending signals; returns the one that ends the CLI, if any. SIGWINCH resizes;

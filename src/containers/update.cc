@@ -10,15 +10,13 @@
 #include "containers/engine.h"
 #include "containers/engine_impl.h"
 #include "containers/rootless.h"
+#include "monitor/frames.h"
 
 namespace vireo::containers {
 
 namespace {
 
 constexpr int64_t kMinMemory = 6 << 20;  // as Docker: less cannot start a process
-// vireo-monitor's attach frames (monitor/attach.h; the engine does not link the monitor).
-constexpr uint8_t kPublishFrame = 6;
-constexpr uint8_t kResultFrame = 7;
 
 Result<int64_t> positive_int(const Json& v, const std::string& field) {
   if (!v.is_number_integer() || v.get<int64_t>() <= 0)
@@ -29,11 +27,7 @@ Result<int64_t> positive_int(const Json& v, const std::string& field) {
 // Sends the monitor the new published ports over its attach socket and reads its answer.
 Result<void> publish_live(Engine& engine, const std::string& id, const std::string& specs) {
   Fd fd = TRY(engine.attach(id, std::chrono::seconds(5)));
-  std::string frame(5, '\0');
-  frame[0] = static_cast<char>(kPublishFrame);
-  const uint32_t n = static_cast<uint32_t>(specs.size());
-  for (int i = 0; i < 4; ++i) frame[1 + i] = static_cast<char>(n >> (24 - 8 * i));
-  frame += specs;
+  const std::string frame = monitor::make_frame(monitor::FrameType::kPublish, specs);
   if (::send(fd.get(), frame.data(), frame.size(), MSG_NOSIGNAL) !=
       static_cast<ssize_t>(frame.size()))
     return errno_error("send the ports to the container's monitor");
@@ -41,16 +35,15 @@ Result<void> publish_live(Engine& engine, const std::string& id, const std::stri
   std::string in;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (;;) {
-    while (in.size() >= 5) {
-      uint32_t len = (uint32_t(uint8_t(in[1])) << 24) | (uint32_t(uint8_t(in[2])) << 16) |
-                     (uint32_t(uint8_t(in[3])) << 8) | uint32_t(uint8_t(in[4]));
-      if (in.size() < 5 + len) break;
-      if (static_cast<uint8_t>(in[0]) == kResultFrame) {
-        std::string error = in.substr(5, len);
+    while (in.size() >= monitor::kFrameHeader) {
+      const uint32_t len = monitor::frame_length(in);
+      if (in.size() < monitor::kFrameHeader + len) break;
+      if (static_cast<monitor::FrameType>(in[0]) == monitor::FrameType::kResult) {
+        std::string error = in.substr(monitor::kFrameHeader, len);
         if (error.empty()) return {};
         return make_error(ErrorCode::kConflict, "{}", error);
       }
-      in.erase(0, 5 + len);
+      in.erase(0, monitor::kFrameHeader + len);
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());

@@ -36,15 +36,17 @@ class AttachSession final : public StreamSession {
   void on_message(std::string message) override {
     std::string keep;
     for (size_t at = 0; at < message.size();) {
-      uint32_t len = at + frames::kHeader <= message.size() ? frames::length(message, at) : 0;
-      if (at + frames::kHeader > message.size() || message.size() - at - frames::kHeader < len)
+      uint32_t len = at + kFrameHeader <= message.size()
+                         ? monitor::frame_length(std::string_view(message).substr(at))
+                         : 0;
+      if (at + kFrameHeader > message.size() || message.size() - at - kFrameHeader < len)
         return socket()->close(
             "a message must hold whole frames: [type][length, 4 bytes BE][payload]");
-      uint8_t type = static_cast<uint8_t>(message[at]);
-      if (type != frames::kStdin && type != frames::kResize && type != frames::kCloseStdin)
-        return socket()->close(fmt::format("unknown frame type {}", type));
-      if (type == frames::kResize || input_) keep.append(message, at, frames::kHeader + len);
-      at += frames::kHeader + len;
+      auto type = static_cast<FrameType>(message[at]);
+      if (type != FrameType::kStdin && type != FrameType::kResize && type != FrameType::kCloseStdin)
+        return socket()->close(fmt::format("unknown frame type {}", static_cast<int>(type)));
+      if (type == FrameType::kResize || input_) keep.append(message, at, kFrameHeader + len);
+      at += kFrameHeader + len;
     }
     if (keep.empty()) return;
     bool pause;
@@ -117,14 +119,14 @@ class AttachSession final : public StreamSession {
       from_monitor.append(buf, static_cast<size_t>(n));
       // Each whole frame becomes one message.
       size_t at = 0;
-      while (from_monitor.size() - at >= frames::kHeader) {
-        uint32_t len = frames::length(from_monitor, at);
+      while (from_monitor.size() - at >= kFrameHeader) {
+        uint32_t len = monitor::frame_length(std::string_view(from_monitor).substr(at));
         if (len > kMaxFrame) return ws_->close("the monitor sent a malformed frame");
-        if (from_monitor.size() - at - frames::kHeader < len) break;
-        uint8_t type = static_cast<uint8_t>(from_monitor[at]);
-        ws_->send(from_monitor.substr(at, frames::kHeader + len));
-        at += frames::kHeader + len;
-        if (type == frames::kExit) return ws_->close("exited");
+        if (from_monitor.size() - at - kFrameHeader < len) break;
+        auto type = static_cast<FrameType>(from_monitor[at]);
+        ws_->send(from_monitor.substr(at, kFrameHeader + len));
+        at += kFrameHeader + len;
+        if (type == FrameType::kExit) return ws_->close("exited");
       }
       from_monitor.erase(0, at);
     }

@@ -46,23 +46,25 @@ class ExecAttachSession final : public StreamSession {
     std::optional<std::pair<uint16_t, uint16_t>> size;
     bool close_stdin = false;
     for (size_t at = 0; at < message.size();) {
-      uint32_t len = at + frames::kHeader <= message.size() ? frames::length(message, at) : 0;
-      if (at + frames::kHeader > message.size() || message.size() - at - frames::kHeader < len)
+      uint32_t len = at + kFrameHeader <= message.size()
+                         ? monitor::frame_length(std::string_view(message).substr(at))
+                         : 0;
+      if (at + kFrameHeader > message.size() || message.size() - at - kFrameHeader < len)
         return socket()->close(
             "a message must hold whole frames: [type][length, 4 bytes BE][payload]");
-      const uint8_t type = static_cast<uint8_t>(message[at]);
-      const size_t payload = at + frames::kHeader;
-      if (type == frames::kStdin) {
+      const auto type = static_cast<FrameType>(message[at]);
+      const size_t payload = at + kFrameHeader;
+      if (type == FrameType::kStdin) {
         if (input) data.append(message, payload, len);
-      } else if (type == frames::kResize) {
+      } else if (type == FrameType::kResize) {
         if (len != 4) return socket()->close("a resize frame holds rows and columns, 2 bytes each");
         auto byte = [&](size_t i) { return static_cast<uint16_t>(uint8_t(message[payload + i])); };
         size = {static_cast<uint16_t>(byte(0) << 8 | byte(1)),
                 static_cast<uint16_t>(byte(2) << 8 | byte(3))};
-      } else if (type == frames::kCloseStdin) {
+      } else if (type == FrameType::kCloseStdin) {
         close_stdin = input;
       } else {
-        return socket()->close(fmt::format("unknown frame type {}", type));
+        return socket()->close(fmt::format("unknown frame type {}", static_cast<int>(type)));
       }
       at = payload + len;
     }
@@ -102,10 +104,10 @@ class ExecAttachSession final : public StreamSession {
     const bool tty = p.terminal() >= 0;
     struct Source {
       int fd;
-      uint8_t type;
+      FrameType type;
     };
-    std::vector<Source> sources = {{tty ? p.terminal() : p.stdout_fd(), frames::kStdout},
-                                   {p.stderr_fd(), frames::kStderr}};
+    std::vector<Source> sources = {{tty ? p.terminal() : p.stdout_fd(), FrameType::kStdout},
+                                   {p.stderr_fd(), FrameType::kStderr}};
     int in = tty ? p.terminal() : p.stdin_fd();
     std::string to_process;
     bool close_stdin = false;
@@ -155,7 +157,8 @@ class ExecAttachSession final : public StreamSession {
           sources[i].fd = -1;  // end of file, or EIO: the terminal's last user closed it
           continue;
         }
-        ws_->send(frames::make(sources[i].type, std::string_view(buf, static_cast<size_t>(r))));
+        ws_->send(
+            monitor::make_frame(sources[i].type, std::string_view(buf, static_cast<size_t>(r))));
       }
       if (fds[4].revents & (POLLOUT | POLLERR | POLLHUP)) {
         ssize_t w = ::write(in, to_process.data(), to_process.size());
@@ -169,7 +172,7 @@ class ExecAttachSession final : public StreamSession {
     }
     if (!exit_code) exit_code = p.exit_code();
     if (!exit_code) return ws_->close("the process's output ended before it exited");
-    ws_->send(frames::make(frames::kExit, Json{{"exit_code", *exit_code}}.dump()));
+    ws_->send(monitor::make_frame(FrameType::kExit, Json{{"exit_code", *exit_code}}.dump()));
     ws_->close("exited");
   }
 

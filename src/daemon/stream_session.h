@@ -1,6 +1,6 @@
 #pragma once
-// What the container attach and exec WebSocket routes share: the frames of the attach protocol
-// (monitor/attach.h), a session that owns one relay thread between its WebSocket and a
+// What the container attach and exec WebSocket routes share (they speak the monitor's attach
+// frames, monitor/frames.h): a session that owns one relay thread between its WebSocket and a
 // process side, and the set of a route's sessions (finished ones joined as new ones come, all
 // joined when the route goes).
 #include <sys/eventfd.h>
@@ -17,31 +17,13 @@
 #include "base/fd.h"
 #include "containers/engine.h"
 #include "daemon/container_attach.h"
+#include "monitor/frames.h"
 #include "server/websocket.h"
 
 namespace vireo::daemon {
 
-namespace frames {
-constexpr size_t kHeader = 5;
-constexpr uint8_t kStdin = 0, kStdout = 1, kStderr = 2, kExit = 3, kResize = 4, kCloseStdin = 5;
-
-// The payload length of the frame at buf[at] (its header must be there).
-inline uint32_t length(const std::string& buf, size_t at) {
-  return (uint32_t{static_cast<uint8_t>(buf[at + 1])} << 24) |
-         (uint32_t{static_cast<uint8_t>(buf[at + 2])} << 16) |
-         (uint32_t{static_cast<uint8_t>(buf[at + 3])} << 8) |
-         uint32_t{static_cast<uint8_t>(buf[at + 4])};
-}
-
-inline std::string make(uint8_t type, std::string_view payload) {
-  std::string out(kHeader, '\0');
-  out[0] = static_cast<char>(type);
-  const auto n = static_cast<uint32_t>(payload.size());
-  for (int i = 0; i < 4; ++i) out[1 + i] = static_cast<char>(n >> (24 - 8 * i));
-  out.append(payload);
-  return out;
-}
-}  // namespace frames
+using monitor::FrameType;
+using monitor::kFrameHeader;
 
 // A WebSocket session relayed by a thread of its own. Subclasses implement run() (on that
 // thread: answer the upgrade with accept() or an error, then relay until the end) and

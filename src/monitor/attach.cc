@@ -11,28 +11,6 @@
 
 namespace vireo::monitor {
 
-namespace {
-
-uint32_t read_be32(const char* p) {
-  auto b = [p](int i) { return static_cast<uint32_t>(static_cast<unsigned char>(p[i])); };
-  return b(0) << 24 | b(1) << 16 | b(2) << 8 | b(3);
-}
-
-uint16_t read_be16(const char* p) {
-  return static_cast<uint16_t>(static_cast<unsigned char>(p[0]) << 8 |
-                               static_cast<unsigned char>(p[1]));
-}
-
-}  // namespace
-
-void append_frame(std::string& out, FrameType type, std::string_view payload) {
-  uint32_t n = static_cast<uint32_t>(payload.size());
-  char header[5] = {static_cast<char>(type), static_cast<char>(n >> 24), static_cast<char>(n >> 16),
-                    static_cast<char>(n >> 8), static_cast<char>(n)};
-  out.append(header, sizeof header);
-  out.append(payload);
-}
-
 Result<std::unique_ptr<AttachServer>> AttachServer::create(const std::string& path, int epoll_fd,
                                                            AttachSink* sink) {
   sockaddr_un addr{};

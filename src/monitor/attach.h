@@ -29,20 +29,10 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "monitor/frames.h"
 #include "monitor/stream.h"
 
 namespace vireo::monitor {
-
-enum class FrameType : uint8_t {
-  kStdin = 0,
-  kStdout = 1,
-  kStderr = 2,
-  kExit = 3,
-  kResize = 4,
-  kCloseStdin = 5,
-  kPublish = 6,  // client -> monitor: the published ports from now on
-  kResult = 7,   // monitor -> that client: "" when done, else the error line
-};
 
 // What the server does with client input; implemented by the monitor.
 class AttachSink {
@@ -58,9 +48,6 @@ class AttachSink {
     return "this monitor does not publish ports";
   }
 };
-
-// Appends one frame to out.
-void append_frame(std::string& out, FrameType type, std::string_view payload);
 
 class AttachServer {
  public:
