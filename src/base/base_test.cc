@@ -70,6 +70,8 @@ TEST(StringsTest, NamesAreSafePathComponents) {
 }
 
 TEST(StringsTest, FormatBytes) {
+  EXPECT_EQ(percent_encode("a b/c~_.-Z9"), "a%20b%2Fc~_.-Z9");
+  EXPECT_EQ(percent_encode("{\"é\"}"), "%7B%22%C3%A9%22%7D");
   EXPECT_EQ(format_bytes(512), "512 B");
   EXPECT_EQ(format_bytes(1536), "1.5 KiB");
   EXPECT_EQ(format_bytes(3ull << 30), "3.0 GiB");

@@ -1,5 +1,6 @@
 #include "base/strings.h"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 
@@ -82,6 +83,21 @@ Result<void> validate_name(std::string_view name, std::string_view what) {
       return bad("only letters, digits, '-', '_' and '.' are allowed");
   }
   return {};
+}
+
+std::string percent_encode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
 }
 
 }  // namespace vireo

@@ -16,6 +16,7 @@
 
 #include "api/operation.h"
 #include "base/fd.h"
+#include "base/strings.h"
 #include "monitor/frames.h"
 
 namespace vireo::cli {
@@ -308,31 +309,6 @@ Result<void> attach(Context& ctx, const std::string& name) {
   Outcome out = TRY(a->relay());
   if (out.end != End::kDetached) ctx.exit_code = out.exit_code;
   return {};
-}
-
-// For a query parameter: everything but unreserved characters percent-encoded.
-std::string percent_encode(std::string_view s) {
-  std::string out;
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
-      out += ch;
-    else
-      out += fmt::format("%{:02X}", c);
-  }
-  return out;
-}
-
-// The operation's result once it is done.
-Result<Json> finish_operation(Context& ctx, const Json& reply) {
-  auto op = TRY(api::operation_from_json(reply));
-  auto* c = TRY(ctx.client());
-  for (;;) {
-    op = TRY(c->wait_operation(op.id, std::chrono::seconds(30)));
-    if (op.status == api::OperationStatus::kSuccess) return op.result;
-    if (op.status != api::OperationStatus::kRunning)
-      return make_error(ErrorCode::kIo, "{}", op.error);
-  }
 }
 
 }  // namespace

@@ -15,6 +15,10 @@ inline const std::string kContainers = "/1.0/containers";
 [[nodiscard]] Result<std::string> container_path(const std::string& name,
                                                  const std::string& suffix = "");
 
+// The result of the operation a request answered with, once it is done (no progress bar: the
+// container operations are quick or have nothing to show).
+[[nodiscard]] Result<Json> finish_operation(Context& ctx, const Json& reply);
+
 void add_attach_command(CLI::App* noun, Context& ctx);
 
 // vireo ct exec -i/-t: runs request (the body of POST /1.0/containers/NAME/exec) in the running

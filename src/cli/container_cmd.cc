@@ -22,6 +22,19 @@ Result<std::string> container_path(const std::string& name, const std::string& s
   return kContainers + "/" + name + suffix;
 }
 
+Result<Json> finish_operation(Context& ctx, const Json& reply) {
+  auto op = TRY(api::operation_from_json(reply));
+  auto* c = TRY(ctx.client());
+  for (;;) {
+    op = TRY(c->wait_operation(op.id, std::chrono::seconds(30)));
+    if (op.status == api::OperationStatus::kSuccess) return op.result;
+    if (op.status == api::OperationStatus::kFailure)
+      return make_error(ErrorCode::kIo, "{}", op.error);
+    if (op.status == api::OperationStatus::kCancelled)
+      return make_error(ErrorCode::kCancelled, "operation {} was cancelled", op.id);
+  }
+}
+
 namespace {
 
 constexpr int kLogPollSeconds = 20;
@@ -59,21 +72,6 @@ void run(CLI::App* cmd, Context& ctx, F body) {
 Result<Json> request(Context& ctx, const char* method, const std::string& path,
                      const Json* body = nullptr) {
   return TRY(TRY(ctx.client())->request(method, path, body)).body;
-}
-
-// The daemon answered with an operation: wait for it (no progress bar: these are quick or
-// have nothing to show) and return its result.
-Result<Json> finish_operation(Context& ctx, const Json& reply) {
-  auto op = TRY(api::operation_from_json(reply));
-  auto* c = TRY(ctx.client());
-  for (;;) {
-    op = TRY(c->wait_operation(op.id, std::chrono::seconds(30)));
-    if (op.status == api::OperationStatus::kSuccess) return op.result;
-    if (op.status == api::OperationStatus::kFailure)
-      return make_error(ErrorCode::kIo, "{}", op.error);
-    if (op.status == api::OperationStatus::kCancelled)
-      return make_error(ErrorCode::kCancelled, "operation {} was cancelled", op.id);
-  }
 }
 
 Result<std::vector<std::string>> read_env_file(const std::string& path) {

@@ -1,5 +1,7 @@
 #include "image/remote/session.h"
 
+#include "base/strings.h"
+
 #include <unistd.h>
 
 #include "base/base64.h"
@@ -28,17 +30,6 @@ std::string host_of(const std::string& registry) {
 bool is_loopback(const std::string& registry) {
   std::string host = host_of(registry);
   return host == "localhost" || host.starts_with("127.") || host == "::1";
-}
-
-std::string url_encode(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
-      out += static_cast<char>(c);
-    else
-      out += fmt::format("%{:02X}", c);
-  }
-  return out;
 }
 
 bool is_redirect(int status) {
@@ -202,8 +193,8 @@ Result<std::string> RegistrySession::fetch_token(HttpClient& client, const std::
                                                  const std::string& scope) {
   Url url = TRY_CTX(Url::parse(realm), "token realm of registry {}", ref_.registry);
   url.target += url.target.find('?') == std::string::npos ? "?" : "&";
-  if (!service.empty()) url.target += "service=" + url_encode(service) + "&";
-  url.target += "scope=" + url_encode(scope);
+  if (!service.empty()) url.target += "service=" + percent_encode(service) + "&";
+  url.target += "scope=" + percent_encode(scope);
   HttpRequest req{.method = "GET", .url = url};
   if (options_.credentials)
     req.headers.emplace_back("Authorization", basic_auth_value(*options_.credentials));
