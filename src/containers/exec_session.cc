@@ -16,12 +16,11 @@
 
 #include "base/file.h"
 #include "base/line_server.h"
+#include "base/process_io.h"
 #include "base/strings.h"
 #include "base/subprocess.h"
 #include "containers/engine.h"
 #include "containers/engine_impl.h"
-
-extern char** environ;
 
 namespace vireo::containers {
 
@@ -30,51 +29,11 @@ namespace {
 // How long the runtime may take to pass the terminal.
 constexpr auto kTerminalWait = std::chrono::seconds(30);
 
-int open_pidfd(pid_t pid) {
-  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-}
-
-Result<void> set_nonblocking(int fd) {
-  int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return errno_error("fcntl");
-  return {};
-}
-
 // A pipe: {read end, write end}, close-on-exec.
 Result<std::pair<Fd, Fd>> make_pipe() {
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) return errno_error("pipe");
   return std::pair{Fd(p[0]), Fd(p[1])};
-}
-
-// argv with in/out/err as its stdio, in a session of its own, with default signal dispositions
-// and no blocked signals (vireod's threads block some).
-Result<pid_t> spawn(const std::vector<std::string>& argv, int in, int out, int err) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in, 0);
-  posix_spawn_file_actions_adddup2(&actions, out, 1);
-  posix_spawn_file_actions_adddup2(&actions, err, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
-  std::vector<std::string> args = argv;
-  auto c_argv = c_strings(args);
-  pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, c_argv[0], &actions, &attr, c_argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
-    errno = rc;
-    return errno_error("spawn " + argv[0]);
-  }
-  return pid;
 }
 
 // Waits until fd is readable; false when the runtime ended first (or the wait timed out).
@@ -101,28 +60,7 @@ Result<Fd> receive_terminal(int listener, int pidfd) {
   if (!conn) return errno_error("console socket: accept");
   if (!readable_before_exit(conn.get(), pidfd, deadline))
     return make_error(ErrorCode::kIo, "the runtime sent no terminal");
-  char byte[256];
-  iovec iov{byte, sizeof byte};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = ::recvmsg(conn.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return errno_error("console socket: receive");
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    int fd;
-    std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-    Fd master(fd);
-    TRY(set_nonblocking(master.get()));
-    return master;
-  }
-  return make_error(ErrorCode::kIo, "console socket: no file descriptor received");
+  return receive_fd(conn.get());
 }
 
 // What the runtime wrote to fd so far (its error, after it failed).
@@ -172,12 +110,13 @@ Result<std::unique_ptr<ExecSession>> ExecSession::start(const std::vector<std::s
       s->in_ = std::move(i_w);
     }
   }
-  s->pid_ = TRY(
-      spawn(argv, in_r ? in_r.get() : null.get(), out_w ? out_w.get() : null.get(), err_w.get()));
+  s->pid_ = TRY(spawn_with_stdio(argv, in_r ? in_r.get() : null.get(),
+                                 out_w ? out_w.get() : null.get(), err_w.get(),
+                                 /*new_session=*/true));
   in_r.reset();
   out_w.reset();
   err_w.reset();
-  s->pidfd_ = Fd(open_pidfd(s->pid_));
+  s->pidfd_ = Fd(pidfd_open(s->pid_));
   if (!s->pidfd_) {
     auto e = errno_error("pidfd_open");
     s->kill();
@@ -234,7 +173,7 @@ void ExecSession::kill() {
   auto text = read_file(dir_ / "exec.pid");
   long pid = text ? std::strtol(text->c_str(), nullptr, 10) : 0;
   if (pid > 0) {
-    Fd target(open_pidfd(static_cast<pid_t>(pid)));
+    Fd target(pidfd_open(static_cast<pid_t>(pid)));
     if (target) ::syscall(SYS_pidfd_send_signal, target.get(), SIGKILL, nullptr, 0);
     return;
   }

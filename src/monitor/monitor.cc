@@ -1,5 +1,7 @@
 #include "monitor/monitor.h"
 
+#include "base/process_io.h"
+
 #include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
@@ -47,13 +49,6 @@ void log_error(std::string_view what, const Error& e) {
   line += e.message();
   line += '\n';
   (void)!::write(2, line.data(), line.size());
-}
-
-Result<void> set_nonblocking(int fd) {
-  int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
-    return errno_error("set O_NONBLOCK");
-  return {};
 }
 
 Result<Fd> listen_unix(const std::string& path) {
@@ -232,28 +227,7 @@ Result<Fd> Monitor::receive_pty(int listener) {
   if (!conn)
     return make_error(ErrorCode::kInvalidArgument,
                       "the runtime sent no terminal: --tty needs process.terminal in config.json");
-  char byte[256];
-  iovec iov{byte, sizeof byte};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  do {
-    n = ::recvmsg(conn.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return errno_error("console socket: receive");
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    int fd;
-    std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-    Fd master(fd);
-    TRY(set_nonblocking(master.get()));
-    return master;
-  }
-  return make_error(ErrorCode::kIo, "console socket: no file descriptor received");
+  return receive_fd(conn.get());
 }
 
 Result<void> Monitor::create_container() {

@@ -10,36 +10,12 @@
 #include <cstring>
 
 #include "base/fd.h"
-
-extern char** environ;
+#include "base/process_io.h"
 
 namespace vireo::monitor {
 
 Result<pid_t> spawn(const std::vector<std::string>& argv, int in, int out, int err) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in, 0);
-  posix_spawn_file_actions_adddup2(&fa, out, 1);
-  posix_spawn_file_actions_adddup2(&fa, err, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = argv[0].find('/') == std::string::npos
-               ? posix_spawnp(&pid, args[0], &fa, &attr, args.data(), environ)
-               : posix_spawn(&pid, args[0], &fa, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return std::unexpected(Error::from_errno(rc, "start " + argv[0]));
-  return pid;
+  return spawn_with_stdio(argv, in, out, err);
 }
 
 Result<int> wait_for(pid_t pid) {
