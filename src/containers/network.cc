@@ -78,16 +78,15 @@ Result<Attachment> attachment_from_json(const Json& j) {
 }
 
 Result<void> Engine::Impl::check_ports_free(const CreateRequest& req, const Record* self) {
-  for (const auto& [id, other] : by_id)
-    for (const auto& mine : other.get() == self ? std::vector<PublishedPort>{} : req.ports)
-      for (const auto& theirs : other->req.ports) {
-        bool same_ip = mine.host_ip == theirs.host_ip || mine.host_ip == "0.0.0.0" ||
-                       theirs.host_ip == "0.0.0.0";
-        if (same_ip && mine.host_port == theirs.host_port && mine.protocol == theirs.protocol)
+  for (const auto& [id, other] : by_id) {
+    if (other.get() == self) continue;
+    for (const auto& mine : req.ports)
+      for (const auto& theirs : other->req.ports)
+        if (ports_overlap(mine, theirs))
           return make_error(ErrorCode::kConflict,
                             "host port {}/{} is already published by container {}", mine.host_port,
                             mine.protocol, other->c.name);
-      }
+  }
   return {};
 }
 

@@ -219,10 +219,8 @@ Result<void> check_network_request(const CreateRequest& r) {
   if (!r.ip.empty() && !valid_ipv4(r.ip)) return std::unexpected(bad("ip", "an IPv4 address"));
   for (size_t i = 0; i < r.ports.size(); ++i)
     for (size_t j = 0; j < i; ++j) {
-      const auto &a = r.ports[i], &b = r.ports[j];
-      bool overlap = a.protocol == b.protocol && a.host_port == b.host_port &&
-                     (a.host_ip == b.host_ip || a.host_ip == "0.0.0.0" || b.host_ip == "0.0.0.0");
-      if (overlap)
+      const auto& a = r.ports[i];
+      if (ports_overlap(a, r.ports[j]))
         return make_error(ErrorCode::kInvalidArgument, "host port {}/{} is published twice",
                           a.host_port, a.protocol);
     }
@@ -344,6 +342,11 @@ Result<Json> capabilities(const CreateRequest& r) {
 
 Result<PublishedPort> parse_port_spec(std::string_view spec) {
   return parse_port_spec_impl(spec);
+}
+
+bool ports_overlap(const PublishedPort& a, const PublishedPort& b) {
+  return a.protocol == b.protocol && a.host_port == b.host_port &&
+         (a.host_ip == b.host_ip || a.host_ip == "0.0.0.0" || b.host_ip == "0.0.0.0");
 }
 
 Result<std::vector<PublishedPort>> parse_ports(const Json& v) {

@@ -50,6 +50,9 @@ struct PublishedPort {
 // "[IP:]HOST:CTR[/tcp|/udp]" as docker run -p takes it; kInvalidArgument naming the spec.
 [[nodiscard]] Result<PublishedPort> parse_port_spec(std::string_view spec);
 std::string format_port(const PublishedPort& p);  // "0.0.0.0:8080->80/tcp"
+// Whether a and b would bind the same host port (the same protocol and port, and the same
+// address or one of them on all addresses).
+bool ports_overlap(const PublishedPort& a, const PublishedPort& b);
 // A "ports" array of the API: "[IP:]HOST:CTR[/udp]" strings or objects.
 [[nodiscard]] Result<std::vector<PublishedPort>> parse_ports(const Json& v);
 // vireo-monitor's --publish value for p with the container's address ctr_ip.
