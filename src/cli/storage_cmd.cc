@@ -11,7 +11,7 @@ namespace {
 const std::string kPools = "/1.0/storage-pools";
 
 struct StorageFlags {
-  std::string name, type = "dir", path, size, format = "raw", target;
+  std::string name, type = "dir", path, size, format = "raw", target, source_format = "auto";
 };
 
 // Pool and volume names as vireo-storaged accepts them, checked here too so that a name never
@@ -50,6 +50,18 @@ std::string bytes_text(const Json& v) {
 Result<Json> request(Context& ctx, const char* method, const std::string& path,
                      const Json* body = nullptr) {
   return TRY(TRY(ctx.client())->request(method, path, body)).body;
+}
+
+// A request that starts an operation (anything that copies data): waits for it, with progress
+// on a terminal, and returns its result.
+Result<Json> run_operation(Context& ctx, const std::string& path, const Json& body) {
+  Json reply = TRY(request(ctx, "POST", path, &body));
+  auto op = TRY(api::operation_from_json(reply));
+  return TRY(follow_with_progress(ctx, op.id)).result;
+}
+
+std::string host_path(const std::string& path) {
+  return std::filesystem::absolute(path).lexically_normal().string();
 }
 
 void print_pool(Context& ctx, const Json& p) {
@@ -168,7 +180,7 @@ void add_pool_commands(CLI::App& app, Context& ctx, StorageFlags& f) {
   });
 }
 
-void add_volume_commands(CLI::App& app, Context& ctx, StorageFlags& f) {
+CLI::App* add_volume_commands(CLI::App& app, Context& ctx, StorageFlags& f) {
   auto* noun = app.add_subcommand("vol", "Manage volumes in storage pools (served over NBD)");
   noun->require_subcommand(1);
 
@@ -248,6 +260,10 @@ void add_volume_commands(CLI::App& app, Context& ctx, StorageFlags& f) {
     }();
   });
 
+  return noun;
+}
+
+void add_volume_copy_commands(CLI::App* noun, Context& ctx, StorageFlags& f) {
   for (const char* verb : {"snapshot", "clone"}) {
     bool snap = std::string_view(verb) == "snapshot";
     auto* cmd = noun->add_subcommand(
@@ -258,20 +274,64 @@ void add_volume_commands(CLI::App& app, Context& ctx, StorageFlags& f) {
       ctx.outcome = [&]() -> Result<void> {
         auto [pool, vol] = TRY(split_volume(f.name));
         TRY(check_name("volume", f.target));
-        Json body = {{"name", f.target}};
-        TRY(request(ctx, "POST", volume_path(pool, vol) + "/" + verb, &body));
+        TRY(run_operation(ctx, volume_path(pool, vol) + "/" + verb, Json{{"name", f.target}}));
         return {};
       }();
     });
   }
+
+  auto* import = noun->add_subcommand(
+      "import", "Make a volume from a disk image on vireod's host: POOL/VOL FILE (raw or qcow2)");
+  import->add_option("volume", f.name, "POOL/VOL (must not exist)")->required();
+  import->add_option("file", f.path, "Disk image file")->required();
+  import->add_option("--source-format", f.source_format, "Format of FILE (probed when auto)")
+      ->check(CLI::IsMember({"auto", "raw", "qcow2"}))
+      ->capture_default_str();
+  import->add_option("--format", f.format, "Format of the new volume: raw, or qcow2 (dir pools)")
+      ->check(CLI::IsMember({"raw", "qcow2"}))
+      ->capture_default_str();
+  import->callback([&ctx, &f] {
+    ctx.outcome = [&]() -> Result<void> {
+      auto [pool, vol] = TRY(split_volume(f.name));
+  Json body = {{"name", vol},
+               {"format", f.format},
+               {"source", {{"path", host_path(f.path)}, {"format", f.source_format}}}};
+  Json v = TRY(run_operation(ctx, kPools + "/" + pool + "/volumes", body));
+  v["pool"] = pool;
+  print_volume(ctx, v);
+  return {};
 }
+();
+}  // namespace
+);
+
+auto* exp = noun->add_subcommand(
+    "export", "Write a volume to a new disk image file on vireod's host: POOL/VOL FILE");
+exp->add_option("volume", f.name, "POOL/VOL")->required();
+exp->add_option("file", f.path, "File to create (must not exist)")->required();
+exp->add_option("--format", f.format, "raw or qcow2")
+    ->check(CLI::IsMember({"raw", "qcow2"}))
+    ->capture_default_str();
+exp->callback([&ctx, &f] {
+  ctx.outcome = [&]() -> Result<void> {
+    auto [pool, vol] = TRY(split_volume(f.name));
+    Json body = {{"path", host_path(f.path)}, {"format", f.format}};
+    Json r = TRY(run_operation(ctx, volume_path(pool, vol) + "/export", body));
+    print(ctx.format(), r,
+          {{"exported:", plain(r.value("file", Json()))},
+           {"format:", plain(r.value("format", Json()))},
+           {"copied:", bytes_text(r.value("copied", Json()))}});
+    return {};
+  }();
+});
+}  // namespace vireo::cli
 
 }  // namespace
 
 void add_storage_commands(CLI::App& app, Context& ctx) {
   static StorageFlags f;
   add_pool_commands(app, ctx, f);
-  add_volume_commands(app, ctx, f);
+  add_volume_copy_commands(add_volume_commands(app, ctx, f), ctx, f);
 }
 
 }  // namespace vireo::cli

@@ -1,5 +1,7 @@
 #include "daemon/containers.h"
 
+#include "daemon/storage.h"
+
 #include <unistd.h>
 
 #include <list>
@@ -133,6 +135,22 @@ class ContainerService : public std::enable_shared_from_this<ContainerService> {
     if (!e) return out;
     for (const auto& c : e->list(true))
       if (auto d = Digest::parse(c.image_digest); d) out.push_back(*d);
+    return out;
+  }
+
+  // The named volumes of every container (stopped ones too: Docker keeps their volumes).
+  std::vector<VolumeUser> volume_users() {
+    std::vector<VolumeUser> out;
+    Engine* e = nullptr;
+    {
+      std::lock_guard lock(open_mutex_);
+      e = engine_.get();
+    }
+    if (!e) return out;
+    for (const auto& c : e->list(true))
+      for (const auto& m : c.config.value("mounts", Json::array()))
+        if (m.is_object() && m.contains("volume") && m["volume"].is_string())
+          out.push_back({m["volume"].get<std::string>(), "container", c.name});
     return out;
   }
 
@@ -468,6 +486,11 @@ void add_container_routes(server::Router& router, server::EventHub& events,
     auto service = weak.lock();
     return service ? service->images_in_use() : std::vector<Digest>{};
   });
+  if (storage)
+    storage->add_volume_users([weak = std::weak_ptr<ContainerService>(s)] {
+      auto service = weak.lock();
+      return service ? service->volume_users() : std::vector<VolumeUser>{};
+    });
   add_collection_routes(router, s);
   add_item_routes(router, s);
   add_container_attach_route(router, [s] { return s->engine(); });

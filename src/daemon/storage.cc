@@ -10,6 +10,8 @@
 #include <fstream>
 #include <thread>
 
+#include <fmt/ranges.h>
+
 #include "api/event.h"
 #include "base/fd.h"
 #include "base/file.h"
@@ -74,8 +76,12 @@ StoragePaths storage_paths(const fs::path& root) {
           .log = state / "storaged.log"};
 }
 
-StorageManager::StorageManager(fs::path root, server::EventHub& events)
-    : root_(std::move(root)), paths_(storage_paths(root_)), events_(events) {}
+StorageManager::StorageManager(fs::path root, server::EventHub& events,
+                               server::OperationManager& operations)
+    : root_(std::move(root)),
+      paths_(storage_paths(root_)),
+      events_(events),
+      operations_(operations) {}
 
 Result<void> StorageManager::start() {
   auto pools = TRY(call({{"op", "pool.ls"}}));
@@ -149,6 +155,25 @@ void StorageManager::lifecycle(const std::string& action, const std::string& sou
   events_.publish("lifecycle", api::lifecycle_metadata(action, source));
 }
 
+std::vector<VolumeUser> StorageManager::users_of(const std::string& pool,
+                                                 const std::string& volume) {
+  const std::string key = pool + "/" + volume;
+  std::vector<VolumeUser> users;
+  for (const auto& source : user_sources_)
+    for (auto& user : source())
+      if (user.volume == key) users.push_back(std::move(user));
+  return users;
+}
+
+Result<void> StorageManager::check_unused(const std::string& pool, const std::string& volume) {
+  const std::string key = pool + "/" + volume;
+  std::vector<std::string> users;
+  for (const auto& user : users_of(pool, volume)) users.push_back(user.kind + " " + user.name);
+  if (users.empty()) return {};
+  return make_error(ErrorCode::kConflict, "volume {} is used by {}; remove {} first", key,
+                    fmt::format("{}", fmt::join(users, ", ")), users.size() == 1 ? "it" : "them");
+}
+
 Result<Json> StorageManager::show_volume(const std::string& pool, const std::string& volume) {
   return call({{"op", "vol.show"}, {"pool", pool}, {"name", volume}});
 }
@@ -161,71 +186,101 @@ Result<std::string> StorageManager::volume_uri(const std::string& pool, const st
   return reply["uri"].get<std::string>();
 }
 
+namespace {
+
+const std::string kPools = "/1.0/storage-pools";
+const std::string kPool = kPools + "/{pool}";
+const std::string kVolumes = kPool + "/volumes";
+const std::string kVolume = kVolumes + "/{vol}";
+
+std::string volume_url(const std::string& pool, const std::string& vol) {
+  return kPools + "/" + pool + "/volumes/" + vol;
+}
+
+Result<std::string> absolute_path(const Json& body, const char* key) {
+  std::string path = TRY(required_string(body, key));
+  if (!fs::path(path).is_absolute())
+    return make_error(ErrorCode::kInvalidArgument, "field '{}' must be an absolute path, got '{}'",
+                      key, path);
+  return fs::path(path).lexically_normal().string();
+}
+
+}  // namespace
+
 void StorageManager::add_routes(server::Router& router) {
+  add_pool_routes(router);
+  add_volume_routes(router);
+  add_copy_routes(router);
+}
+
+void StorageManager::add_pool_routes(server::Router& router) {
   using server::Method;
   using server::Request;
   using server::Response;
-  const std::string pools = "/1.0/storage-pools";
-  const std::string pool = pools + "/{pool}";
-  const std::string vols = pool + "/volumes";
-  const std::string vol = vols + "/{vol}";
-
-  router.add_sync(Method::kGet, pools, [this](Request&) -> Result<Response> {
+  router.add_sync(Method::kGet, kPools, [this](Request&) -> Result<Response> {
     auto reply = TRY(call({{"op", "pool.ls"}}));
     return Response::json(reply.value("pools", Json::array()));
   });
-  router.add_sync(Method::kPost, pools, [this](Request& req) -> Result<Response> {
+  router.add_sync(Method::kPost, kPools, [this](Request& req) -> Result<Response> {
     Json body = TRY(req.json_body());
     std::string name = TRY(required_string(body, "name"));
     Json request = {{"op", "pool.create"}};
     TRY(copy_fields(body, request, {"name", "type", "path", "size"}));
     if (!request.contains("type")) request["type"] = "dir";
     auto reply = TRY(call(request));
-    lifecycle("storage-pool-created", "/1.0/storage-pools/" + name);
+    lifecycle("storage-pool-created", kPools + "/" + name);
     return Response::json(reply, 201);
   });
-  router.add_sync(Method::kGet, pool, [this](Request& req) -> Result<Response> {
+  router.add_sync(Method::kGet, kPool, [this](Request& req) -> Result<Response> {
     return Response::json(TRY(call({{"op", "pool.show"}, {"name", TRY(path_name(req, "pool"))}})));
   });
-  router.add_sync(Method::kDelete, pool, [this](Request& req) -> Result<Response> {
+  router.add_sync(Method::kDelete, kPool, [this](Request& req) -> Result<Response> {
     std::string name = TRY(path_name(req, "pool"));
     auto reply = TRY(call({{"op", "pool.rm"}, {"name", name}}));
-    lifecycle("storage-pool-deleted", "/1.0/storage-pools/" + name);
+    lifecycle("storage-pool-deleted", kPools + "/" + name);
     return Response::json(reply);
   });
-  router.add_sync(Method::kPost, pool + "/check", [this](Request& req) -> Result<Response> {
+  router.add_sync(Method::kPost, kPool + "/check", [this](Request& req) -> Result<Response> {
     return Response::json(TRY(call({{"op", "pool.check"}, {"name", TRY(path_name(req, "pool"))}})));
   });
+}
 
-  router.add_sync(Method::kGet, vols, [this](Request& req) -> Result<Response> {
+void StorageManager::add_volume_routes(server::Router& router) {
+  using server::Method;
+  using server::Request;
+  using server::Response;
+  router.add_sync(Method::kGet, kVolumes, [this](Request& req) -> Result<Response> {
     auto reply = TRY(call({{"op", "vol.ls"}, {"pool", TRY(path_name(req, "pool"))}}));
     return Response::json(reply.value("volumes", Json::array()));
   });
-  router.add_sync(Method::kPost, vols, [this](Request& req) -> Result<Response> {
+  // A body with "source" imports a file (an operation); without, an empty volume (201).
+  router.add_sync(Method::kPost, kVolumes, [this](Request& req) -> Result<Response> {
     std::string p = TRY(path_name(req, "pool"));
     Json body = TRY(req.json_body());
     std::string name = TRY(required_string(body, "name"));
+    if (body.contains("source")) return import_volume(p, name, body);
     if (!body.contains("size"))
       return make_error(ErrorCode::kInvalidArgument, "field 'size' is required");
     Json request = {{"op", "vol.create"}, {"pool", p}};
     TRY(copy_fields(body, request, {"name", "size", "format"}));
     auto reply = TRY(call(request));
-    lifecycle("storage-volume-created", "/1.0/storage-pools/" + p + "/volumes/" + name);
+    lifecycle("storage-volume-created", volume_url(p, name));
     return Response::json(reply, 201);
   });
-  router.add_sync(Method::kGet, vol, [this](Request& req) -> Result<Response> {
+  router.add_sync(Method::kGet, kVolume, [this](Request& req) -> Result<Response> {
     return Response::json(TRY(call({{"op", "vol.show"},
                                     {"pool", TRY(path_name(req, "pool"))},
                                     {"name", TRY(path_name(req, "vol"))}})));
   });
-  router.add_sync(Method::kDelete, vol, [this](Request& req) -> Result<Response> {
+  router.add_sync(Method::kDelete, kVolume, [this](Request& req) -> Result<Response> {
     std::string p = TRY(path_name(req, "pool"));
     std::string v = TRY(path_name(req, "vol"));
+    TRY(check_unused(p, v));
     auto reply = TRY(call({{"op", "vol.rm"}, {"pool", p}, {"name", v}}));
-    lifecycle("storage-volume-deleted", "/1.0/storage-pools/" + p + "/volumes/" + v);
+    lifecycle("storage-volume-deleted", volume_url(p, v));
     return Response::json(reply);
   });
-  router.add_sync(Method::kPut, vol + "/resize", [this](Request& req) -> Result<Response> {
+  router.add_sync(Method::kPut, kVolume + "/resize", [this](Request& req) -> Result<Response> {
     Json body = TRY(req.json_body());
     if (!body.is_object() || !body.contains("size"))
       return make_error(ErrorCode::kInvalidArgument, "field 'size' is required");
@@ -235,19 +290,84 @@ void StorageManager::add_routes(server::Router& router) {
     TRY(copy_fields(body, request, {"size"}));
     return Response::json(TRY(call(request)));
   });
-  // Snapshots and clones are new volumes: created events, 201.
+}
+
+Result<server::Response> StorageManager::import_volume(const std::string& pool,
+                                                       const std::string& name, const Json& body) {
+  const Json& source = body["source"];
+  if (!source.is_object())
+    return make_error(ErrorCode::kInvalidArgument,
+                      "field 'source' must be {\"path\": ABSOLUTE_FILE, \"format\": ...}");
+  Json request = {{"op", "vol.import"}, {"pool", pool}, {"name", name}};
+  request["file"] = TRY(absolute_path(source, "path"));
+  if (source.contains("format")) {
+    if (!source["format"].is_string())
+      return make_error(ErrorCode::kInvalidArgument, "field 'source.format' must be a string");
+    request["source_format"] = source["format"];
+  }
+  TRY(copy_fields(body, request, {"format"}));
+  if (::access(request["file"].get<std::string>().c_str(), R_OK) != 0)
+    return errno_error("import source " + request["file"].get<std::string>());
+  TRY(call({{"op", "pool.show"}, {"name", pool}}));  // an unknown pool is a 404 now
+  auto op = operations_.start(
+      fmt::format("Import {} into volume {}/{}", request["file"].get<std::string>(), pool, name),
+      Json{{"storage_volumes", {volume_url(pool, name)}}}, server::Cancellable::kNo,
+      [this, request, url = volume_url(pool, name)](server::OperationContext& ctx) -> Result<Json> {
+        ctx.set_progress(0, "copying");
+        Json reply = TRY(call(request));
+        lifecycle("storage-volume-created", url);
+        return reply;
+      });
+  return server::accepted(op);
+}
+
+// Export, snapshot and clone copy data in dir pools (a snapshot of a thin volume is O(1), but
+// the caller cannot tell which it gets), so all three are operations.
+void StorageManager::add_copy_routes(server::Router& router) {
+  using server::Method;
+  using server::Request;
+  using server::Response;
+  router.add_sync(Method::kPost, kVolume + "/export", [this](Request& req) -> Result<Response> {
+    std::string p = TRY(path_name(req, "pool"));
+    std::string v = TRY(path_name(req, "vol"));
+    Json body = TRY(req.json_body());
+    Json request = {{"op", "vol.export"}, {"pool", p}, {"name", v}};
+    request["file"] = TRY(absolute_path(body, "path"));
+    TRY(copy_fields(body, request, {"format"}));
+    if (::access(request["file"].get<std::string>().c_str(), F_OK) == 0)
+      return make_error(ErrorCode::kAlreadyExists, "{} exists; name a new file",
+                        request["file"].get<std::string>());
+    TRY(show_volume(p, v));  // an unknown volume is a 404 now
+    auto op = operations_.start(
+        fmt::format("Export volume {}/{} to {}", p, v, request["file"].get<std::string>()),
+        Json{{"storage_volumes", {volume_url(p, v)}}}, server::Cancellable::kNo,
+        [this, request](server::OperationContext& ctx) -> Result<Json> {
+          ctx.set_progress(0, "copying");
+          return call(request);
+        });
+    return server::accepted(op);
+  });
   for (auto [verb, field] : {std::pair{"snapshot", "snapshot"}, std::pair{"clone", "clone"}}) {
     router.add_sync(
-        Method::kPost, vol + "/" + verb, [this, verb, field](Request& req) -> Result<Response> {
+        Method::kPost, kVolume + "/" + verb, [this, verb, field](Request& req) -> Result<Response> {
           std::string p = TRY(path_name(req, "pool"));
+          std::string v = TRY(path_name(req, "vol"));
           Json body = TRY(req.json_body());
           std::string name = TRY(required_string(body, "name"));
-          auto reply = TRY(call({{"op", std::string("vol.") + verb},
-                                 {"pool", p},
-                                 {"name", TRY(path_name(req, "vol"))},
-                                 {field, name}}));
-          lifecycle("storage-volume-created", "/1.0/storage-pools/" + p + "/volumes/" + name);
-          return Response::json(reply, 201);
+          TRY(show_volume(p, v));
+          Json request = {
+              {"op", std::string("vol.") + verb}, {"pool", p}, {"name", v}, {field, name}};
+          auto op =
+              operations_.start(fmt::format("{} volume {}/{} as {}", verb, p, v, name),
+                                Json{{"storage_volumes", {volume_url(p, v), volume_url(p, name)}}},
+                                server::Cancellable::kNo,
+                                [this, request, url = volume_url(p, name)](
+                                    server::OperationContext&) -> Result<Json> {
+                                  Json reply = TRY(call(request));
+                                  lifecycle("storage-volume-created", url);
+                                  return reply;
+                                });
+          return server::accepted(op);
         });
   }
 }

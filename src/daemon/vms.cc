@@ -195,7 +195,21 @@ VmManager::VmManager(fs::path state_root, store::Store& store, server::EventHub&
       operations_(operations),
       accelerator_(std::move(accelerator)),
       networks_(networks),
-      storage_(storage) {}
+      storage_(storage) {
+  if (storage_) storage_->add_volume_users([this] { return volume_users(); });
+}
+
+// The volume disks of every defined VM, running or not.
+std::vector<VolumeUser> VmManager::volume_users() {
+  std::vector<VolumeUser> out;
+  auto rows = store_.list_objects(kCollection);
+  if (!rows) return out;
+  for (const auto& row : *rows)
+    for (const auto& d : row.spec.value("disks", Json::array()))
+      if (d.is_object() && d.contains("volume") && d["volume"].is_string())
+        out.push_back({d["volume"].get<std::string>(), "VM", row.name});
+  return out;
+}
 
 VmManager::~VmManager() = default;
 
@@ -274,10 +288,29 @@ std::shared_ptr<compute::VmProcess> VmManager::running(const std::string& name) 
   return it->second;
 }
 
+// A volume disk is this VM's alone while it runs: not mounted by a container, not the writable
+// disk of another running VM.
+Result<void> VmManager::check_volumes_free(const store::ObjectRow& row) {
+  if (!storage_) return {};
+  for (const auto& d : row.spec.value("disks", Json::array())) {
+    if (!d.contains("volume")) continue;
+    auto [pool, vol] = TRY(split_volume(d["volume"].get<std::string>()));
+    for (const auto& user : storage_->users_of(pool, vol)) {
+      if (user.kind == "VM" &&
+          (user.name == row.name || !running(user.name) || d.value("readonly", false)))
+        continue;
+      return make_error(ErrorCode::kConflict, "volume {}/{} is in use by {} {}; stop it first",
+                        pool, vol, user.kind, user.name);
+    }
+  }
+  return {};
+}
+
 Result<void> VmManager::start(const std::string& name) {
   if (running(name)) return make_error(ErrorCode::kConflict, "VM '{}' is already running", name);
   auto row = TRY(store_.get_object(kCollection, name));
   compute::VmSpec spec = TRY(vm_spec(row));
+  TRY(check_volumes_free(row));
   Rollback undo;
   TRY(plug_nics(row));
   undo.add([this, &row] { unplug_nics(row); });

@@ -42,6 +42,8 @@ class VmManager {
   void reconcile();
 
  private:
+  std::vector<VolumeUser> volume_users();
+  [[nodiscard]] Result<void> check_volumes_free(const store::ObjectRow& row);
   // Resolves volumes to their NBD URIs (so it asks vireo-storaged).
   [[nodiscard]] Result<compute::VmSpec> vm_spec(const store::ObjectRow& row);
   [[nodiscard]] Result<Json> act(const std::string& name, const std::string& action, bool force,

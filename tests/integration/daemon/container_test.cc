@@ -272,6 +272,7 @@ TEST_F(ContainerTest, NamedVolumesFromStoragePools) {
   EXPECT_TRUE(mounted(data_dir));
   EXPECT_EQ(d.cli({"ct", "exec", "reader", "cat", "/data/f"}).out, "kept\n");
   EXPECT_NE(d.cli({"ct", "exec", "reader", "touch", "/data/g"}).exit_code, 0) << "read-only";
+  expect_refused(d, {"vol", "rm", "default/data"}, "container reader");
   // A second user of the volume keeps it mounted when the first goes.
   r = d.cli({"ct", "run", "--rm", "--net", "none", "-v", "data:/d", "busybox:1", "cat", "/d/f"});
   EXPECT_EQ(r.out, "kept\n") << r.err;
@@ -293,13 +294,45 @@ TEST_F(ContainerTest, NamedVolumesFromStoragePools) {
   // Volumes that cannot be used: one line, nothing left.
   const size_t before = json({"ct", "ps", "-a"}).size();
   expect_refused(d, {"ct", "run", "-v", "nosuch:/x", "busybox:1", "true"}, "nosuch");
-  ASSERT_EQ(d.cli({"vol", "create", "default/img", "--size", "64M", "--format", "qcow2"}).exit_code,
-            0);
-  expect_refused(d, {"ct", "run", "-v", "img:/x", "busybox:1", "true"}, "raw volumes");
   expect_refused(d, {"ct", "run", "-v", "bad name:/x", "busybox:1", "true"}, "bad name");
   expect_refused(d, {"ct", "run", "-v", "data:relative", "busybox:1", "true"}, "absolute");
   EXPECT_EQ(json({"ct", "ps", "-a"}).size(), before);
   EXPECT_FALSE(mounted(data_dir));
+}
+
+// Thin and qcow2 volumes have no file of their own: they are mounted through nbdfuse over their
+// NBD export, and the same data is what NBD clients (VMs) see.
+TEST_F(ContainerTest, ThinAndQcow2VolumesMountThroughNbd) {
+  const std::string pool_file = (d.dir() / "thin.pool").string();
+  ASSERT_EQ(d.cli({"pool", "create", "fast", "--type", "thin", "--path", pool_file, "--size", "1G"})
+                .exit_code,
+            0);
+  ASSERT_EQ(d.cli({"vol", "create", "fast/data", "--size", "128M"}).exit_code, 0);
+  ASSERT_EQ(d.cli({"vol", "create", "default/q", "--size", "64M", "--format", "qcow2"}).exit_code,
+            0);
+  const fs::path volumes = d.root() / "containers" / "volumes";
+  for (const char* vol : {"fast/data", "default/q"}) {
+    auto r = d.cli({"ct", "run", "--rm", "--net", "none", "-v", std::string(vol) + ":/data",
+                    "busybox:1", "sh", "-c", "echo kept > /data/f && ls -a /data"});
+    EXPECT_EQ(r.exit_code, 0) << vol << ": " << r.err;
+    EXPECT_EQ(r.out, ".\n..\nf\n") << vol;
+    EXPECT_FALSE(mounted(volumes / vol)) << vol;
+    EXPECT_FALSE(mounted(volumes / ".nbd" / vol)) << vol << ": nbdfuse is stopped with the mount";
+    r = d.cli({"ct", "run", "--rm", "--net", "none", "-v", std::string(vol) + ":/d:ro", "busybox:1",
+               "cat", "/d/f"});
+    EXPECT_EQ(r.out, "kept\n") << vol << ": " << r.err;
+  }
+  // The thin pool holds the file system the container wrote: its volume is allocated, and a
+  // snapshot of it (read-only) cannot be mounted, a clone can.
+  Json vol = json({"vol", "show", "fast/data"});
+  EXPECT_GT(vol.value("allocated", 0ull), 0ull);
+  ASSERT_EQ(d.cli({"vol", "snapshot", "fast/data", "snap"}).exit_code, 0);
+  expect_refused(d, {"ct", "run", "--rm", "-v", "fast/snap:/d", "busybox:1", "true"}, "clone");
+  ASSERT_EQ(d.cli({"vol", "clone", "fast/snap", "copy"}).exit_code, 0);
+  auto r = d.cli(
+      {"ct", "run", "--rm", "--net", "none", "-v", "fast/copy:/d", "busybox:1", "cat", "/d/f"});
+  EXPECT_EQ(r.out, "kept\n") << r.err;
+  EXPECT_EQ(d.cli({"pool", "check", "fast"}).exit_code, 0);
 }
 
 TEST_F(ContainerTest, CopyBetweenContainerAndHost) {

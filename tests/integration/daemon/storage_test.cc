@@ -117,6 +117,59 @@ TEST_F(StorageTest, ThinVolumeServedOverNbdSurvivesKillNineAndIsAdopted) {
   EXPECT_FALSE(fs::exists(file));
 }
 
+// vol import / export are operations (they copy data off the API thread): a qemu-made qcow2
+// image into a thin volume and a dir-pool qcow2 volume, back out as raw and qcow2, equal to the
+// original by qemu-img compare.
+TEST_F(StorageTest, ImportAndExportDiskImages) {
+  const std::string image = (d.dir() / "src.qcow2").string();
+  ASSERT_TRUE(run({"qemu-img", "create", "-q", "-f", "qcow2", image, "48M"}).ok());
+  auto io = run(
+      {"qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 3M", "-c", "write -P 0xa5 40M 1M", image});
+  ASSERT_TRUE(io.ok()) << io.err;
+  const std::string file = (d.dir() / "thin.pool").string();
+  ASSERT_EQ(
+      d.cli({"pool", "create", "fast", "--type", "thin", "--path", file, "--size", "1G"}).exit_code,
+      0);
+
+  auto r = d.cli({"vol", "import", "fast/img", image});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json v = json({"vol", "show", "fast/img"});
+  EXPECT_EQ(v.value("size", 0ull), 48ull << 20);
+  EXPECT_EQ(v.value("allocated", 0ull), 4ull << 20) << "zero ranges are not copied";
+  r = d.cli({"vol", "import", "default/q", image, "--format", "qcow2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json({"vol", "show", "default/q"}).value("format", ""), "qcow2");
+
+  const std::string raw = (d.dir() / "out.raw").string();
+  const std::string qcow2 = (d.dir() / "out.qcow2").string();
+  r = d.cli({"vol", "export", "fast/img", raw});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = d.cli({"vol", "export", "default/q", qcow2, "--format", "qcow2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto cmp = run({"qemu-img", "compare", "-f", "qcow2", "-F", "raw", image, raw});
+  EXPECT_TRUE(cmp.ok()) << cmp.out << cmp.err;
+  cmp = run({"qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", image, qcow2});
+  EXPECT_TRUE(cmp.ok()) << cmp.out << cmp.err;
+  auto check = run({"qemu-img", "check", qcow2});
+  EXPECT_TRUE(check.ok()) << check.out << check.err;
+
+  // Refused with one line, nothing made: a missing file, a relative path through the API, a
+  // corrupt qcow2, a name in use, an export over an existing file.
+  expect_refused({"vol", "import", "fast/x", (d.dir() / "nosuch.img").string()}, "nosuch.img");
+  const fs::path corrupt = d.dir() / "corrupt.qcow2";
+  {
+    std::string bytes = "QFI\xfb" + std::string(508, '\xee');
+    ASSERT_TRUE(write_file_atomic(corrupt, bytes));
+  }
+  expect_refused({"vol", "import", "fast/x", corrupt.string(), "--source-format", "qcow2"});
+  expect_refused({"vol", "import", "fast/img", image}, "img");
+  expect_refused({"vol", "export", "fast/img", raw}, "exists");
+  expect_refused({"vol", "export", "fast/nosuch", (d.dir() / "n.raw").string()}, "nosuch");
+  EXPECT_EQ(names(json({"vol", "ls", "fast"})), std::vector<std::string>{"img"});
+  EXPECT_FALSE(fs::exists(d.dir() / "n.raw"));
+  EXPECT_EQ(d.cli({"pool", "check", "fast"}).exit_code, 0);
+}
+
 TEST_F(StorageTest, BadInputIsRefusedWithOneLine) {
   ASSERT_EQ(d.cli({"vol", "create", "default/used", "--size", "1M"}).exit_code, 0);
   expect_refused({"vol", "create", "nosuchpool/v", "--size", "1G"}, "nosuchpool");

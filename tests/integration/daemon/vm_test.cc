@@ -7,6 +7,7 @@
 
 #include "base/file.h"
 #include "base/json.h"
+#include "cli_expect.h"
 #include "daemon_process.h"
 
 namespace vireo::testing {
@@ -162,7 +163,20 @@ TEST(VmDaemonTest, VolumeFromAPoolIsTheGuestsDisk) {
   ASSERT_TRUE(console_shows(d, "v1", "VIREO-GUEST-READY"));
   EXPECT_NE(d.cli({"vm", "console", "v1", "--log"}).out.find("vireo-guest: disk vda"),
             std::string::npos);
+  // The guest's disk is not also a container's file system, nor another VM's running disk.
+  ASSERT_EQ(import_busybox(d, {"true"}), "");
+  expect_refused(d, {"ct", "run", "--net", "none", "-v", "default/d1:/x", "busybox:1", "true"},
+                 "VM v1");
+  ASSERT_EQ(d.cli({"vm", "create", "v3", "--kernel", guest().kernel, "--initrd", guest().initrd,
+                   "--disk", "default/d1"})
+                .exit_code,
+            0);
+  expect_refused(d, {"vm", "start", "v3"}, "VM v1");
+  EXPECT_EQ(d.cli({"vm", "rm", "v3"}).exit_code, 0);
   EXPECT_EQ(d.cli({"vm", "stop", "v1", "--force"}).exit_code, 0);
+  auto in_use = d.cli({"vol", "rm", "default/d1"});
+  EXPECT_EQ(in_use.exit_code, 1);
+  EXPECT_NE(in_use.err.find("VM v1"), std::string::npos) << in_use.err;
   EXPECT_EQ(d.cli({"vm", "rm", "v1"}).exit_code, 0);
   EXPECT_EQ(d.cli({"vol", "rm", "default/d1"}).exit_code, 0);
   auto missing =
