@@ -8,10 +8,12 @@
 #include <sys/wait.h>
 
 #include <cstring>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
 #include "base/file.h"
+#include "base/json.h"
 #include "peers.h"
 #include "storage/storaged_client.h"
 
@@ -105,6 +107,35 @@ TEST_F(StoragedTest, ThinVolumeServesQemuIoNbdinfoAndNbdcopy) {
   ASSERT_EQ(qemu_io("tp/disk", {"discard 0 1M", "read -P 0 0 1M"}), 0);
   EXPECT_EQ((*client_->show_volume("tp", "disk"))["allocated"], 64 << 10);
   EXPECT_TRUE((*client_->check_pool("tp"))["clean"].get<bool>());
+}
+
+// fio's nbd engine (the benchmark's client) writes with crc32c checksums and reads every block
+// back, random 4 KiB at iodepth 16 and sequential 1 MiB, on a thin volume and a qcow2 volume.
+TEST_F(StoragedTest, FioNbdEngineVerifiesThinAndQcow2Volumes) {
+  if (!have_programs({"fio"})) GTEST_SKIP() << "fio not installed";
+  make_thin_pool();
+  call({{"op", "pool.create"}, {"name", "dp"}, {"type", "dir"}, {"path", path("dirpool")}});
+  ASSERT_TRUE(client_->create_volume("tp", "f", 64 << 20));
+  ASSERT_TRUE(client_->create_volume("dp", "q", 64 << 20, "qcow2"));
+  for (const char* vol : {"tp/f", "dp/q"}) {
+    for (auto [rw, bs, depth] : {std::tuple{"randwrite", "4k", "16"}, {"write", "1M", "4"}}) {
+      ProcessResult r = run({"fio", "--name=verify", "--ioengine=nbd", "--uri=" + uri(vol),
+                             std::string("--rw=") + rw, std::string("--bs=") + bs,
+                             std::string("--iodepth=") + depth, "--size=32M", "--verify=crc32c",
+                             "--do_verify=1", "--verify_fatal=1", "--output-format=json"});
+      ASSERT_EQ(r.exit_code, 0) << vol << " " << rw << ": " << r.out << r.err;
+      // fio prints "connected to NBD server" before its JSON.
+      auto job = parse_json(r.out.substr(r.out.find('{')));
+      ASSERT_TRUE(job) << r.out;
+      const Json& j = (*job)["jobs"][0];
+      EXPECT_EQ(j.value("error", -1), 0) << vol << " " << rw;
+      EXPECT_EQ(j["write"].value("io_bytes", 0ull), 32ull << 20) << vol << " " << rw;
+      EXPECT_EQ(j["read"].value("io_bytes", 0ull), 32ull << 20) << vol << " " << rw << " verify";
+    }
+  }
+  EXPECT_TRUE((*client_->check_pool("tp"))["clean"].get<bool>());
+  ProcessResult c = run({"qemu-img", "check", "-U", path("dirpool/q.qcow2")});
+  EXPECT_EQ(c.exit_code, 0) << c.out << c.err;
 }
 
 TEST_F(StoragedTest, ThinSnapshotAndCloneOverNbd) {
