@@ -1,6 +1,9 @@
 // vireo vm: define, run and manage virtual machines.
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <iostream>
+#include <thread>
 
 #include "base/strings.h"
 #include "cli/context.h"
@@ -73,6 +76,67 @@ void print_vm(Context& ctx, const Json& vm) {
   print(ctx.format(), vm, rows);
 }
 
+uint64_t number(const Json& j, const char* key) {
+  return j.is_object() && j.contains(key) && j[key].is_number_unsigned() ? j[key].get<uint64_t>()
+                                                                         : 0;
+}
+
+// Two samples one second apart: CPU as a percentage of one host CPU (as top), I/O as totals and
+// the rate over that second.
+Result<void> show_stats(Context& ctx, const std::string& name) {
+  auto* client = TRY(ctx.client());
+  const std::string path = "/1.0/vms/" + name + "/stats";
+  Json first = TRY(client->request("GET", path)).body;
+  auto t0 = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  Json s = TRY(client->request("GET", path)).body;
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double cpu = double(number(s, "cpu_ns") - number(first, "cpu_ns")) / 1e9 / seconds * 100;
+  s["cpu_percent"] = std::round(cpu * 10) / 10;
+  const Json mem = s.value("memory", Json::object());
+  const Json guest = mem.value("guest", Json::object());
+  std::vector<std::vector<std::string>> rows = {
+      {"cpu:", fmt::format("{:.1f} % ({} vCPUs)", cpu, plain(s.value("vcpus", Json())))},
+      {"memory:",
+       fmt::format("{} configured, QEMU resident {}", format_bytes(number(mem, "configured")),
+                   format_bytes(number(mem, "rss")))}};
+  if (mem.contains("balloon")) rows.push_back({"balloon:", format_bytes(number(mem, "balloon"))});
+  if (guest.contains("total"))
+    rows.push_back(
+        {"guest memory:", fmt::format("{} total, {} free", format_bytes(number(guest, "total")),
+                                      format_bytes(number(guest, "free")))});
+  for (const auto& d : s.value("disks", Json::array()))
+    rows.push_back({plain(d.value("id", Json())) + ":",
+                    fmt::format("read {} ({} ops), written {} ({} ops)",
+                                format_bytes(number(d, "read_bytes")), number(d, "read_ops"),
+                                format_bytes(number(d, "written_bytes")), number(d, "write_ops"))});
+  for (const auto& n : s.value("nics", Json::array()))
+    rows.push_back(
+        {plain(n.value("id", Json())) + ":",
+         fmt::format("{}: received {}, sent {}", plain(n.value("network", Json())),
+                     format_bytes(number(n, "rx_bytes")), format_bytes(number(n, "tx_bytes")))});
+  print(ctx.format(), s, rows);
+  return {};
+}
+
+void add_resource_commands(CLI::App* noun, Context& ctx, VmFlags& f) {
+  auto* stats = noun->add_subcommand("stats", "Show a running VM's CPU, memory, disk and NIC use");
+  stats->add_option("name", f.name)->required();
+  stats->callback([&ctx, &f] { ctx.outcome = show_stats(ctx, f.name); });
+
+  auto* balloon = noun->add_subcommand(
+      "balloon", "Set how much of its memory a running VM keeps (virtio balloon): NAME SIZE");
+  balloon->add_option("name", f.name)->required();
+  balloon->add_option("size", f.memory, "e.g. 192M; at most the VM's memory")->required();
+  balloon->callback([&ctx, &f] {
+    ctx.outcome = [&]() -> Result<void> {
+      Json body = {{"size", f.memory}};
+      TRY(TRY(ctx.client())->request("PUT", "/1.0/vms/" + f.name + "/balloon", &body));
+      return {};
+    }();
+  });
+}
+
 void add_action(CLI::App* noun, Context& ctx, VmFlags& f, const char* action, const char* help) {
   auto* cmd = noun->add_subcommand(action, help);
   cmd->add_option("name", f.name)->required();
@@ -132,6 +196,8 @@ void add_vm_commands(CLI::App& app, Context& ctx) {
   add_action(noun, ctx, f, "restart", "Stop and start a VM");
   add_action(noun, ctx, f, "pause", "Pause a VM's vCPUs");
   add_action(noun, ctx, f, "resume", "Resume a paused VM");
+
+  add_resource_commands(noun, ctx, f);
 
   auto* rm = noun->add_subcommand("rm", "Delete a VM definition (--force stops it first)");
   rm->add_option("name", f.name)->required();

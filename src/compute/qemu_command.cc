@@ -145,6 +145,11 @@ Result<std::vector<std::string>> build_qemu_command(const VmSpec& spec, const Qe
   }
   TRY(add_disks(spec, argv));
   add_nics(spec, argv);
+  // The balloon gives memory back to the host and reports the guest's own memory figures;
+  // deflate-on-oom lets the guest take it back before its OOM killer would run.
+  add(argv, "-device",
+      fmt::format("{},id=balloon0,deflate-on-oom=on",
+                  spec.machine == Machine::kQ35 ? "virtio-balloon-pci" : "virtio-balloon-device"));
   return argv;
 }
 

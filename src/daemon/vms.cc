@@ -8,7 +8,9 @@
 #include "base/log.h"
 #include "base/rollback.h"
 #include "base/strings.h"
+#include "compute/qemu_command.h"
 #include "compute/tap_device.h"
+#include "compute/vm_stats.h"
 
 namespace vireo::daemon {
 
@@ -19,6 +21,7 @@ using namespace std::chrono_literals;
 
 constexpr const char* kCollection = "vms";
 constexpr int kDefaultStopTimeoutS = 30;
+constexpr int kBalloonPollS = 2;  // how often the guest reports its memory figures
 
 Result<std::string> string_field(const Json& spec, const char* key) {
   if (!spec.contains(key)) return std::string();
@@ -322,6 +325,9 @@ Result<void> VmManager::start(const std::string& name) {
     processes_[name] = process;
     last_exit_.erase(name);
   }
+  // Best effort: without the guest's balloon driver there is nothing to poll.
+  if (auto r = compute::set_balloon_polling(process->qmp(), kBalloonPollS); !r)
+    spdlog::debug("vm {}: balloon statistics: {}", name, r.error().message());
   lifecycle(name, "started");
   return {};
 }
@@ -455,6 +461,7 @@ void VmManager::add_routes(server::Router& router) {
                               });
         return server::accepted(op);
       });
+  add_stats_routes(router);
   router.add_sync(
       server::Method::kGet, "/1.0/vms/{name}/console",
       [this](server::Request& req) -> Result<server::Response> {
@@ -462,6 +469,74 @@ void VmManager::add_routes(server::Router& router) {
         TRY(store_.get_object(kCollection, name));
         auto text = read_file(run_dir(name) / "console.log");
         return server::Response::json(Json{{"name", name}, {"log", text ? *text : std::string()}});
+      });
+}
+
+// A running VM's process, or 409; 404 for an unknown VM.
+Result<std::shared_ptr<compute::VmProcess>> VmManager::running_or_conflict(
+    const std::string& name) {
+  TRY(store_.get_object(kCollection, name));
+  auto process = running(name);
+  if (!process) return make_error(ErrorCode::kConflict, "VM '{}' is not running", name);
+  return process;
+}
+
+// Counters of a VM's TAP NICs, from the guest's side (what the TAP sends, the guest receives).
+Json VmManager::nic_stats(const store::ObjectRow& row) {
+  Json out = Json::array();
+  const Json nics = row.spec.value("nics", Json::array());
+  for (size_t i = 0; i < nics.size(); ++i) {
+    const fs::path dir = fs::path("/sys/class/net") / tap_name(row.name, i) / "statistics";
+    auto counter = [&](const char* file) -> uint64_t {
+      auto text = read_file(dir / file);
+      return text ? std::strtoull(text->c_str(), nullptr, 10) : 0;
+    };
+    out.push_back({{"id", compute::nic_id(i)},
+                   {"network", nics[i].value("network", "")},
+                   {"rx_bytes", counter("tx_bytes")},
+                   {"rx_packets", counter("tx_packets")},
+                   {"tx_bytes", counter("rx_bytes")},
+                   {"tx_packets", counter("rx_packets")}});
+  }
+  return out;
+}
+
+void VmManager::add_stats_routes(server::Router& router) {
+  router.add_sync(
+      server::Method::kGet, "/1.0/vms/{name}/stats",
+      [this](server::Request& req) -> Result<server::Response> {
+        const std::string name = req.params["name"];
+        auto process = TRY(running_or_conflict(name));
+        auto row = TRY(store_.get_object(kCollection, name));
+        Json stats = compute::to_json(TRY(compute::collect_stats(process->pid(), process->qmp())));
+        stats["name"] = name;
+        stats["vcpus"] = row.spec.value("vcpus", 1);
+        stats["memory"]["configured"] = row.spec.value("memory", uint64_t{256} << 20);
+        stats["nics"] = nic_stats(row);
+        return server::Response::json(stats);
+      });
+  // The balloon: how much of its memory the guest keeps (at most what it was defined with).
+  router.add_sync(
+      server::Method::kPut, "/1.0/vms/{name}/balloon",
+      [this](server::Request& req) -> Result<server::Response> {
+        const std::string name = req.params["name"];
+        Json body = TRY(req.json_body());
+        if (!body.is_object() || !body.contains("size") ||
+            !(body["size"].is_string() || body["size"].is_number_unsigned()))
+          return make_error(ErrorCode::kInvalidArgument,
+                            "body must be {\"size\": \"512M\" or bytes}");
+        uint64_t size = body["size"].is_string() ? TRY(parse_size(body["size"].get<std::string>()))
+                                                 : body["size"].get<uint64_t>();
+        auto process = TRY(running_or_conflict(name));
+        auto row = TRY(store_.get_object(kCollection, name));
+        const uint64_t memory = row.spec.value("memory", uint64_t{256} << 20);
+        const uint64_t min = compute::kMinMemoryMib << 20;
+        if (size < min || size > memory)
+          return make_error(ErrorCode::kInvalidArgument,
+                            "balloon size {} is out of range: {} to the VM's memory, {}",
+                            format_bytes(size), format_bytes(min), format_bytes(memory));
+        TRY(compute::set_balloon_target(process->qmp(), size));
+        return server::Response::json(Json{{"name", name}, {"size", size}});
       });
 }
 

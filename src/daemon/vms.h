@@ -44,6 +44,10 @@ class VmManager {
  private:
   std::vector<VolumeUser> volume_users();
   [[nodiscard]] Result<void> check_volumes_free(const store::ObjectRow& row);
+  [[nodiscard]] Result<std::shared_ptr<compute::VmProcess>> running_or_conflict(
+      const std::string& name);
+  Json nic_stats(const store::ObjectRow& row);
+  void add_stats_routes(server::Router& router);
   // Resolves volumes to their NBD URIs (so it asks vireo-storaged).
   [[nodiscard]] Result<compute::VmSpec> vm_spec(const store::ObjectRow& row);
   [[nodiscard]] Result<Json> act(const std::string& name, const std::string& action, bool force,

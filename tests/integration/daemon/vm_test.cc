@@ -141,6 +141,12 @@ TEST(VmDaemonTest, NicOnAVireoNetworkGetsDhcpAndAnswersANamespace) {
   ASSERT_NE(at, std::string::npos) << log;
   std::string ip = log.substr(at + 18, log.find('/', at) - at - 18);
   EXPECT_TRUE(sh({"ip", "netns", "exec", ns, "ping", "-c", "2", "-W", "5", ip})) << ip;
+  // The NIC's counters (guest's view) saw the DHCP exchange and the pings.
+  Json nics = cli_json(d, {"vm", "stats", "n1"}).value("nics", Json::array());
+  ASSERT_EQ(nics.size(), 1u);
+  EXPECT_EQ(nics[0].value("network", ""), "vireo0");
+  EXPECT_GE(nics[0].value("rx_packets", 0ull), 3ull) << nics.dump();
+  EXPECT_GE(nics[0].value("tx_packets", 0ull), 3ull) << nics.dump();
 
   // Stopping the VM unplugs its NIC: the network keeps only the namespace's port.
   ASSERT_EQ(d.cli({"vm", "stop", "n1", "--force"}).exit_code, 0);
@@ -163,6 +169,31 @@ TEST(VmDaemonTest, VolumeFromAPoolIsTheGuestsDisk) {
   ASSERT_TRUE(console_shows(d, "v1", "VIREO-GUEST-READY"));
   EXPECT_NE(d.cli({"vm", "console", "v1", "--log"}).out.find("vireo-guest: disk vda"),
             std::string::npos);
+  // Statistics: QEMU's CPU time, one vCPU, the disk the guest read, the guest's memory figures
+  // from its balloon driver; the balloon gives memory back to the host.
+  Json stats = cli_json(d, {"vm", "stats", "v1"});
+  EXPECT_GT(stats.value("cpu_ns", 0ull), 0ull) << stats.dump();
+  EXPECT_EQ(stats.value("vcpu_ns", Json::array()).size(), 1u) << stats.dump();
+  ASSERT_FALSE(stats.value("disks", Json::array()).empty()) << stats.dump();
+  EXPECT_EQ(stats["disks"][0].value("id", ""), "disk0");
+  EXPECT_GT(stats["disks"][0].value("read_bytes", 0ull), 0ull) << stats.dump();
+  EXPECT_EQ(stats["memory"].value("configured", 0ull), 256ull << 20);
+  EXPECT_GT(stats["memory"].value("rss", 0ull), 0ull);
+  ASSERT_EQ(d.cli({"vm", "balloon", "v1", "160M"}).exit_code, 0);
+  auto balloon_is = [&](uint64_t bytes) {
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      stats = cli_json(d, {"vm", "stats", "v1"});
+      if (stats["memory"].value("balloon", 0ull) == bytes &&
+          stats["memory"].value("guest", Json::object()).contains("total"))
+        return true;
+      std::this_thread::sleep_for(500ms);  // the guest inflates at its own pace
+    }
+    return false;
+  };
+  EXPECT_TRUE(balloon_is(160ull << 20)) << stats.dump();
+  expect_refused(d, {"vm", "balloon", "v1", "1G"}, "out of range");
+  expect_refused(d, {"vm", "balloon", "v1", "lots"});
   // The guest's disk is not also a container's file system, nor another VM's running disk.
   ASSERT_EQ(import_busybox(d, {"true"}), "");
   expect_refused(d, {"ct", "run", "--net", "none", "-v", "default/d1:/x", "busybox:1", "true"},
@@ -174,6 +205,7 @@ TEST(VmDaemonTest, VolumeFromAPoolIsTheGuestsDisk) {
   expect_refused(d, {"vm", "start", "v3"}, "VM v1");
   EXPECT_EQ(d.cli({"vm", "rm", "v3"}).exit_code, 0);
   EXPECT_EQ(d.cli({"vm", "stop", "v1", "--force"}).exit_code, 0);
+  expect_refused(d, {"vm", "stats", "v1"}, "not running");
   auto in_use = d.cli({"vol", "rm", "default/d1"});
   EXPECT_EQ(in_use.exit_code, 1);
   EXPECT_NE(in_use.err.find("VM v1"), std::string::npos) << in_use.err;
