@@ -1,7 +1,9 @@
 // vireo-nbd: serves image files over NBD as its own process, so that exports keep serving while
 // vireod restarts.
 //   vireo-nbd --socket PATH | --listen HOST:PORT [--read-only] [--format raw|qcow2|auto]
-//   NAME=FILE...
+//   [--tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--tls-psk FILE] NAME=FILE...
+// With --tls-cert/--tls-key or --tls-psk every listener requires TLS (NBD_OPT_STARTTLS); with
+// --tls-ca, also a client certificate signed by that CA (or a PSK username and key).
 // Prints "ready <address>..." on stdout once every listener accepts connections; SIGTERM or
 // SIGINT ends it cleanly.
 #include <signal.h>
@@ -26,6 +28,7 @@ struct Args {
   bool read_only = false;
   std::string format = "auto";
   std::vector<std::string> exports;
+  nbd::TlsConfig tls;
   bool verbose = false;
 };
 
@@ -51,24 +54,12 @@ Result<std::vector<nbd::ExportConfig>> open_exports(const Args& args) {
 Result<std::vector<std::string>> start_listeners(nbd::NbdServer& server, const Args& args) {
   std::vector<std::string> addresses;
   for (const std::string& path : args.sockets) {
-    TRY(server.listen_unix(path));
+    TRY(server.listen_unix(path, args.tls));
     addresses.push_back("unix:" + path);
   }
   for (const std::string& hp : args.listens) {
-    size_t colon = hp.rfind(':');
-    if (colon == std::string::npos)
-      return make_error(ErrorCode::kInvalidArgument, "--listen {} is not HOST:PORT", hp);
-    std::string host = hp.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-      host = host.substr(1, host.size() - 2);
-    unsigned long port = 0;
-    try {
-      port = std::stoul(hp.substr(colon + 1));
-    } catch (const std::exception&) {
-      port = 65536;
-    }
-    if (port > 65535) return make_error(ErrorCode::kInvalidArgument, "bad port in {}", hp);
-    addresses.push_back("tcp:" + TRY(server.listen_tcp(host, uint16_t(port))));
+    auto [host, port] = TRY_CTX(nbd::parse_host_port(hp), "--listen");
+    addresses.push_back("tcp:" + TRY(server.listen_tcp(host, port, args.tls)));
   }
   return addresses;
 }
@@ -110,6 +101,13 @@ int main(int argc, char** argv) {
   app.add_flag("--read-only", args.read_only, "Export read-only");
   app.add_option("--format", args.format, "Image format: raw, qcow2 or auto")
       ->check(CLI::IsMember({"raw", "qcow2", "auto"}));
+  app.add_option("--tls-cert", args.tls.cert_file,
+                 "PEM server certificate: every listener requires TLS");
+  app.add_option("--tls-key", args.tls.key_file, "PEM private key of --tls-cert");
+  app.add_option("--tls-ca", args.tls.ca_file,
+                 "PEM CA: clients must present a certificate signed by it (mutual TLS)");
+  app.add_option("--tls-psk", args.tls.psk_file,
+                 "USERNAME:HEXKEY lines: TLS with pre-shared keys (every listener requires TLS)");
   app.add_flag("-v,--verbose", args.verbose, "Log debug messages");
   app.add_option("exports", args.exports, "NAME=FILE to export")->required();
   CLI11_PARSE(app, argc, argv);

@@ -1,4 +1,5 @@
-// One NBD client connection: handshake, then the transmission loop.
+// One NBD client connection: handshake (with NBD_OPT_STARTTLS on TLS listeners), then the
+// transmission loop.
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -9,12 +10,15 @@
 #include "storage/io.h"
 #include "storage/nbd/protocol.h"
 #include "storage/nbd/server.h"
+#include "storage/nbd/transport.h"
 
 namespace vireo::storage::nbd {
 
 class NbdSession {
  public:
-  NbdSession(NbdServer& server, int fd) : server_(server), fd_(fd), rbuf_(kReadBuffer) {}
+  // tls: the listener's TLS context, which makes TLS required; null for a plain listener.
+  NbdSession(NbdServer& server, int fd, const TlsContext* tls)
+      : server_(server), tls_(tls), io_(fd), rbuf_(kReadBuffer) {}
   void run();
 
  private:
@@ -23,6 +27,7 @@ class NbdSession {
 
   Result<bool> handshake();
   Result<Next> handle_option(uint32_t option, std::span<const uint8_t> data);
+  Result<Next> handle_starttls(uint32_t option, std::span<const uint8_t> data);
   Result<Next> handle_go(uint32_t option, std::span<const uint8_t> data);
   Result<Next> handle_meta_context(uint32_t option, std::span<const uint8_t> data);
   Result<void> transmission();
@@ -36,10 +41,12 @@ class NbdSession {
   Result<void> send(std::initializer_list<std::span<const uint8_t>> parts);
   Result<void> flush_replies();
   Result<void> option_reply(uint32_t option, uint32_t type, std::span<const uint8_t> data = {});
+  Result<void> option_error(uint32_t option, uint32_t type, std::string_view message);
   uint8_t* payload(size_t n);
 
   NbdServer& server_;
-  int fd_;
+  const TlsContext* tls_;
+  Transport io_;
   std::vector<uint8_t> rbuf_;
   size_t rpos_ = 0, rlen_ = 0;
   std::unique_ptr<uint8_t[]> payload_;
@@ -51,10 +58,11 @@ class NbdSession {
   std::shared_ptr<const ExportConfig> export_;
   Session session_;
   bool no_zeroes_ = false;
+  bool told_tls_required_ = false;  // logged once per connection
 };
 
-void serve_connection(NbdServer& server, int fd) {
-  NbdSession(server, fd).run();
+void serve_connection(NbdServer& server, int fd, const TlsContext* tls) {
+  NbdSession(server, fd, tls).run();
 }
 
 namespace {
@@ -87,7 +95,11 @@ void NbdSession::run() {
     if (!TRY(handshake())) return {};
     return transmission();
   }();
-  if (!r) spdlog::info("nbd: connection closed: {}", r.error().message());
+  if (!r) {
+    spdlog::info("nbd: connection closed: {}", r.error().message());
+    return;
+  }
+  io_.close();
 }
 
 uint8_t* NbdSession::payload(size_t n) {
@@ -112,16 +124,14 @@ Result<void> NbdSession::recv_exact(void* dst, size_t n) {
     // Large payloads go straight to their destination; small reads refill the buffer so that
     // pipelined request headers cost one recv for many.
     bool direct = n >= rbuf_.size() / 2;
-    ssize_t got = ::recv(fd_, direct ? out : rbuf_.data(), direct ? n : rbuf_.size(), 0);
-    if (got < 0 && errno == EINTR) continue;
-    if (got < 0) return errno_error("receive");
+    size_t got = TRY(io_.read_some(direct ? out : rbuf_.data(), direct ? n : rbuf_.size()));
     if (got == 0) return make_error(ErrorCode::kIo, "client disconnected");
     if (direct) {
       out += got;
-      n -= size_t(got);
+      n -= got;
     } else {
       rpos_ = 0;
-      rlen_ = size_t(got);
+      rlen_ = got;
     }
   }
   return {};
@@ -129,28 +139,10 @@ Result<void> NbdSession::recv_exact(void* dst, size_t n) {
 
 Result<void> NbdSession::send(std::initializer_list<std::span<const uint8_t>> parts) {
   iovec iov[4];
-  int count = 0;
+  size_t count = 0;
   for (auto p : parts)
     if (!p.empty()) iov[count++] = {const_cast<uint8_t*>(p.data()), p.size()};
-  msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = size_t(count);
-  while (msg.msg_iovlen > 0) {
-    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error("send");
-    size_t left = size_t(n);
-    while (msg.msg_iovlen > 0 && left >= msg.msg_iov->iov_len) {
-      left -= msg.msg_iov->iov_len;
-      ++msg.msg_iov;
-      --msg.msg_iovlen;
-    }
-    if (msg.msg_iovlen > 0) {
-      msg.msg_iov->iov_base = static_cast<uint8_t*>(msg.msg_iov->iov_base) + left;
-      msg.msg_iov->iov_len -= left;
-    }
-  }
-  return {};
+  return io_.write(iov, count);
 }
 
 Result<void> NbdSession::option_reply(uint32_t option, uint32_t type,
@@ -158,6 +150,11 @@ Result<void> NbdSession::option_reply(uint32_t option, uint32_t type,
   out_.clear();
   append_option_reply(out_, option, type, data);
   return send({out_});
+}
+
+Result<void> NbdSession::option_error(uint32_t option, uint32_t type, std::string_view message) {
+  return option_reply(option, type,
+                      {reinterpret_cast<const uint8_t*>(message.data()), message.size()});
 }
 
 Result<bool> NbdSession::handshake() {
@@ -190,6 +187,17 @@ Result<bool> NbdSession::handshake() {
 }
 
 Result<NbdSession::Next> NbdSession::handle_option(uint32_t option, std::span<const uint8_t> data) {
+  // A TLS listener requires TLS before anything else (FORCEDTLS): the options a client sends in
+  // clear text are refused, and EXPORT_NAME, which cannot be refused, ends the connection.
+  if (tls_ && !io_.secure() && option != kOptStartTls && option != kOptAbort) {
+    if (option == kOptExportName)
+      return make_error(ErrorCode::kPermissionDenied, "NBD_OPT_EXPORT_NAME before STARTTLS");
+    if (!told_tls_required_)
+      spdlog::info("nbd: client without TLS on a TLS listener: option {} refused", option);
+    told_tls_required_ = true;
+    TRY(option_error(option, kRepErrTlsReqd, "TLS is required: send NBD_OPT_STARTTLS first"));
+    return Next::kContinue;
+  }
   switch (option) {
     case kOptExportName: {
       std::string name(reinterpret_cast<const char*>(data.data()), data.size());
@@ -230,10 +238,33 @@ Result<NbdSession::Next> NbdSession::handle_option(uint32_t option, std::span<co
     case kOptListMetaContext:
     case kOptSetMetaContext:
       return handle_meta_context(option, data);
+    case kOptStartTls:
+      return handle_starttls(option, data);
     default:
       TRY(option_reply(option, kRepErrUnsup));
       return Next::kContinue;
   }
+}
+
+Result<NbdSession::Next> NbdSession::handle_starttls(uint32_t option,
+                                                     std::span<const uint8_t> data) {
+  if (!tls_) {
+    TRY(option_reply(option, kRepErrUnsup));
+    return Next::kContinue;
+  }
+  if (io_.secure() || !data.empty()) {
+    TRY(option_error(option, kRepErrInvalid, io_.secure() ? "TLS is already on" : "data given"));
+    return Next::kContinue;
+  }
+  TRY(option_reply(option, kRepAck));
+  // A client waits for the ACK before its TLS hello; bytes that came before it would be clear
+  // text slipped in front of the TLS session (the STARTTLS injection attack).
+  if (rpos_ != rlen_)
+    return make_error(ErrorCode::kInvalidArgument, "data after NBD_OPT_STARTTLS before TLS");
+  io_.start_tls(TRY(TlsStream::accept(*tls_, io_.fd())));
+  // Nothing negotiated in clear text carries over into the TLS session.
+  session_ = Session{};
+  return Next::kContinue;
 }
 
 void NbdSession::enter_transmission(std::shared_ptr<const ExportConfig> e) {
@@ -318,7 +349,7 @@ Result<void> NbdSession::flush_replies() {
 Result<void> NbdSession::transmission() {
   constexpr size_t kMaxPending = 256 << 10;
   while (true) {
-    if (rpos_ == rlen_ || pending_.size() >= kMaxPending) TRY(flush_replies());
+    if ((rpos_ == rlen_ && !io_.buffered()) || pending_.size() >= kMaxPending) TRY(flush_replies());
     uint8_t head[kRequestSize];
     TRY(recv_exact(head, sizeof head));
     Request r = TRY(parse_request(std::span<const uint8_t, kRequestSize>(head)));

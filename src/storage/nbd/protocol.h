@@ -42,6 +42,7 @@ enum OptionReply : uint32_t {
   kRepErrUnsup = 0x80000001,
   kRepErrPolicy = 0x80000002,
   kRepErrInvalid = 0x80000003,
+  kRepErrTlsReqd = 0x80000005,
   kRepErrUnknown = 0x80000006,
   kRepErrTooBig = 0x80000009,
 };

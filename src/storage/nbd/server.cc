@@ -16,7 +16,7 @@
 
 namespace vireo::storage::nbd {
 
-void serve_connection(NbdServer& server, int socket);  // connection.cc
+void serve_connection(NbdServer& server, int socket, const TlsContext* tls);  // connection.cc
 
 Result<std::unique_ptr<NbdServer>> NbdServer::create(std::vector<ExportConfig> exports) {
   for (size_t i = 0; i < exports.size(); ++i) {
@@ -89,8 +89,33 @@ std::vector<std::string> NbdServer::export_names() const {
   return names;
 }
 
-Result<void> NbdServer::listen_unix(const std::filesystem::path& path) {
+Result<std::pair<std::string, uint16_t>> parse_host_port(std::string_view text) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos)
+    return make_error(ErrorCode::kInvalidArgument, "{} is not HOST:PORT", text);
+  std::string host(text.substr(0, colon));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  std::string_view digits = text.substr(colon + 1);
+  unsigned port = 0;
+  if (digits.empty() || digits.size() > 5) port = 65536;
+  for (char c : digits) port = c >= '0' && c <= '9' ? port * 10 + unsigned(c - '0') : 65536;
+  if (port > 65535) return make_error(ErrorCode::kInvalidArgument, "bad port in {}", text);
+  return std::pair{host, uint16_t(port)};
+}
+
+namespace {
+
+Result<std::shared_ptr<const TlsContext>> load_tls(const TlsConfig& tls) {
+  if (!tls.enabled()) return nullptr;
+  return TlsContext::create(tls);
+}
+
+}  // namespace
+
+Result<void> NbdServer::listen_unix(const std::filesystem::path& path, const TlsConfig& tls) {
   std::string where = "nbd: listen on " + path.string();
+  auto context = TRY_CTX(load_tls(tls), "{}", where);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.string().size() >= sizeof addr.sun_path)
@@ -108,13 +133,15 @@ Result<void> NbdServer::listen_unix(const std::filesystem::path& path) {
     return errno_error(where);
   ::chmod(path.c_str(), 0660);
   if (::listen(fd.get(), 128) != 0) return errno_error(where);
-  listeners_.push_back(std::move(fd));
+  listeners_.push_back({std::move(fd), std::move(context)});
   unix_paths_.push_back(path);
   return {};
 }
 
-Result<std::string> NbdServer::listen_tcp(const std::string& host, uint16_t port) {
+Result<std::string> NbdServer::listen_tcp(const std::string& host, uint16_t port,
+                                          const TlsConfig& tls) {
   std::string where = fmt::format("nbd: listen on {}:{}", host, port);
+  auto context = TRY_CTX(load_tls(tls), "{}", where);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -144,7 +171,7 @@ Result<std::string> NbdServer::listen_tcp(const std::string& host, uint16_t port
     ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof text);
     bound_port = ntohs(a->sin_port);
   }
-  listeners_.push_back(std::move(fd));
+  listeners_.push_back({std::move(fd), std::move(context)});
   if (bound.ss_family == AF_INET6) return fmt::format("[{}]:{}", text, bound_port);
   return fmt::format("{}:{}", text, bound_port);
 }
@@ -173,14 +200,14 @@ void NbdServer::reap(bool all) {
 
 void NbdServer::serve(Fd socket) {
   ++active_;
-  serve_connection(*this, socket.get());
+  serve_connection(*this, socket.get(), nullptr);
   --active_;
 }
 
 Result<void> NbdServer::run() {
   if (listeners_.empty()) return make_error(ErrorCode::kInvalidArgument, "nbd: no listeners");
   std::vector<pollfd> fds;
-  for (const auto& l : listeners_) fds.push_back({l.get(), POLLIN, 0});
+  for (const auto& l : listeners_) fds.push_back({l.fd.get(), POLLIN, 0});
   fds.push_back({stop_event_.get(), POLLIN, 0});
   while (!stopping_) {
     if (::poll(fds.data(), fds.size(), 1000) < 0 && errno != EINTR) return errno_error("nbd: poll");
@@ -197,9 +224,9 @@ Result<void> NbdServer::run() {
       std::lock_guard lock(mu_);
       Connection& c = connections_.emplace_back();
       c.fd = client.get();
-      c.thread = std::thread([this, &c, fd = std::move(client)]() mutable {
+      c.thread = std::thread([this, &c, fd = std::move(client), tls = listeners_[i].tls]() mutable {
         ++active_;
-        serve_connection(*this, fd.get());
+        serve_connection(*this, fd.get(), tls.get());
         --active_;
         {
           // Marked done before the close so that stop() never shuts down a reused number.

@@ -1,6 +1,7 @@
 #pragma once
 // NbdServer: serves BlockDevices as NBD exports over Unix and TCP sockets (newstyle fixed
-// handshake; see protocol.h for what is negotiated).
+// handshake; see protocol.h for what is negotiated). A listener given a TlsConfig requires TLS
+// (NBD_OPT_STARTTLS, see tls.h); the others are plain.
 //
 // One thread per connection reads requests, runs them on the device and writes each reply with
 // one writev, straight from the read buffer. A client that sends garbage or drops mid-request
@@ -21,6 +22,7 @@
 
 #include "base/fd.h"
 #include "storage/block_device.h"
+#include "storage/nbd/tls.h"
 
 namespace vireo::storage::nbd {
 
@@ -45,14 +47,17 @@ class NbdServer {
   bool remove_export(std::string_view name);
   std::vector<std::string> export_names() const;
 
-  // Replaces a stale socket file at path; the socket is made mode 0660.
-  [[nodiscard]] Result<void> listen_unix(const std::filesystem::path& path);
+  // Replaces a stale socket file at path; the socket is made mode 0660. An enabled tls makes
+  // the listener require TLS; its files are loaded here (a bad file fails the call).
+  [[nodiscard]] Result<void> listen_unix(const std::filesystem::path& path,
+                                         const TlsConfig& tls = {});
   // Port 0 picks a free port; returns the bound "host:port".
-  [[nodiscard]] Result<std::string> listen_tcp(const std::string& host, uint16_t port);
+  [[nodiscard]] Result<std::string> listen_tcp(const std::string& host, uint16_t port,
+                                               const TlsConfig& tls = {});
   // Accepts and serves connections until stop().
   [[nodiscard]] Result<void> run();
   void stop();
-  // Serves one already connected socket on the calling thread (tests, inetd-style use).
+  // Serves one already connected socket on the calling thread (tests, inetd-style use), plain.
   void serve(Fd socket);
 
   size_t active_connections() const { return active_.load(); }
@@ -64,13 +69,17 @@ class NbdServer {
     std::atomic<bool> done{false};
   };
   NbdServer() = default;
+  struct Listener {
+    Fd fd;
+    std::shared_ptr<const TlsContext> tls;  // null: plain
+  };
   void reap(bool all);
   std::shared_ptr<const ExportConfig> find_export(std::string_view name) const;
   friend class NbdSession;
 
   mutable std::mutex exports_mu_;  // guards exports_
   std::vector<std::shared_ptr<const ExportConfig>> exports_;
-  std::vector<Fd> listeners_;
+  std::vector<Listener> listeners_;
   std::vector<std::filesystem::path> unix_paths_;
   Fd stop_event_;
   std::mutex mu_;
@@ -78,5 +87,8 @@ class NbdServer {
   std::atomic<size_t> active_{0};
   std::atomic<bool> stopping_{false};
 };
+
+// Parses a listen address "HOST:PORT", "[V6]:PORT" or ":PORT" (any address).
+[[nodiscard]] Result<std::pair<std::string, uint16_t>> parse_host_port(std::string_view text);
 
 }  // namespace vireo::storage::nbd

@@ -101,6 +101,8 @@ Json Storaged::volume_json(const PoolEntry& e, const VolumeInfo& v) const {
   j["pool"] = e.config.name;
   j["export"] = name;
   j["uri"] = "nbd+unix:///" + name + "?socket=" + options_.nbd_socket.string();
+  if (!tcp_address_.empty())
+    j["tcp_uri"] = (options_.nbd_tls.enabled() ? "nbds://" : "nbd://") + tcp_address_ + "/" + name;
   // The volume's own file, for consumers that use it directly (loop mounts for containers).
   if (e.config.type == PoolType::kDir)
     j["file"] = (e.config.path / (v.name + (v.format == VolumeFormat::kQcow2 ? ".qcow2" : ".raw")))

@@ -41,6 +41,9 @@ Json error_reply(const Error& e) {
 }  // namespace
 
 Result<std::unique_ptr<Storaged>> Storaged::create(const StoragedOptions& options) {
+  if (options.nbd_listen.empty() && options.nbd_tls.enabled())
+    return make_error(ErrorCode::kInvalidArgument,
+                      "TLS options need a TCP listener (the Unix socket is always plain)");
   std::unique_ptr<Storaged> s(new Storaged());
   s->options_ = options;
   TRY_CTX(make_dirs(options.state_dir / "pools", 0700), "state directory");
@@ -68,6 +71,15 @@ Result<std::unique_ptr<Storaged>> Storaged::create(const StoragedOptions& option
   s->nbd_ = TRY(nbd::NbdServer::create({}));
   s->load_pools();
   TRY_CTX(s->nbd_->listen_unix(options.nbd_socket), "NBD socket");
+  if (!options.nbd_listen.empty()) {
+    auto [host, port] = TRY_CTX(nbd::parse_host_port(options.nbd_listen), "NBD listen address");
+    s->tcp_address_ = TRY(s->nbd_->listen_tcp(host, port, options.nbd_tls));
+    if (!options.nbd_tls.enabled())
+      spdlog::warn(
+          "vireo-storaged: NBD on {} is plain TCP: anyone who can reach it can read and write "
+          "every volume (give --tls-cert and --tls-key)",
+          s->tcp_address_);
+  }
   s->listener_ = TRY_CTX(listen_unix_socket(options.control_socket), "control socket");
   TRY(watch(s->epoll_.get(), s->listener_.get(), kListener, EPOLLIN));
   Storaged* self = s.get();
@@ -204,8 +216,11 @@ void Storaged::stop() {
 }
 
 Result<void> Storaged::run() {
-  spdlog::info("vireo-storaged: control on {}, NBD on {}", options_.control_socket.string(),
-               options_.nbd_socket.string());
+  spdlog::info("vireo-storaged: control on {}, NBD on {}{}", options_.control_socket.string(),
+               options_.nbd_socket.string(),
+               tcp_address_.empty() ? ""
+                                    : fmt::format(" and {} ({})", tcp_address_,
+                                                  options_.nbd_tls.enabled() ? "TLS" : "plain"));
   epoll_event events[32];
   while (!stop_) {
     int n = ::epoll_wait(epoll_.get(), events, 32, -1);

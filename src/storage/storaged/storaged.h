@@ -1,7 +1,8 @@
 #pragma once
 // Storaged: the body of vireo-storaged, the one long-lived storage process per host. It owns the
 // pools defined in its state directory (one JSON file per pool), serves every volume of every
-// pool over NBD on one Unix socket (export name "POOL/VOL"), and takes control requests on a
+// pool over NBD on one Unix socket (export name "POOL/VOL") and optionally on a TCP listener
+// (TLS required when credentials are given), and takes control requests on a
 // second Unix socket: one JSON object per line in, one JSON object per line out, errors as
 // {"ok": false, "error": "...", "code": "..."} (the shape of vireo-netd's control socket).
 //
@@ -29,6 +30,8 @@ struct StoragedOptions {
   std::filesystem::path state_dir;       // pools/NAME.json
   std::filesystem::path control_socket;  // JSON lines
   std::filesystem::path nbd_socket;      // every export
+  std::string nbd_listen;                // optional TCP "HOST:PORT" for the same exports
+  nbd::TlsConfig nbd_tls;                // for nbd_listen (the Unix socket stays plain)
 };
 
 class Storaged {
@@ -42,6 +45,8 @@ class Storaged {
   // One request, one reply (the control protocol without the socket).
   Json handle(const Json& request);
   std::string handle_line(std::string_view line);
+  // The bound "host:port" of the TCP listener; empty without one.
+  const std::string& nbd_tcp_address() const { return tcp_address_; }
 
  private:
   struct PoolEntry {
@@ -79,6 +84,7 @@ class Storaged {
   Fd lock_;  // flock on STATE/lock
   std::map<std::string, PoolEntry> pools_;
   std::unique_ptr<nbd::NbdServer> nbd_;
+  std::string tcp_address_;
   std::thread nbd_thread_;
   Fd epoll_;
   Fd listener_;
