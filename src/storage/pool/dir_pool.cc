@@ -56,6 +56,11 @@ Result<void> sparse_copy(int in, int out, uint64_t size) {
 
 DirPool::DirPool(PoolConfig config) : Pool(std::move(config)) {}
 
+std::shared_ptr<Qcow2> DirPool::live_qcow2(const std::string& name) const {
+  auto it = qcow2_open_.find(name);
+  return it == qcow2_open_.end() ? nullptr : it->second.lock();
+}
+
 Result<std::pair<fs::path, VolumeFormat>> DirPool::find(const std::string& name) const {
   TRY(validate_name(name, "volume"));
   for (VolumeFormat f : {VolumeFormat::kRaw, VolumeFormat::kQcow2}) {
@@ -76,9 +81,13 @@ Result<VolumeInfo> DirPool::info(const std::string& name) const {
   v.allocated = uint64_t(st.st_blocks) * 512;
   v.size = uint64_t(st.st_size);
   if (format == VolumeFormat::kQcow2) {
-    auto img = TRY(Qcow2::open(
-        path, {.mode = OpenMode::kReadOnly, .open_backing = false, .l2_cache_bytes = 1 << 20}));
-    v.size = img->size();
+    if (std::shared_ptr<Qcow2> live = live_qcow2(name)) {
+      v.size = live->size();
+    } else {
+      auto img = TRY(Qcow2::open(
+          path, {.mode = OpenMode::kReadOnly, .open_backing = false, .l2_cache_bytes = 1 << 20}));
+      v.size = img->size();
+    }
   }
   if (Result<std::string> meta = read_file(config_.path / (name + ".meta.json"))) {
     if (Result<Json> j = parse_json(*meta); j && j->is_object()) {
@@ -125,18 +134,23 @@ Result<void> DirPool::remove_volume(const std::string& name) {
   auto [path, format] = TRY(find(name));
   if (::unlink(path.c_str()) != 0) return errno_error("remove " + path.string());
   ::unlink((config_.path / (name + ".meta.json")).c_str());
+  qcow2_open_.erase(name);
   return {};
 }
 
 Result<void> DirPool::resize_volume(const std::string& name, uint64_t size) {
   VolumeInfo v = TRY(info(name));
   if (v.read_only) return make_error(ErrorCode::kConflict, "volume {} is a snapshot", name);
-  if (v.format == VolumeFormat::kQcow2)
-    return make_error(ErrorCode::kUnavailable, "resizing qcow2 volumes is not implemented");
-  if (size == 0 || size % 512)
+  if (size == 0 || size % 512 || size > (uint64_t(1) << 50))
     return make_error(ErrorCode::kInvalidArgument,
                       "volume size {} must be a non-zero multiple of 512 bytes", size);
   auto [path, format] = TRY(find(name));
+  if (format == VolumeFormat::kQcow2) {
+    // Through the open device when there is one: it alone may change the file's tables.
+    std::shared_ptr<Qcow2> q = live_qcow2(name);
+    if (!q) q = TRY(Qcow2::open(path));
+    return with_context(q->resize(size), "resize volume " + name);
+  }
   if (::truncate(path.c_str(), off_t(size)) != 0) return errno_error("resize " + path.string());
   return {};
 }
@@ -186,8 +200,12 @@ Result<std::shared_ptr<BlockDevice>> DirPool::open_volume(const std::string& nam
   auto [path, format] = TRY(find(name));
   OpenMode mode = v.read_only ? OpenMode::kReadOnly : OpenMode::kReadWrite;
   if (format == VolumeFormat::kQcow2) {
-    std::shared_ptr<BlockDevice> d = TRY(Qcow2::open(path, {.mode = mode}));
-    return d;
+    std::shared_ptr<Qcow2> q = live_qcow2(name);
+    if (!q || q->read_only() != v.read_only) {
+      q = TRY(Qcow2::open(path, {.mode = mode}));
+      qcow2_open_[name] = q;
+    }
+    return std::shared_ptr<BlockDevice>(std::move(q));
   }
   std::shared_ptr<BlockDevice> d = TRY(RawFile::open(path, mode));
   return d;
@@ -198,13 +216,18 @@ Result<PoolCheck> DirPool::check() {
   for (const VolumeInfo& v : TRY(volumes())) {
     if (v.format != VolumeFormat::kQcow2) continue;
     auto [path, format] = TRY(find(v.name));
-    auto img = Qcow2::open(path, {.mode = OpenMode::kReadOnly});
+    // The open device checks under its own lock; a second reader could see a half-done write.
+    std::shared_ptr<Qcow2> img = live_qcow2(v.name);
     if (!img) {
-      ++c.errors;
-      c.messages.push_back(v.name + ": " + img.error().message());
-      continue;
+      auto opened = Qcow2::open(path, {.mode = OpenMode::kReadOnly});
+      if (!opened) {
+        ++c.errors;
+        c.messages.push_back(v.name + ": " + opened.error().message());
+        continue;
+      }
+      img = std::move(*opened);
     }
-    Result<Qcow2CheckResult> r = (*img)->check();
+    Result<Qcow2CheckResult> r = img->check();
     if (!r) {
       ++c.errors;
       c.messages.push_back(v.name + ": " + r.error().message());

@@ -66,6 +66,44 @@ TEST_F(PoolTest, DirPoolVolumesSnapshotsAndClones) {
   EXPECT_FALSE(fs::exists(dir_ / "pool" / "qs.meta.json"));
 }
 
+TEST_F(PoolTest, DirPoolQcow2VolumeResize) {
+  auto pool = make(PoolType::kDir);
+  ASSERT_TRUE(pool->create_volume("q", 8 * kMiB, VolumeFormat::kQcow2));
+  std::vector<uint8_t> data(65536, 0x42);
+  auto dev = *pool->open_volume("q");
+  ASSERT_TRUE(dev->write(data, 8 * kMiB - data.size()));
+  // The open device is resized in place: it sees the new size and may write there at once.
+  auto r = pool->resize_volume("q", 3 * 1024 * kMiB);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(pool->volume("q")->size, 3 * 1024 * kMiB);
+  EXPECT_EQ(dev->size(), 3 * 1024 * kMiB);
+  ASSERT_TRUE(dev->write(data, 3 * 1024 * kMiB - data.size()));
+  EXPECT_EQ((*pool->open_volume("q")).get(), dev.get());
+  ASSERT_TRUE(dev->flush());
+  auto shrink = pool->resize_volume("q", kMiB);
+  ASSERT_FALSE(shrink);
+  EXPECT_NE(shrink.error().message().find("shrinking"), std::string::npos);
+  EXPECT_EQ(pool->resize_volume("q", 3 * 1024 * kMiB + 100).error().code(),
+            ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(pool->check()->ok());
+  dev.reset();
+  // Without an open device the file is opened for the resize.
+  ASSERT_TRUE(pool->resize_volume("q", 4 * 1024 * kMiB));
+  EXPECT_EQ(pool->volume("q")->size, 4 * 1024 * kMiB);
+  auto again = *pool->open_volume("q");
+  std::vector<uint8_t> back(data.size());
+  ASSERT_TRUE(again->read(back, 8 * kMiB - data.size()));
+  EXPECT_EQ(back, data);
+  ASSERT_TRUE(again->read(back, 3 * 1024 * kMiB - data.size()));
+  EXPECT_EQ(back, data);
+  ASSERT_TRUE(again->read(back, 4 * 1024 * kMiB - data.size()));
+  EXPECT_EQ(back, std::vector<uint8_t>(data.size(), 0));
+  EXPECT_TRUE(pool->check()->ok());
+  // Snapshots stay read-only and cannot be resized.
+  ASSERT_TRUE(pool->copy_volume("q", "qs", VolumeAccess::kReadOnly));
+  EXPECT_EQ(pool->resize_volume("qs", 8 * 1024 * kMiB).error().code(), ErrorCode::kConflict);
+}
+
 TEST_F(PoolTest, ThinPoolThroughTheInterface) {
   auto pool = make(PoolType::kThin);
   EXPECT_EQ(pool->create_volume("v", kMiB, VolumeFormat::kQcow2).error().code(),

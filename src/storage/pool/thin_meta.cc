@@ -208,6 +208,7 @@ Result<void> ThinPool::decode_checkpoint(std::span<const uint8_t> data) {
   Reader r(data);
   if (r.u64() != kCkptMagic) return corrupt("checkpoint magic");
   next_id_ = r.u32();
+  if (next_id_ == 0) return corrupt("next volume id");
   uint32_t nleaves = r.u32();
   if (r.failed() || nleaves > data.size() / 4) return corrupt("checkpoint leaf count");
   std::vector<std::shared_ptr<Leaf>> leaves(nleaves);
@@ -226,11 +227,16 @@ Result<void> ThinPool::decode_checkpoint(std::span<const uint8_t> data) {
   uint32_t nroots = r.u32();
   if (r.failed() || nroots > data.size() / 4) return corrupt("checkpoint root count");
   std::vector<std::shared_ptr<Root>> roots(nroots);
+  // Every root belongs to a volume, so all of them together fit the mapping budget; checked
+  // before the slots are allocated.
+  uint64_t total_slots = 0;
   for (auto& root : roots) {
     root = std::make_shared<Root>();
     uint32_t slots = r.u32();
     uint32_t n = r.u32();
-    if (r.failed() || slots > (uint64_t(1) << 40) / (uint64_t(kLeafEntries) << 16) || n > slots)
+    total_slots += slots;
+    if (r.failed() || slots > slots_for(kMaxVolumeSize) || total_slots > kMaxMappingSlots ||
+        n > slots)
       return corrupt("root size");
     root->leaves.resize(slots);
     for (uint32_t k = 0; k < n; ++k) {
@@ -301,8 +307,8 @@ Result<void> ThinPool::apply_record(Op op, std::span<const uint8_t> payload) {
       std::string name = r.str();
       std::string origin = r.str();
       if (r.failed()) break;
-      if (id >= next_id_) next_id_ = id + 1;
       result = do_create(id, name, size, ro, origin);
+      if (result && id >= next_id_) next_id_ = id + 1;
       break;
     }
     case Op::kRemove: {
@@ -327,8 +333,8 @@ Result<void> ThinPool::apply_record(Op op, std::span<const uint8_t> payload) {
       bool ro = r.u32() & 1;
       std::string name = r.str();
       if (r.failed()) break;
-      if (dst >= next_id_) next_id_ = dst + 1;
       result = do_snapshot(src, dst, name, ro);
+      if (result && dst >= next_id_) next_id_ = dst + 1;
       break;
     }
     case Op::kResize: {

@@ -17,8 +17,6 @@
 namespace vireo::storage {
 namespace {
 
-constexpr uint64_t kMaxVolumeSize = uint64_t(1) << 46;  // 64 TiB
-
 uint64_t align_up(uint64_t v, uint64_t a) {
   return (v + a - 1) / a * a;
 }
@@ -167,6 +165,21 @@ Result<void> ThinPool::validate_size(uint64_t size) const {
   return {};
 }
 
+uint64_t ThinPool::slots_for(uint64_t size) const {
+  uint64_t vexts = (size + layout_.extent_size - 1) / layout_.extent_size;
+  return (vexts + kLeafEntries - 1) / kLeafEntries;
+}
+
+Result<void> ThinPool::check_mapping_budget(uint64_t add, uint64_t remove) const {
+  uint64_t total = 0;
+  for (const auto& [id, v] : vols_) total += v.root ? v.root->leaves.size() : 0;
+  if (total - std::min(total, remove) + add > kMaxMappingSlots)
+    return make_error(ErrorCode::kTooLarge,
+                      "thin pool {}: the volumes would total more than {} of virtual size", path_,
+                      format_bytes(kMaxMappingSlots * kLeafEntries * layout_.extent_size));
+  return {};
+}
+
 // --- the mapping ------------------------------------------------------------------------------
 
 Result<ThinPool::Volume*> ThinPool::find(const std::string& name) {
@@ -281,8 +294,11 @@ Result<void> ThinPool::do_create(uint32_t id, const std::string& name, uint64_t 
                                  bool read_only, const std::string& origin) {
   TRY(validate_name(name, "volume"));
   TRY(validate_size(size));
+  if (id == 0 || id == UINT32_MAX)
+    return make_error(ErrorCode::kInvalidArgument, "volume id {} is out of range", id);
   if (vols_.count(id) || find(name))
     return make_error(ErrorCode::kAlreadyExists, "volume {} exists", name);
+  TRY(check_mapping_budget(slots_for(size), 0));
   Volume v;
   v.id = id;
   v.name = name;
@@ -306,13 +322,20 @@ Result<void> ThinPool::do_remove(uint32_t id) {
 Result<void> ThinPool::do_resize(uint32_t id, uint64_t size) {
   Volume* v = TRY(find_id(id));
   TRY(validate_size(size));
+  TRY(check_mapping_budget(slots_for(size), v->root->leaves.size()));
   uint64_t vexts = (size + layout_.extent_size - 1) / layout_.extent_size;
   uint64_t old_vexts = (v->size + layout_.extent_size - 1) / layout_.extent_size;
-  for (uint64_t e = vexts; e < old_vexts; ++e)
+  size_t leaves = slots_for(size);
+  // Only the last kept leaf is cleared entry by entry; leaves past it are dropped whole (their
+  // extents lose this leaf's reference unless another root still holds the leaf).
+  for (uint64_t e = vexts; e < std::min<uint64_t>(old_vexts, leaves * kLeafEntries); ++e)
     if (lookup(*v, e)) set_mapping(*v, e, 0);
   if (v->root.use_count() > 1) v->root = std::make_shared<Root>(*v->root);
-  size_t leaves = (vexts + kLeafEntries - 1) / kLeafEntries;
-  for (size_t i = leaves; i < v->root->leaves.size(); ++i) drop_leaf(v->root->leaves[i]);
+  for (size_t i = leaves; i < v->root->leaves.size(); ++i) {
+    if (const Leaf* leaf = v->root->leaves[i].get())
+      for (uint32_t e : leaf->e) v->mapped -= e != 0;
+    drop_leaf(v->root->leaves[i]);
+  }
   v->root->leaves.resize(leaves);
   v->size = size;
   return {};

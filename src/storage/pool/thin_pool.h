@@ -69,6 +69,10 @@ enum class VolumeAccess { kReadWrite, kReadOnly };
 class ThinPool : public std::enable_shared_from_this<ThinPool> {
  public:
   static constexpr uint32_t kLeafEntries = 4096;
+  static constexpr uint64_t kMaxVolumeSize = uint64_t(1) << 46;  // 64 TiB
+  // Leaf slots of all volumes' roots together (16 bytes of memory each, whether a leaf is there
+  // or not): 1 PiB of volumes at 64 KiB extents. Bounds the memory a checkpoint can ask for.
+  static constexpr uint64_t kMaxMappingSlots = uint64_t(1) << 22;
 
   // Formats path as an empty pool. A regular file is created or truncated to options.size; a
   // block device is used whole (options.size 0 or at most the device's size).
@@ -178,6 +182,9 @@ class ThinPool : public std::enable_shared_from_this<ThinPool> {
   Result<void> do_snapshot(uint32_t src, uint32_t dst, const std::string& name, bool read_only);
   Result<void> do_map(uint32_t id, uint64_t vext, uint32_t value);
   Result<void> validate_size(uint64_t size) const;
+  uint64_t slots_for(uint64_t size) const;  // root slots of a volume of this size
+  // Fails when adding `add` slots (after removing `remove`) would pass kMaxMappingSlots.
+  Result<void> check_mapping_budget(uint64_t add, uint64_t remove) const;
 
   // thin_volume.cc helpers
   Result<void> volume_write(uint32_t id, std::span<const uint8_t> buf, uint64_t offset);

@@ -222,6 +222,79 @@ TEST_F(ThinPoolTest, StateSurvivesReopen) {
   EXPECT_EQ(ThinPool::open(path_).error().code(), ErrorCode::kConflict);  // locked
 }
 
+// Found by the thin fuzz target: a volume over 1 TiB (64 KiB extents) was accepted, but its
+// root of more than 4096 leaf slots was refused as corrupt by the checkpoint decoder, so the
+// pool no longer opened.
+TEST_F(ThinPoolTest, VolumesUpToTheMaximumSizeSurviveReopen) {
+  auto data = pattern(4096, 3);
+  {
+    auto pool = make();
+    ASSERT_TRUE(pool->create_volume("big", ThinPool::kMaxVolumeSize));
+    ASSERT_TRUE(pool->create_volume("grown", 4 * kMiB));
+    ASSERT_TRUE(pool->resize_volume("grown", 2ull << 40));
+    ASSERT_TRUE((*pool->open_volume("big"))->write(data, ThinPool::kMaxVolumeSize - 4096));
+    ASSERT_TRUE((*pool->open_volume("grown"))->write(data, (2ull << 40) - 4096));
+    ASSERT_TRUE(pool->snapshot("big", "big-snap", VolumeAccess::kReadOnly));
+  }
+  auto reopened = ThinPool::open(path_);
+  ASSERT_TRUE(reopened) << reopened.error().message();
+  auto& pool = *reopened;
+  EXPECT_EQ(pool->volume("big")->size, ThinPool::kMaxVolumeSize);
+  EXPECT_EQ(read(**pool->open_volume("big-snap"), ThinPool::kMaxVolumeSize - 4096, 4096), data);
+  EXPECT_EQ(read(**pool->open_volume("grown"), (2ull << 40) - 4096, 4096), data);
+  expect_clean(*pool);
+}
+
+// The root slots of all volumes are bounded (kMaxMappingSlots), at creation, resize and
+// snapshot as at open, so a checkpoint cannot make the open allocate without bound.
+TEST_F(ThinPoolTest, TotalVirtualSizeIsBounded) {
+  auto pool = make();
+  uint64_t per_volume = ThinPool::kMaxVolumeSize / (64 * 1024) / ThinPool::kLeafEntries;
+  uint64_t fit = ThinPool::kMaxMappingSlots / per_volume;
+  for (uint64_t i = 0; i < fit; ++i)
+    ASSERT_TRUE(pool->create_volume("v" + std::to_string(i), ThinPool::kMaxVolumeSize));
+  auto over = pool->create_volume("one-more", ThinPool::kMaxVolumeSize);
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().code(), ErrorCode::kTooLarge);
+  EXPECT_EQ(pool->snapshot("v0", "s", VolumeAccess::kReadOnly).error().code(),
+            ErrorCode::kTooLarge);
+  // Shrinking v0 frees all but one of its slots: a small snapshot fits, growing back does not.
+  ASSERT_TRUE(pool->resize_volume("v0", kMiB));
+  ASSERT_TRUE(pool->snapshot("v0", "s", VolumeAccess::kReadOnly));
+  EXPECT_EQ(pool->resize_volume("v0", ThinPool::kMaxVolumeSize).error().code(),
+            ErrorCode::kTooLarge);
+  pool.reset();
+  auto reopened = ThinPool::open(path_);
+  ASSERT_TRUE(reopened) << reopened.error().message();
+  expect_clean(**reopened);
+}
+
+// Shrinking drops whole leaves past the new end instead of visiting every extent: a 64 TiB
+// volume shrinks at once, its data beyond the end is freed, its snapshot keeps it.
+TEST_F(ThinPoolTest, ShrinkingAHugeVolumeIsQuickAndFreesItsExtents) {
+  auto pool = make();
+  ASSERT_TRUE(pool->create_volume("v", ThinPool::kMaxVolumeSize));
+  auto dev = *pool->open_volume("v");
+  auto data = pattern(4096, 5);
+  ASSERT_TRUE(dev->write(data, 0));
+  ASSERT_TRUE(dev->write(data, ThinPool::kMaxVolumeSize / 2));
+  ASSERT_TRUE(dev->write(data, ThinPool::kMaxVolumeSize - 4096));
+  ASSERT_TRUE(pool->snapshot("v", "s", VolumeAccess::kReadOnly));
+  ASSERT_TRUE(dev->write(data, 2 * kExtent));  // v's root is its own again
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(pool->resize_volume("v", 64 * kMiB));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+  EXPECT_EQ(pool->volume("v")->allocated, 2 * kExtent);
+  EXPECT_EQ(pool->volume("s")->allocated, 3 * kExtent);
+  EXPECT_EQ(read(**pool->open_volume("s"), ThinPool::kMaxVolumeSize - 4096, 4096), data);
+  expect_clean(*pool);
+  ASSERT_TRUE(pool->remove_volume("s"));
+  EXPECT_EQ(pool->stats().used_extents, 2u);
+  ASSERT_TRUE(pool->resize_volume("v", 4096));
+  EXPECT_EQ(pool->stats().used_extents, 1u);
+  expect_clean(*pool);
+}
+
 TEST_F(ThinPoolTest, BadNamesAndSizesAreRefused) {
   auto pool = make();
   EXPECT_EQ(pool->create_volume("a/b", kMiB).error().code(), ErrorCode::kInvalidArgument);

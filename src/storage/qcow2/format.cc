@@ -241,7 +241,8 @@ Result<std::vector<SnapshotInfo>> parse_snapshot_table(std::span<const uint8_t> 
     uint64_t total = 40ull + extra_size + id_size + name_size;
     if (total > d.size() - pos) return invalid(fmt::format("snapshot {} is truncated", i));
     const uint8_t* extra = e + 40;
-    s.disk_size = extra_size >= 16 ? load_be64(extra + 8) : h.size;
+    s.disk_size_stored = extra_size >= 16;
+    s.disk_size = s.disk_size_stored ? load_be64(extra + 8) : h.size;
     if (extra_size >= 8) s.vm_state_size = load_be64(extra);
     s.id.assign(reinterpret_cast<const char*>(extra + extra_size), id_size);
     s.name.assign(reinterpret_cast<const char*>(extra + extra_size + id_size), name_size);

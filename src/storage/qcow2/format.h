@@ -92,7 +92,8 @@ struct SnapshotInfo {
   std::string name;
   uint64_t l1_table_offset = 0;
   uint32_t l1_size = 0;
-  uint64_t disk_size = 0;  // virtual size when the snapshot was taken
+  uint64_t disk_size = 0;         // virtual size when the snapshot was taken
+  bool disk_size_stored = false;  // the entry's extra data records disk_size (else: the header's)
   uint64_t date_sec = 0;
   uint64_t vm_state_size = 0;
 };

@@ -1,4 +1,6 @@
 // qcow2 metadata: the L2 table cache, refcounts and cluster allocation.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -158,10 +160,7 @@ Result<uint64_t> Qcow2::refcount(uint64_t cluster) {
 Result<void> Qcow2::ensure_refcount_block(uint64_t cluster) {
   uint64_t per_block = h_.refcount_block_entries();
   uint64_t t = cluster / per_block;
-  if (t >= refcount_table_.size())
-    return make_error(ErrorCode::kTooLarge,
-                      "refcount table is full (cluster {:#x}); growing it is not supported",
-                      cluster * cluster_size_);
+  if (t >= refcount_table_.size()) TRY(grow_refcount_table(t));
   if (refcount_table_[t] != 0) return {};
   // The new block goes at the end of the file; it usually covers itself.
   uint64_t b = file_end_ / cluster_size_;
@@ -175,6 +174,87 @@ Result<void> Qcow2::ensure_refcount_block(uint64_t cluster) {
   refcount_blocks_.emplace(b * cluster_size_, std::move(zero));
   metadata_clusters_.insert(b);
   return set_refcount(b, 1);
+}
+
+// Grows the refcount table to have an entry for table_index, the way qemu does: the new table
+// and the refcount blocks it needs for itself go at the end of the file and are refcounted in
+// those blocks (self-describing). Order: blocks and table written and synced, then the header
+// switched and synced, then the old table freed; a crash in between leaks clusters, it never
+// leaves the header pointing at a table that misses a reference.
+Result<void> Qcow2::grow_refcount_table(uint64_t table_index) {
+  const uint64_t cs = cluster_size_;
+  const uint64_t per_block = h_.refcount_block_entries();
+  const uint64_t old_entries = refcount_table_.size();
+  const uint64_t area = file_end_ / cs;  // first cluster of the new blocks and table
+  auto has_block = [&](uint64_t t) { return t < old_entries && refcount_table_[t] != 0; };
+  auto missing_blocks = [&](uint64_t end) {
+    uint64_t n = 0;
+    for (uint64_t t = area / per_block; end > area && t <= (end - 1) / per_block; ++t)
+      n += !has_block(t);
+    return n;
+  };
+  // The table must cover the area that holds it, and the area holds the blocks that cover it:
+  // iterate to the fixed point (both counts only grow).
+  uint64_t blocks = 0, rt_clusters = 0;
+  for (;;) {
+    uint64_t end = area + blocks + rt_clusters;
+    uint64_t want = std::max(table_index + 1, (end + per_block - 1) / per_block);
+    // Headroom, as qemu, so that a growing file does not move the table every time; none when
+    // that would pass the size limit.
+    uint64_t rt = (std::max(old_entries, want + want / 2) * 8 + cs - 1) / cs;
+    if (rt * cs > kMaxRefcountTableBytes) rt = (std::max(old_entries, want) * 8 + cs - 1) / cs;
+    rt = std::max(rt, rt_clusters);  // never shrinks between rounds, so the loop ends
+    if (rt * cs > kMaxRefcountTableBytes)
+      return make_error(ErrorCode::kTooLarge,
+                        "refcount table would exceed {} MiB (cluster {:#x}); the image is too "
+                        "large for its cluster size",
+                        kMaxRefcountTableBytes >> 20, table_index * per_block * cs);
+    uint64_t b = missing_blocks(end);
+    if (b == blocks && rt == rt_clusters) break;
+    blocks = b;
+    rt_clusters = rt;
+  }
+  const uint64_t end = area + blocks + rt_clusters;
+  const uint64_t table_at = (area + blocks) * cs;
+  std::vector<uint64_t> table(rt_clusters * cs / 8, 0);
+  std::copy(refcount_table_.begin(), refcount_table_.end(), table.begin());
+  std::unordered_map<uint64_t, std::vector<uint8_t>> fresh;  // table index -> block bytes
+  uint64_t next = area;
+  for (uint64_t t = area / per_block; end > area && t <= (end - 1) / per_block; ++t) {
+    if (has_block(t)) continue;
+    table[t] = next++ * cs;
+    fresh.emplace(t, std::vector<uint8_t>(cs, 0));
+  }
+  file_end_ = end * cs;
+  for (uint64_t c = area; c < end; ++c) metadata_clusters_.insert(c);
+  // Every cluster of the area gets refcount 1: in the new blocks, or in an existing block (the
+  // old table covers that part already; a crash before the switch leaks them).
+  for (uint64_t c = area; c < end; ++c) {
+    auto it = fresh.find(c / per_block);
+    if (it != fresh.end())
+      put_entry(it->second.data(), c % per_block, h_.refcount_bits(), 1);
+    else
+      TRY(set_refcount(c, 1));
+  }
+  for (const auto& [t, block] : fresh)
+    TRY_CTX(pwrite_full(fd_.get(), block, table[t]), "write refcount block");
+  std::vector<uint8_t> raw(table.size() * 8);
+  for (size_t i = 0; i < table.size(); ++i) store_be64(&raw[i * 8], table[i]);
+  TRY_CTX(pwrite_full(fd_.get(), raw, table_at), "write refcount table");
+  if (::fdatasync(fd_.get()) != 0) return errno_error("sync refcount table");
+  uint8_t hdr[12];
+  store_be64(hdr, table_at);
+  store_be32(hdr + 8, uint32_t(rt_clusters));
+  TRY_CTX(pwrite_full(fd_.get(), hdr, 48), "write header");
+  if (::fdatasync(fd_.get()) != 0) return errno_error("sync header");
+  uint64_t old_first = h_.refcount_table_offset / cs;
+  uint64_t old_clusters = h_.refcount_table_clusters;
+  h_.refcount_table_offset = table_at;
+  h_.refcount_table_clusters = uint32_t(rt_clusters);
+  refcount_table_ = std::move(table);
+  for (auto& [t, block] : fresh) refcount_blocks_.emplace(refcount_table_[t], std::move(block));
+  for (uint64_t c = old_first; c < old_first + old_clusters; ++c) TRY(decref_cluster(c));
+  return {};
 }
 
 Result<void> Qcow2::set_refcount(uint64_t cluster, uint64_t value) {
@@ -270,6 +350,79 @@ Result<void> Qcow2::release(const Mapping& m) {
       return {};
     }
   }
+  return {};
+}
+
+// Copies the L1 table to a larger one: new table written and synced, header switched and
+// synced, old table freed.
+Result<void> Qcow2::grow_l1(uint64_t entries) {
+  const uint64_t cs = cluster_size_;
+  uint64_t clusters = (entries * 8 + cs - 1) / cs;
+  uint64_t at = TRY(allocate_clusters(clusters));
+  for (uint64_t i = 0; i < clusters; ++i) metadata_clusters_.insert(at / cs + i);
+  std::vector<uint8_t> raw(clusters * cs, 0);
+  for (size_t i = 0; i < l1_.size(); ++i) store_be64(&raw[i * 8], l1_[i]);
+  TRY_CTX(pwrite_full(fd_.get(), raw, at), "write L1 table");
+  if (::fdatasync(fd_.get()) != 0) return errno_error("sync L1 table");
+  uint8_t hdr[12];  // l1_size and l1_table_offset are adjacent
+  store_be32(hdr, uint32_t(entries));
+  store_be64(hdr + 4, at);
+  TRY_CTX(pwrite_full(fd_.get(), hdr, 36), "write header");
+  if (::fdatasync(fd_.get()) != 0) return errno_error("sync header");
+  uint64_t old_first = h_.l1_table_offset / cs;
+  uint64_t old_clusters = (uint64_t(h_.l1_size) * 8 + cs - 1) / cs;
+  h_.l1_size = uint32_t(entries);
+  h_.l1_table_offset = at;
+  l1_offset_ = at;
+  l1_.resize(entries, 0);
+  for (uint64_t c = old_first; c < old_first + old_clusters; ++c) TRY(decref_cluster(c));
+  return {};
+}
+
+Result<void> Qcow2::resize(uint64_t new_size) {
+  if (!writable_) return make_error(ErrorCode::kPermissionDenied, "{}: read-only", where());
+  if (corrupt_) return make_error(ErrorCode::kConflict, "{}: image is marked corrupt", where());
+  if (new_size % 512 != 0)
+    return make_error(ErrorCode::kInvalidArgument, "{}: new size {} is not a multiple of 512 bytes",
+                      where(), new_size);
+  uint64_t l1_entries = l1_entries_for(new_size, h_.cluster_bits);
+  if (new_size > kMaxVirtualSize || l1_entries * 8 > kMaxL1Bytes)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "{}: new size {} is too large for {} B clusters (the L1 table would "
+                      "exceed {} MiB)",
+                      where(), new_size, cluster_size_, kMaxL1Bytes >> 20);
+  std::unique_lock lock(mu_);
+  uint64_t old_size = size_;
+  if (new_size < old_size)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "{}: shrinking a qcow2 volume is not supported; qemu-img resize --shrink "
+                      "can do it offline",
+                      where());
+  if (new_size == old_size) return {};
+  // A v2 snapshot may take its size from the header, so growing would change it (qemu refuses
+  // too); v3 requires each snapshot entry to record it.
+  if (!snapshots_.empty() && h_.version < 3)
+    return make_error(ErrorCode::kConflict,
+                      "{}: cannot resize a version 2 image with internal snapshots", where());
+  for (const SnapshotInfo& s : snapshots_)
+    if (!s.disk_size_stored)
+      return make_error(ErrorCode::kConflict,
+                        "{}: cannot resize: internal snapshot {} does not record its size", where(),
+                        s.name);
+  if (l1_entries > h_.l1_size) TRY_CTX(grow_l1(l1_entries), "{}: resize", where());
+  uint8_t be[8];
+  store_be64(be, new_size);
+  TRY_CTX(pwrite_full(fd_.get(), be, 24), "{}: write header", where());
+  if (::fdatasync(fd_.get()) != 0) return errno_error(where() + ": sync header");
+  h_.size = new_size;
+  size_ = new_size;
+  lock.unlock();
+  // The new range must not show the backing file's data beyond the old end (as qemu does).
+  if (!backing_ || backing_->size() <= old_size) return {};
+  uint64_t end = std::min(new_size, backing_->size());
+  uint64_t chunk = h_.version >= 3 ? end : 1 << 20;  // v2 has no zero clusters: data is written
+  for (uint64_t pos = old_size; pos < end; pos += chunk)
+    TRY(write_zeroes(std::min(chunk, end - pos), pos, ZeroMode::kMayTrim, ZeroSpeed::kAny));
   return {};
 }
 

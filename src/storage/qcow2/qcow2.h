@@ -2,7 +2,7 @@
 // Qcow2: Vireo's own qcow2 reader/writer as a BlockDevice. Versions 2 and 3, every refcount
 // width, cluster sizes 512 B-2 MiB, zero clusters, backing chains, compressed clusters (read;
 // writing over one allocates a normal cluster), internal snapshots (list, open read-only),
-// dirty and corrupt bits.
+// dirty and corrupt bits, growing the virtual size (resize) and the refcount table.
 //
 // Metadata is written through (refcount increments, then data, then L2/L1, then refcount
 // decrements), so a crash can leak clusters but never points a table at a free cluster; the
@@ -12,6 +12,7 @@
 // Thread safety: all BlockDevice methods may be called concurrently. Reads and in-place writes
 // of allocated clusters run in parallel under a shared lock; anything that changes the mapping
 // (allocation, discard, zeroing, copy-on-write) takes the lock exclusively.
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -80,6 +81,13 @@ class Qcow2 final : public BlockDevice {
   BlockDevice* backing() const { return backing_.get(); }
   // Recomputes every refcount from the tables and compares with the stored ones.
   [[nodiscard]] Result<Qcow2CheckResult> check();
+  // Grows the virtual size to new_size (a multiple of 512), like qemu-img resize: the L1 table
+  // grows when needed (new table written and synced, then the header switched, then the old one
+  // freed); with a backing file longer than the old size the new range reads as zeroes.
+  // Shrinking is refused, and so is resizing a version 2 image with internal snapshots (their
+  // entries do not record their own size). Safe to call while other threads do I/O; they see
+  // the new size once it returns.
+  [[nodiscard]] Result<void> resize(uint64_t new_size);
 
  private:
   using Mapping = qcow2::ClusterMapping;
@@ -110,8 +118,10 @@ class Qcow2 final : public BlockDevice {
   Result<void> set_refcounts(uint64_t first, uint64_t count, uint64_t value);
   Result<std::vector<uint8_t>*> refcount_block(uint64_t table_index);
   Result<void> ensure_refcount_block(uint64_t cluster);
-  Result<uint64_t> allocate_clusters(uint64_t count);  // returns the host byte offset
-  Result<void> release(const Mapping& m);              // drops the references of an old mapping
+  Result<void> grow_refcount_table(uint64_t table_index);  // mu_ exclusive
+  Result<void> grow_l1(uint64_t entries);                  // mu_ exclusive
+  Result<uint64_t> allocate_clusters(uint64_t count);      // returns the host byte offset
+  Result<void> release(const Mapping& m);                  // drops the references of an old mapping
   Result<void> decref_cluster(uint64_t cluster);
   Result<void> check_data_write(uint64_t host_offset, uint64_t length);
   Result<void> mark_corrupt(const Error& why);
@@ -131,7 +141,7 @@ class Qcow2 final : public BlockDevice {
   std::string path_;
   qcow2::Header h_;
   bool writable_ = false;
-  uint64_t size_ = 0;
+  std::atomic<uint64_t> size_ = 0;  // only grows while open (resize), read without mu_
   uint64_t cluster_size_ = 0;
   std::vector<qcow2::SnapshotInfo> snapshots_;
   uint64_t snapshot_table_bytes_ = 0;

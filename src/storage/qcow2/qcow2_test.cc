@@ -148,6 +148,148 @@ INSTANTIATE_TEST_SUITE_P(Widths, Qcow2ModelTest,
                                            std::tuple{512u, 64u, 3u},
                                            std::tuple{2u << 20, 16u, 3u}));
 
+// Grows a small image past what its L1 table maps; data, check() and a reopen stay right.
+class Qcow2GrowTest : public Qcow2Test,
+                      public ::testing::WithParamInterface<std::tuple<uint32_t, uint32_t>> {};
+
+TEST_P(Qcow2GrowTest, GrowKeepsDataAndGrowsL1) {
+  auto [cluster, version] = GetParam();
+  const uint64_t small = 8 * uint64_t(cluster) + 1536;
+  // 70 L2 tables' worth and a sector: the L1 table needs 71 entries instead of 1.
+  const uint64_t large = uint64_t(cluster) / 8 * cluster * 70 + 512;
+  auto q = make({.size = small, .cluster_size = cluster, .version = version});
+  ASSERT_TRUE(q);
+  auto head = pattern(3 * cluster + 100, 3);
+  auto tail = pattern(1536, 4);
+  ASSERT_TRUE(q->write(head, 100));
+  ASSERT_TRUE(q->write(tail, small - tail.size()));
+  uint32_t old_l1 = q->header().l1_size;
+  auto r = q->resize(large);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(q->size(), large);
+  EXPECT_EQ(q->header().l1_size, 71u);
+  EXPECT_GT(q->header().l1_size, old_l1);
+  auto far = pattern(cluster + 300, 5);
+  ASSERT_TRUE(q->write(far, large - far.size()));
+  ASSERT_TRUE(q->write(far, large / 2));
+  expect_clean(*q);
+  q.reset();
+  auto again = Qcow2::open(dir_ / "a.qcow2");
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ((*again)->size(), large);
+  auto read_at = [&](uint64_t off, size_t n) {
+    std::vector<uint8_t> v(n);
+    EXPECT_TRUE((*again)->read(v, off));
+    return v;
+  };
+  EXPECT_EQ(read_at(100, head.size()), head);
+  EXPECT_EQ(read_at(small - tail.size(), tail.size()), tail);
+  EXPECT_EQ(read_at(small, 4096), std::vector<uint8_t>(4096, 0));
+  EXPECT_EQ(read_at(large - far.size(), far.size()), far);
+  EXPECT_EQ(read_at(large / 2, far.size()), far);
+  expect_clean(**again);
+}
+
+INSTANTIATE_TEST_SUITE_P(Clusters, Qcow2GrowTest,
+                         ::testing::Values(std::tuple{512u, 3u}, std::tuple{512u, 2u},
+                                           std::tuple{4096u, 3u}, std::tuple{65536u, 2u},
+                                           std::tuple{65536u, 3u}, std::tuple{2u << 20, 3u}));
+
+// 512 B clusters: one refcount block covers 128 KiB (16-bit) to 32 KiB (64-bit) of file, the
+// refcount table of a small image (one or two clusters) 8 MiB or less; writing 12 MiB must grow
+// it.
+class Qcow2RefcountGrowTest : public Qcow2Test,
+                              public ::testing::WithParamInterface<std::tuple<uint32_t, uint32_t>> {
+};
+
+TEST_P(Qcow2RefcountGrowTest, RefcountTableGrowsWhenTheFileOutgrowsIt) {
+  auto [refbits, version] = GetParam();
+  auto q =
+      make({.size = 1 << 20, .cluster_size = 512, .version = version, .refcount_bits = refbits});
+  ASSERT_TRUE(q);
+  uint32_t old_rt = q->header().refcount_table_clusters;
+  uint64_t old_rt_offset = q->header().refcount_table_offset;
+  const uint64_t size = 24 << 20;
+  ASSERT_TRUE(q->resize(size));
+  // Every other 64 KiB, so that the file grows to about 12 MiB plus metadata.
+  for (uint64_t off = 0; off < size; off += 128 << 10) {
+    auto r = q->write(pattern(64 << 10, uint8_t(off >> 17)), off);
+    ASSERT_TRUE(r) << r.error().message();
+  }
+  EXPECT_GT(q->header().refcount_table_clusters, old_rt);
+  EXPECT_NE(q->header().refcount_table_offset, old_rt_offset);
+  expect_clean(*q);
+  q.reset();
+  auto again = Qcow2::open(dir_ / "a.qcow2");
+  ASSERT_TRUE(again) << again.error().message();
+  for (uint64_t off = 0; off < size; off += 64 << 10) {
+    std::vector<uint8_t> back(64 << 10);
+    ASSERT_TRUE((*again)->read(back, off));
+    auto want = off % (128 << 10) == 0 ? pattern(64 << 10, uint8_t(off >> 17))
+                                       : std::vector<uint8_t>(64 << 10, 0);
+    ASSERT_EQ(back, want) << off;
+  }
+  // Discarding everything frees the data; the grown table stays consistent.
+  ASSERT_TRUE((*again)->trim(size, 0));
+  expect_clean(**again);
+}
+
+INSTANTIATE_TEST_SUITE_P(Widths, Qcow2RefcountGrowTest,
+                         ::testing::Values(std::tuple{16u, 3u}, std::tuple{16u, 2u},
+                                           std::tuple{64u, 3u}, std::tuple{32u, 3u}));
+
+TEST_F(Qcow2Test, ResizeRefusesShrinkAndBadSizes) {
+  auto q = make({.size = 4 << 20, .cluster_size = 512});
+  ASSERT_TRUE(q);
+  auto shrink = q->resize(1 << 20);
+  ASSERT_FALSE(shrink);
+  EXPECT_EQ(shrink.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(shrink.error().message().find("shrinking a qcow2 volume is not supported"),
+            std::string::npos)
+      << shrink.error().message();
+  auto odd = q->resize((8 << 20) + 100);
+  ASSERT_FALSE(odd);
+  EXPECT_NE(odd.error().message().find("multiple of 512"), std::string::npos);
+  // 512 B clusters: a 32 MiB L1 table maps 128 GiB.
+  auto huge = q->resize(256ull << 30);
+  ASSERT_FALSE(huge);
+  EXPECT_NE(huge.error().message().find("too large"), std::string::npos) << huge.error().message();
+  EXPECT_FALSE(q->resize(UINT64_MAX / 512 * 512));
+  EXPECT_TRUE(q->resize(4 << 20));  // same size: nothing to do
+  EXPECT_EQ(q->size(), 4u << 20);
+  expect_clean(*q);
+  q.reset();
+  auto ro = Qcow2::open(dir_ / "a.qcow2", {.mode = OpenMode::kReadOnly});
+  ASSERT_TRUE(ro);
+  EXPECT_EQ((*ro)->resize(8 << 20).error().code(), ErrorCode::kPermissionDenied);
+}
+
+TEST_F(Qcow2Test, GrowingOverALongerBackingFileReadsZeroes) {
+  for (uint32_t version : {3u, 2u}) {
+    SCOPED_TRACE(version);
+    auto base = make({.size = 2 << 20, .cluster_size = 4096, .version = version}, "base.qcow2");
+    auto data = pattern(2 << 20, 7);
+    ASSERT_TRUE(base->write(data, 0));
+    base.reset();
+    auto top = make({.size = (1 << 20) + 1000 / 512 * 512,
+                     .cluster_size = 4096,
+                     .version = version,
+                     .backing_file = "base.qcow2",
+                     .backing_format = "qcow2"},
+                    "top.qcow2");
+    ASSERT_TRUE(top);
+    uint64_t old = top->size();
+    auto r = top->resize(3 << 20);
+    ASSERT_TRUE(r) << r.error().message();
+    std::vector<uint8_t> back(3 << 20);
+    ASSERT_TRUE(top->read(back, 0));
+    EXPECT_TRUE(std::equal(back.begin(), back.begin() + ptrdiff_t(old), data.begin()));
+    EXPECT_TRUE(
+        std::all_of(back.begin() + ptrdiff_t(old), back.end(), [](uint8_t b) { return b == 0; }));
+    expect_clean(*top);
+  }
+}
+
 TEST_F(Qcow2Test, BackingChainReadsThroughAndCopiesOnWrite) {
   auto base = make({.size = 1 << 20, .cluster_size = 4096}, "base.qcow2");
   auto data = pattern(1 << 20, 9);

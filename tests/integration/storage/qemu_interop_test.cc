@@ -5,6 +5,7 @@
 #include <random>
 
 #include "base/file.h"
+#include "base/json.h"
 #include "peers.h"
 #include "storage/qcow2/qcow2.h"
 
@@ -72,7 +73,16 @@ class QemuInteropTest : public ::testing::Test {
     ASSERT_EQ((*q)->size(), expect->size());
     std::vector<uint8_t> got(expect->size());
     ASSERT_TRUE((*q)->read(got, 0));
-    EXPECT_TRUE(std::equal(got.begin(), got.end(), expect->begin())) << image;
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), expect->begin(), [](uint8_t a, char b) {
+      return a == uint8_t(b);
+    })) << image;
+  }
+
+  uint64_t qemu_virtual_size(const std::string& image) {
+    auto r = run({"qemu-img", "info", "--output=json", image});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto j = parse_json(r.out);
+    return j && j->is_object() ? j->value("virtual-size", uint64_t(0)) : 0;
   }
 
   fs::path dir_;
@@ -120,6 +130,181 @@ TEST_F(QemuInteropTest, VireoWrittenImagesPassQemuCheckAndMatchQemuIo) {
     r = run({"qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", mine, theirs});
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   }
+}
+
+// Vireo grows an image (L1 table growth) between two rounds of writes; qemu-img resize does the
+// same to a qemu image: both pass qemu-img check and compare equal.
+TEST_F(QemuInteropTest, VireoGrownImagesPassQemuCheckAndMatchQemuResize) {
+  struct Variant {
+    uint32_t cluster, refbits, version;
+  };
+  for (Variant v : {Variant{65536, 16, 3}, Variant{512, 16, 3}, Variant{4096, 64, 3},
+                    Variant{65536, 16, 2}, Variant{2 << 20, 16, 3}}) {
+    SCOPED_TRACE(fmt::format("cluster {} refcount bits {} v{}", v.cluster, v.refbits, v.version));
+    const uint64_t small = 40 * uint64_t(v.cluster) + 1536;
+    // Three L2 tables' worth and a bit: the L1 table grows from 1 entry to 4.
+    const uint64_t large = 3 * (uint64_t(v.cluster) / 8 * v.cluster) + 1024;
+    std::string mine = path("vireo.qcow2"), theirs = path("qemu.qcow2");
+    ASSERT_TRUE(Qcow2::create(mine, {.size = small,
+                                     .cluster_size = v.cluster,
+                                     .version = v.version,
+                                     .refcount_bits = v.refbits}));
+    auto r = run({"qemu-img", "create", "-q", "-f", "qcow2", "-o",
+                  fmt::format("cluster_size={},refcount_bits={},compat={}", v.cluster, v.refbits,
+                              v.version == 2 ? "0.10" : "1.1"),
+                  theirs, std::to_string(small)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::vector<std::string> before = {"qemu-io", "-f", "qcow2"};
+    std::vector<std::string> after = before;
+    {
+      auto q = Qcow2::open(mine);
+      ASSERT_TRUE(q) << q.error().message();
+      for (const Op& op : make_ops(small, v.cluster, v.cluster + 7)) {
+        if (op.kind != Op::kWrite) continue;
+        ASSERT_TRUE((*q)->write(std::vector<uint8_t>(op.length, op.pattern), op.offset));
+        before.insert(before.end(),
+                      {"-c", fmt::format("write -P {} {} {}", op.pattern, op.offset, op.length)});
+      }
+      auto grown = (*q)->resize(large);
+      ASSERT_TRUE(grown) << grown.error().message();
+      EXPECT_EQ((*q)->header().l1_size, 4u);
+      for (uint64_t off : {small - 100, large / 2 + 12345, large - 3 * uint64_t(v.cluster)}) {
+        uint64_t len = std::min<uint64_t>(2 * v.cluster + 77, large - off);
+        ASSERT_TRUE((*q)->write(std::vector<uint8_t>(len, 0x6b), off));
+        after.insert(after.end(), {"-c", fmt::format("write -P 0x6b {} {}", off, len)});
+      }
+    }
+    before.push_back(theirs);
+    after.push_back(theirs);
+    ASSERT_EQ((r = run(before)).exit_code, 0) << r.err;
+    ASSERT_EQ((r = run({"qemu-img", "resize", "-q", "-f", "qcow2", theirs, std::to_string(large)}))
+                  .exit_code,
+              0)
+        << r.err;
+    ASSERT_EQ((r = run(after)).exit_code, 0) << r.err;
+    expect_qemu_check_clean(mine);
+    EXPECT_EQ(qemu_virtual_size(mine), large);
+    r = run({"qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", mine, theirs});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  }
+}
+
+// A qemu-made image with 512 B clusters has a one-cluster refcount table covering 8 MiB of
+// file; Vireo writes 12 MiB into it after growing it, so the refcount table must grow too.
+TEST_F(QemuInteropTest, RefcountTableGrowthPassesQemuCheck) {
+  for (std::string refbits : {"16", "64"}) {
+    SCOPED_TRACE(refbits);
+    std::string mine = path("vireo.qcow2"), theirs = path("qemu.qcow2");
+    for (const std::string& img : {mine, theirs}) {
+      auto r = run({"qemu-img", "create", "-q", "-f", "qcow2", "-o",
+                    "cluster_size=512,refcount_bits=" + refbits, img, "1M"});
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+    }
+    const uint64_t size = 24 << 20;
+    std::vector<std::string> qemu_io = {"qemu-io", "-f", "qcow2"};
+    {
+      auto q = Qcow2::open(mine);
+      ASSERT_TRUE(q) << q.error().message();
+      uint32_t old_rt = (*q)->header().refcount_table_clusters;
+      uint64_t old_rt_offset = (*q)->header().refcount_table_offset;
+      ASSERT_TRUE((*q)->resize(size));
+      for (uint64_t off = 0; off < size; off += 128 << 10) {
+        uint8_t pattern = uint8_t(1 + off / (128 << 10) % 250);
+        auto w = (*q)->write(std::vector<uint8_t>(64 << 10, pattern), off + 512);
+        ASSERT_TRUE(w) << w.error().message();
+        qemu_io.insert(qemu_io.end(),
+                       {"-c", fmt::format("write -P {} {} {}", pattern, off + 512, 64 << 10)});
+      }
+      EXPECT_GT((*q)->header().refcount_table_clusters, old_rt);
+      EXPECT_NE((*q)->header().refcount_table_offset, old_rt_offset);
+      auto c = (*q)->check();
+      ASSERT_TRUE(c);
+      EXPECT_TRUE(c->ok()) << (c->messages.empty() ? "" : c->messages.front());
+    }
+    auto r = run({"qemu-img", "resize", "-q", "-f", "qcow2", theirs, std::to_string(size)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    qemu_io.push_back(theirs);
+    ASSERT_EQ((r = run(qemu_io)).exit_code, 0) << r.err;
+    expect_qemu_check_clean(mine);
+    EXPECT_EQ(qemu_virtual_size(mine), size);
+    r = run({"qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", mine, theirs});
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    expect_vireo_reads_like_qemu(mine, {.mode = OpenMode::kReadOnly});
+  }
+}
+
+TEST_F(QemuInteropTest, QemuResizedImagesReadCorrectly) {
+  for (std::string opts : {"compat=1.1", "compat=0.10", "cluster_size=512"}) {
+    SCOPED_TRACE(opts);
+    std::string img = path("q.qcow2");
+    ASSERT_EQ(run({"qemu-img", "create", "-q", "-f", "qcow2", "-o", opts, img, "2M"}).exit_code, 0);
+    ASSERT_EQ(run({"qemu-io", "-f", "qcow2", "-c", "write -P 0x21 0 1M", img}).exit_code, 0);
+    ASSERT_EQ(run({"qemu-img", "resize", "-q", "-f", "qcow2", img, "40M"}).exit_code, 0);
+    ASSERT_EQ(run({"qemu-io", "-f", "qcow2", "-c", "write -P 0x22 39M 1M", img}).exit_code, 0);
+    expect_vireo_reads_like_qemu(img, {.mode = OpenMode::kReadOnly});
+    // And Vireo grows it further.
+    {
+      auto q = Qcow2::open(img);
+      ASSERT_TRUE(q) << q.error().message();
+      ASSERT_TRUE((*q)->resize(64 << 20));
+      ASSERT_TRUE((*q)->write(std::vector<uint8_t>(4096, 0x23), (64 << 20) - 4096));
+    }
+    expect_qemu_check_clean(img);
+    expect_vireo_reads_like_qemu(img, {.mode = OpenMode::kReadOnly});
+  }
+}
+
+// Growing keeps qemu's internal snapshots readable (v3 entries record their own size); a v2
+// image with snapshots is refused, as qemu refuses it.
+TEST_F(QemuInteropTest, GrowingAnImageWithInternalSnapshots) {
+  const uint64_t large = 1536ull << 20;  // the L1 table grows from 1 entry to 3
+  std::string img = path("snap.qcow2");
+  ASSERT_EQ(run({"qemu-img", "create", "-q", "-f", "qcow2", img, "4M"}).exit_code, 0);
+  ASSERT_EQ(run({"qemu-io", "-f", "qcow2", "-c", "write -P 5 0 2M", img}).exit_code, 0);
+  ASSERT_EQ(run({"qemu-img", "snapshot", "-c", "first", img}).exit_code, 0);
+  {
+    auto q = Qcow2::open(img);
+    ASSERT_TRUE(q);
+    auto r = (*q)->resize(large);
+    ASSERT_TRUE(r) << r.error().message();
+    ASSERT_TRUE((*q)->write(std::vector<uint8_t>(100000, 7), 1 << 20));
+    ASSERT_TRUE((*q)->write(std::vector<uint8_t>(100000, 8), large - 100000));
+  }
+  expect_qemu_check_clean(img);
+  EXPECT_EQ(qemu_virtual_size(img), large);
+  // The snapshot keeps its own size (qemu-img convert -l shows it at the image's current size,
+  // zero beyond the snapshot's end, so only the snapshot's part is compared).
+  {
+    auto snap = Qcow2::open(img, {.mode = OpenMode::kReadOnly, .snapshot = "first"});
+    ASSERT_TRUE(snap) << snap.error().message();
+    EXPECT_EQ((*snap)->size(), 4u << 20);
+    auto r = run(
+        {"qemu-img", "convert", "-O", "raw", "-l", "snapshot.name=first", img, path("snap.raw")});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    fs::resize_file(path("snap.raw"), 4 << 20);
+    auto expect = read_file(path("snap.raw"));
+    ASSERT_TRUE(expect);
+    std::vector<uint8_t> got(4 << 20);
+    ASSERT_TRUE((*snap)->read(got, 0));
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), expect->begin(),
+                           [](uint8_t a, char b) { return a == uint8_t(b); }));
+    EXPECT_EQ(got[0], 5);
+  }
+  auto r = run({"qemu-io", "-f", "qcow2", "-c", "read -P 7 1M 100000", "-c",
+                fmt::format("read -P 8 {} 100000", large - 100000), img});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out.find("failed"), std::string::npos) << r.out;
+
+  std::string v2 = path("snap2.qcow2");
+  ASSERT_EQ(
+      run({"qemu-img", "create", "-q", "-f", "qcow2", "-o", "compat=0.10", v2, "4M"}).exit_code, 0);
+  ASSERT_EQ(run({"qemu-img", "snapshot", "-c", "first", v2}).exit_code, 0);
+  auto q = Qcow2::open(v2);
+  ASSERT_TRUE(q);
+  auto refused = (*q)->resize(8 << 20);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("snapshot"), std::string::npos)
+      << refused.error().message();
 }
 
 TEST_F(QemuInteropTest, QemuWrittenImagesReadCorrectly) {
