@@ -66,11 +66,18 @@ void print_vm(Context& ctx, const Json& vm) {
       {"autostart:", plain(vm.value("autostart", Json()))},
       {"uuid:", plain(state.value("uuid", Json()))}};
   if (state.contains("pid")) rows.push_back({"pid:", plain(state["pid"])});
-  for (const auto& d : vm.value("disks", Json::array()))
+  const Json disks = vm.value("disks", Json::array());
+  for (size_t i = 0; i < disks.size(); ++i)
     rows.push_back(
-        {"disk:",
-         fmt::format("{} ({}{})", plain(d.value("path", d.value("volume", Json()))),
-                     plain(d["format"]), d.value("readonly", false) ? ", read-only" : "")});
+        {fmt::format("disk {}:", i),
+         fmt::format("{} ({}{})", plain(disks[i].value("path", disks[i].value("volume", Json()))),
+                     plain(disks[i].value("format", Json())),
+                     disks[i].value("readonly", false) ? ", read-only" : "")});
+  const Json nics = vm.value("nics", Json::array());
+  for (size_t i = 0; i < nics.size(); ++i)
+    rows.push_back({fmt::format("nic {}:", i),
+                    plain(nics[i].value("network", Json())) +
+                        (nics[i].contains("mac") ? " (" + plain(nics[i]["mac"]) + ")" : "")});
   if (state.contains("last_exit")) rows.push_back({"last exit:", plain(state["last_exit"])});
   rows.push_back({"console log:", plain(state.value("console_log", Json()))});
   print(ctx.format(), vm, rows);
@@ -137,6 +144,51 @@ void add_resource_commands(CLI::App* noun, Context& ctx, VmFlags& f) {
   });
 }
 
+Result<Json> run_vm_operation(Context& ctx, const char* method, const std::string& path,
+                              const Json* body) {
+  auto reply = TRY(TRY(ctx.client())->request(method, path, body));
+  auto op = TRY(api::operation_from_json(reply.body));
+  return TRY(follow_with_progress(ctx, op.id)).result;
+}
+
+// vireo vm disk|nic add|rm: hot-plug into a running q35 VM, or change a stopped one.
+void add_device_commands(CLI::App* noun, Context& ctx, VmFlags& f) {
+  static std::string device;
+  static size_t index = 0;
+  for (const char* kind : {"disk", "nic"}) {
+    const bool disk = std::string_view(kind) == "disk";
+    auto* sub =
+        noun->add_subcommand(kind, disk ? "Add or remove a disk (hot-plugged when the VM runs)"
+                                        : "Add or remove a NIC (hot-plugged when the VM runs)");
+    sub->require_subcommand(1);
+    auto* add = sub->add_subcommand("add", disk ? "Attach a disk: NAME FILE|POOL/VOL[:ro]"
+                                                : "Attach a NIC on a Vireo network: NAME NETWORK");
+    add->add_option("name", f.name)->required();
+    add->add_option(disk ? "disk" : "network", device)->required();
+    add->callback([&ctx, &f, disk] {
+      ctx.outcome = [&]() -> Result<void> {
+        Json body = disk ? disk_json(device) : Json{{"network", device}};
+        Json r = TRY(run_vm_operation(ctx, "POST",
+                                      "/1.0/vms/" + f.name + (disk ? "/disks" : "/nics"), &body));
+        print(ctx.format(), r, {{"device:", plain(r.value("device", Json("(at next start)")))}});
+        return {};
+      }();
+    });
+    auto* rm = sub->add_subcommand(
+        "rm", disk ? "Detach disk INDEX (as `vm show` numbers them)" : "Detach NIC INDEX");
+    rm->add_option("name", f.name)->required();
+    rm->add_option("index", index)->required();
+    rm->callback([&ctx, &f, disk] {
+      ctx.outcome = [&]() -> Result<void> {
+        TRY(run_vm_operation(
+            ctx, "DELETE", fmt::format("/1.0/vms/{}/{}/{}", f.name, disk ? "disks" : "nics", index),
+            nullptr));
+        return {};
+      }();
+    });
+  }
+}
+
 void add_action(CLI::App* noun, Context& ctx, VmFlags& f, const char* action, const char* help) {
   auto* cmd = noun->add_subcommand(action, help);
   cmd->add_option("name", f.name)->required();
@@ -198,6 +250,7 @@ void add_vm_commands(CLI::App& app, Context& ctx) {
   add_action(noun, ctx, f, "resume", "Resume a paused VM");
 
   add_resource_commands(noun, ctx, f);
+  add_device_commands(noun, ctx, f);
 
   auto* rm = noun->add_subcommand("rm", "Delete a VM definition (--force stops it first)");
   rm->add_option("name", f.name)->required();

@@ -68,23 +68,24 @@ void add(std::vector<std::string>& argv, std::string_view opt, std::string value
   argv.push_back(std::move(value));
 }
 
-Result<void> add_disks(const VmSpec& spec, std::vector<std::string>& argv) {
-  const char* device = spec.machine == Machine::kQ35 ? "virtio-blk-pci" : "virtio-blk-device";
+// On q35 every virtio device sits on its own PCIe root port, so that any of them can be
+// unplugged (devices on pcie.0 itself cannot), and kHotplugPorts spare ports take hot-plugged
+// ones. Chassis numbers only need to be unique.
+std::string pci_bus(const VmSpec& spec, const std::string& id, std::vector<std::string>& argv,
+                    int& chassis) {
+  if (spec.machine != Machine::kQ35) return "";
+  add(argv, "-device", fmt::format("pcie-root-port,id=port-{},chassis={}", id, ++chassis));
+  return ",bus=port-" + id;
+}
+
+Result<void> add_disks(const VmSpec& spec, std::vector<std::string>& argv, int& chassis) {
   for (size_t i = 0; i < spec.disks.size(); ++i) {
     const auto& disk = spec.disks[i];
     std::string id = disk_id(i);
-    bool read_only = disk.access == Access::kReadOnly;
-    Json proto = disk.path.empty() ? TRY_CTX(nbd_node(disk.nbd_uri), "disk {}", i)
-                                   : Json{{"driver", "file"}, {"filename", disk.path}};
-    proto["node-name"] = id + "-proto";
-    proto["read-only"] = read_only;
-    Json format = {{"driver", to_string(disk.format)},
-                   {"node-name", id + "-fmt"},
-                   {"file", id + "-proto"},
-                   {"read-only", read_only}};
-    add(argv, "-blockdev", dump_json(proto));
-    add(argv, "-blockdev", dump_json(format));
-    std::string dev = fmt::format("{},drive={}-fmt,id={}", device, id, id);
+    add(argv, "-blockdev", dump_json(TRY_CTX(disk_protocol_node(disk, id), "disk {}", i)));
+    add(argv, "-blockdev", dump_json(disk_format_node(disk, id)));
+    std::string dev = fmt::format("{},drive={}-fmt,id={}{}", virtio_driver(spec.machine, "blk"), id,
+                                  id, pci_bus(spec, id, argv, chassis));
     // Without a kernel, firmware boots the first disk.
     if (i == 0 && spec.kernel.empty()) dev += ",bootindex=0";
     add(argv, "-device", dev);
@@ -92,18 +93,44 @@ Result<void> add_disks(const VmSpec& spec, std::vector<std::string>& argv) {
   return {};
 }
 
-void add_nics(const VmSpec& spec, std::vector<std::string>& argv) {
-  const char* device = spec.machine == Machine::kQ35 ? "virtio-net-pci" : "virtio-net-device";
+void add_nics(const VmSpec& spec, std::vector<std::string>& argv, int& chassis) {
   for (size_t i = 0; i < spec.nics.size(); ++i) {
     std::string id = nic_id(i);
     add(argv, "-netdev",
         fmt::format("tap,id={}-tap,ifname={},script=no,downscript=no", id, spec.nics[i].tap));
     add(argv, "-device",
-        fmt::format("{},netdev={}-tap,mac={},id={}", device, id, spec.nics[i].mac, id));
+        fmt::format("{},netdev={}-tap,mac={},id={}{}", virtio_driver(spec.machine, "net"), id,
+                    spec.nics[i].mac, id, pci_bus(spec, id, argv, chassis)));
   }
 }
 
+void add_hotplug_ports(const VmSpec& spec, std::vector<std::string>& argv, int& chassis) {
+  if (spec.machine != Machine::kQ35) return;
+  for (int i = 0; i < kHotplugPorts; ++i)
+    add(argv, "-device",
+        fmt::format("pcie-root-port,id={}{},chassis={}", kHotplugPortPrefix, i, ++chassis));
+}
+
 }  // namespace
+
+std::string virtio_driver(Machine machine, std::string_view kind) {
+  return fmt::format("virtio-{}-{}", kind, machine == Machine::kQ35 ? "pci" : "device");
+}
+
+Result<Json> disk_protocol_node(const DiskSpec& disk, const std::string& id) {
+  Json proto = disk.path.empty() ? TRY(nbd_node(disk.nbd_uri))
+                                 : Json{{"driver", "file"}, {"filename", disk.path}};
+  proto["node-name"] = id + "-proto";
+  proto["read-only"] = disk.access == Access::kReadOnly;
+  return proto;
+}
+
+Json disk_format_node(const DiskSpec& disk, const std::string& id) {
+  return Json{{"driver", to_string(disk.format)},
+              {"node-name", id + "-fmt"},
+              {"file", id + "-proto"},
+              {"read-only", disk.access == Access::kReadOnly}};
+}
 
 std::string disk_id(size_t index) {
   return fmt::format("disk{}", index);
@@ -143,8 +170,10 @@ Result<std::vector<std::string>> build_qemu_command(const VmSpec& spec, const Qe
     if (!spec.initrd.empty()) add(argv, "-initrd", spec.initrd);
     if (!spec.cmdline.empty()) add(argv, "-append", spec.cmdline);
   }
-  TRY(add_disks(spec, argv));
-  add_nics(spec, argv);
+  int chassis = 0;
+  TRY(add_disks(spec, argv, chassis));
+  add_nics(spec, argv, chassis);
+  add_hotplug_ports(spec, argv, chassis);
   // The balloon gives memory back to the host and reports the guest's own memory figures;
   // deflate-on-oom lets the guest take it back before its OOM killer would run.
   add(argv, "-device",

@@ -6,8 +6,10 @@
 // its own session, so it survives the daemon, while the daemon that started it can still reap
 // it and learn its exit status. The pidfile and the QMP socket let a later daemon re-attach.
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "base/json.h"
 #include "base/result.h"
 #include "compute/vm_spec.h"
 
@@ -28,5 +30,16 @@ struct QemuPaths {
 // The QEMU device and node names of disk i and NIC i (used again for hot-unplug).
 std::string disk_id(size_t index);
 std::string nic_id(size_t index);
+
+// Spare PCIe root ports on q35 for hot-plugged devices: hp0, hp1, ...
+inline constexpr int kHotplugPorts = 4;
+inline constexpr const char* kHotplugPortPrefix = "hp";
+
+// "virtio-blk-pci" on q35, "virtio-blk-device" (virtio-mmio) on microvm; kind "blk" or "net".
+std::string virtio_driver(Machine machine, std::string_view kind);
+// The -blockdev / blockdev-add nodes of a disk whose device id is id: "<id>-proto" (file or
+// nbd) and "<id>-fmt" (raw or qcow2) on top of it.
+[[nodiscard]] Result<Json> disk_protocol_node(const DiskSpec& disk, const std::string& id);
+Json disk_format_node(const DiskSpec& disk, const std::string& id);
 
 }  // namespace vireo::compute

@@ -130,7 +130,10 @@ TEST_F(QemuCommandTest, DisksBecomeBlockdevNodesAndVirtioDevices) {
   ASSERT_TRUE(qcow2);
   EXPECT_EQ((*qcow2)["driver"], "qcow2");
   EXPECT_EQ((*qcow2)["file"], "disk0-proto");
-  EXPECT_EQ(value_of(*argv, "-device", 0), "virtio-blk-pci,drive=disk0-fmt,id=disk0");
+  // On q35 each device has its own root port, so it can be unplugged.
+  EXPECT_EQ(value_of(*argv, "-device", 0), "pcie-root-port,id=port-disk0,chassis=1");
+  EXPECT_EQ(value_of(*argv, "-device", 1),
+            "virtio-blk-pci,drive=disk0-fmt,id=disk0,bus=port-disk0");
   auto nbd = parse_json(value_of(*argv, "-blockdev", 2));
   ASSERT_TRUE(nbd);
   EXPECT_EQ((*nbd)["driver"], "nbd");
@@ -147,7 +150,8 @@ TEST_F(QemuCommandTest, DiskBootMarksFirstDiskBootable) {
   auto argv = build_qemu_command(spec, paths_);
   ASSERT_TRUE(argv) << argv.error().message();
   EXPECT_FALSE(has(*argv, "-kernel"));
-  EXPECT_EQ(value_of(*argv, "-device"), "virtio-blk-pci,drive=disk0-fmt,id=disk0,bootindex=0");
+  EXPECT_EQ(value_of(*argv, "-device", 1),
+            "virtio-blk-pci,drive=disk0-fmt,id=disk0,bus=port-disk0,bootindex=0");
 }
 
 TEST_F(QemuCommandTest, MicrovmUsesVirtioMmioDevices) {
@@ -161,6 +165,8 @@ TEST_F(QemuCommandTest, MicrovmUsesVirtioMmioDevices) {
   EXPECT_EQ(value_of(*argv, "-device", 0), "virtio-blk-device,drive=disk0-fmt,id=disk0");
   EXPECT_EQ(value_of(*argv, "-device", 1),
             "virtio-net-device,netdev=nic0-tap,mac=52:54:00:12:34:56,id=nic0");
+  EXPECT_EQ(value_of(*argv, "-device", 2), "virtio-balloon-device,id=balloon0,deflate-on-oom=on")
+      << "no root ports, no hot-plug on microvm";
 }
 
 TEST_F(QemuCommandTest, NicsBecomeTapNetdevsWithoutHelperScripts) {
@@ -170,9 +176,13 @@ TEST_F(QemuCommandTest, NicsBecomeTapNetdevsWithoutHelperScripts) {
   auto argv = build_qemu_command(spec, paths_);
   ASSERT_TRUE(argv) << argv.error().message();
   EXPECT_EQ(value_of(*argv, "-netdev", 0), "tap,id=nic0-tap,ifname=vtap0,script=no,downscript=no");
-  EXPECT_EQ(value_of(*argv, "-device", 0),
-            "virtio-net-pci,netdev=nic0-tap,mac=52:54:00:12:34:56,id=nic0");
+  EXPECT_EQ(value_of(*argv, "-device", 1),
+            "virtio-net-pci,netdev=nic0-tap,mac=52:54:00:12:34:56,id=nic0,bus=port-nic0");
   EXPECT_EQ(value_of(*argv, "-netdev", 1), "tap,id=nic1-tap,ifname=vtap1,script=no,downscript=no");
+  // Then the spare ports for hot-plug, and the balloon.
+  EXPECT_EQ(value_of(*argv, "-device", 4), "pcie-root-port,id=hp0,chassis=3");
+  EXPECT_EQ(value_of(*argv, "-device", 4 + kHotplugPorts),
+            "virtio-balloon-pci,id=balloon0,deflate-on-oom=on");
 }
 
 TEST_F(QemuCommandTest, CommasInSocketPathsAreEscaped) {

@@ -262,7 +262,29 @@ void VmProcess::on_qmp_event(const QmpEvent& event) {
     std::lock_guard lock(mutex_);
     shutdown_reason_ = event.data["reason"].get<std::string>();
   }
+  if (event.name == "DEVICE_DELETED" && event.data.contains("device") &&
+      event.data["device"].is_string()) {
+    std::lock_guard lock(mutex_);
+    deleted_devices_.insert(event.data["device"].get<std::string>());
+    deleted_cv_.notify_all();
+  }
   if (options_.on_event) options_.on_event(event);
+}
+
+Result<void> VmProcess::delete_device(const std::string& id, std::chrono::milliseconds timeout) {
+  {
+    std::lock_guard lock(mutex_);
+    deleted_devices_.erase(id);
+  }
+  TRY(qmp_->execute("device_del", {{"id", id}}));
+  std::unique_lock lock(mutex_);
+  if (!deleted_cv_.wait_for(lock, timeout, [&] { return deleted_devices_.contains(id) || exit_; }))
+    return make_error(ErrorCode::kTimeout,
+                      "the guest did not release device {} within {} s (is it using it?)", id,
+                      std::chrono::duration_cast<std::chrono::seconds>(timeout).count());
+  if (!deleted_devices_.erase(id))
+    return make_error(ErrorCode::kUnavailable, "QEMU exited while unplugging {}", id);
+  return {};
 }
 
 ExitInfo VmProcess::collect_exit() {
@@ -299,6 +321,7 @@ void VmProcess::watch() {
   std::lock_guard lock(mutex_);
   exit_ = info;
   exited_cv_.notify_all();
+  deleted_cv_.notify_all();
 }
 
 std::optional<ExitInfo> VmProcess::wait_exit(std::chrono::milliseconds timeout) {

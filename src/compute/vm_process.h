@@ -24,6 +24,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -86,6 +87,10 @@ class VmProcess {
   [[nodiscard]] Result<ExitInfo> stop(StopMode mode, std::chrono::milliseconds timeout);
   [[nodiscard]] Result<void> pause();
   [[nodiscard]] Result<void> resume();
+  // device_del, then waits for QEMU's DEVICE_DELETED: the guest must let the device go (a PCIe
+  // unplug takes it about 5 s: the attention button's grace period). kTimeout when it does not.
+  [[nodiscard]] Result<void> delete_device(const std::string& id,
+                                           std::chrono::milliseconds timeout);
   // QMP query-status "status": "running", "paused", "shutdown", ...
   [[nodiscard]] Result<std::string> status();
   // Waits for QEMU to exit; nullopt on timeout.
@@ -119,8 +124,10 @@ class VmProcess {
 
   mutable std::mutex mutex_;
   std::condition_variable exited_cv_;
-  std::optional<ExitInfo> exit_;  // guarded by mutex_
-  std::string shutdown_reason_;   // guarded by mutex_
+  std::optional<ExitInfo> exit_;           // guarded by mutex_
+  std::string shutdown_reason_;            // guarded by mutex_
+  std::set<std::string> deleted_devices_;  // DEVICE_DELETED ids not yet awaited; mutex_
+  std::condition_variable deleted_cv_;
   std::thread watcher_;
 };
 

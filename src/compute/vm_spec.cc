@@ -148,7 +148,15 @@ Result<void> validate_spec(const VmSpec& spec) {
   TRY(validate_boot(spec));
   TRY(validate_disks(spec.disks));
   TRY(validate_nics(spec.nics));
+  // Each device takes a PCIe root port in one of pcie.0's 32 slots, besides the spare ones.
+  if (spec.disks.size() + spec.nics.size() > kMaxDevices)
+    return make_error(ErrorCode::kInvalidArgument, "{} disks and NICs: at most {} in all",
+                      spec.disks.size() + spec.nics.size(), kMaxDevices);
   return {};
+}
+
+bool valid_unicast_mac(std::string_view mac) {
+  return valid_mac(mac);
 }
 
 std::string stable_mac(std::string_view vm_uuid, int index) {

@@ -49,6 +49,7 @@ struct VmSpec {
 inline constexpr int kMaxVcpus = 128;
 inline constexpr uint64_t kMinMemoryMib = 32;
 inline constexpr uint64_t kMaxMemoryMib = 1024 * 1024;
+inline constexpr size_t kMaxDevices = 20;  // disks + NICs
 
 // Checks everything that can be checked before QEMU starts (ranges, files, kernel header,
 // duplicates), so a bad spec fails with one clear kInvalidArgument/kNotFound line.
@@ -59,6 +60,8 @@ inline constexpr uint64_t kMaxMemoryMib = 1024 * 1024;
 
 // A locally administered unicast MAC from QEMU's 52:54:00 range, stable for (uuid, index).
 std::string stable_mac(std::string_view vm_uuid, int index);
+// "xx:xx:xx:xx:xx:xx" in hex, not multicast.
+bool valid_unicast_mac(std::string_view mac);
 
 std::string_view to_string(Machine machine);
 std::string_view to_string(Accelerator accelerator);

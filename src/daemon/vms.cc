@@ -1,6 +1,7 @@
 #include "daemon/vms.h"
 
 #include <fstream>
+#include <set>
 
 #include "api/event.h"
 #include "base/file.h"
@@ -11,6 +12,7 @@
 #include "compute/qemu_command.h"
 #include "compute/tap_device.h"
 #include "compute/vm_stats.h"
+#include "daemon/vm_definition.h"
 
 namespace vireo::daemon {
 
@@ -56,6 +58,8 @@ std::string detect_format(const std::string& path) {
   in.read(magic, 4);
   return std::string_view(magic, 4) == "QFI\xfb" ? "qcow2" : "raw";
 }
+
+}  // namespace
 
 // "POOL/VOL" → {pool, vol}, both valid names.
 Result<std::pair<std::string, std::string>> split_volume(const std::string& text) {
@@ -110,10 +114,27 @@ std::string tap_name(const std::string& vm, size_t index) {
 Result<Json> validate_nic(const Json& nic, size_t index) {
   const std::string where = fmt::format("nics[{}]", index);
   if (!nic.is_object() || !nic.contains("network") || !nic["network"].is_string() ||
-      nic.size() != 1)
-    return make_error(ErrorCode::kInvalidArgument, "{} must be {{\"network\": NAME}}", where);
+      nic.size() > 2 || (nic.size() == 2 && !nic.contains("mac")))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "{} must be {{\"network\": NAME[, \"mac\": \"52:54:00:...\"]}}", where);
   TRY_CTX(validate_name(nic["network"].get<std::string>(), "network"), "{}", where);
-  return Json{{"network", nic["network"]}};
+  Json out = {{"network", nic["network"]}};
+  if (nic.contains("mac")) {
+    if (!nic["mac"].is_string() || !compute::valid_unicast_mac(nic["mac"].get<std::string>()))
+      return make_error(ErrorCode::kInvalidArgument,
+                        "{}.mac must be a unicast MAC such as "
+                        "52:54:00:12:34:56",
+                        where);
+    out["mac"] = nic["mac"];
+  }
+  return out;
+}
+
+// A NIC keeps the MAC it was given (a hot-plugged one gets one then); else one derived from the
+// VM's uuid and its place.
+std::string nic_mac(const std::string& uuid, const Json& nic, size_t index) {
+  if (nic.contains("mac") && nic["mac"].is_string()) return nic["mac"].get<std::string>();
+  return compute::stable_mac(uuid, static_cast<int>(index));
 }
 
 // A stable UUID for one VM definition: the same name recreated later gets a new one.
@@ -123,8 +144,6 @@ std::string vm_uuid(const store::ObjectRow& row) {
   return fmt::format("{}-{}-{}-{}-{}", h.substr(0, 8), h.substr(8, 4), h.substr(12, 4),
                      h.substr(16, 4), h.substr(20, 12));
 }
-
-}  // namespace
 
 Result<Json> validate_vm(const Json& spec) {
   static const std::set<std::string> kKnown = {"vcpus",     "memory",     "machine", "kernel",
@@ -226,6 +245,21 @@ void VmManager::lifecycle(const std::string& name, const std::string& verb, Json
   events_.publish("lifecycle", std::move(meta));
 }
 
+Result<compute::DiskSpec> VmManager::disk_spec(const Json& d) {
+  compute::DiskSpec disk;
+  disk.path = d.value("path", "");
+  if (d.contains("volume")) {
+    if (!storage_) return make_error(ErrorCode::kUnavailable, "storage is not available");
+    auto [pool, vol] = TRY(split_volume(d["volume"].get<std::string>()));
+    disk.nbd_uri = TRY(storage_->volume_uri(pool, vol));
+  }
+  disk.format =
+      d.value("format", "raw") == "qcow2" ? compute::DiskFormat::kQcow2 : compute::DiskFormat::kRaw;
+  disk.access =
+      d.value("readonly", false) ? compute::Access::kReadOnly : compute::Access::kReadWrite;
+  return disk;
+}
+
 Result<compute::VmSpec> VmManager::vm_spec(const store::ObjectRow& row) {
   const Json& s = row.spec;
   compute::VmSpec spec;
@@ -240,24 +274,10 @@ Result<compute::VmSpec> VmManager::vm_spec(const store::ObjectRow& row) {
   spec.kernel = s.value("kernel", "");
   spec.initrd = s.value("initrd", "");
   spec.cmdline = s.value("cmdline", "");
-  for (const auto& d : s.value("disks", Json::array())) {
-    compute::DiskSpec disk;
-    disk.path = d.value("path", "");
-    if (d.contains("volume")) {
-      if (!storage_) return make_error(ErrorCode::kUnavailable, "storage is not available");
-      auto [pool, vol] = TRY(split_volume(d["volume"].get<std::string>()));
-      disk.nbd_uri = TRY(storage_->volume_uri(pool, vol));
-    }
-    disk.format = d.value("format", "raw") == "qcow2" ? compute::DiskFormat::kQcow2
-                                                      : compute::DiskFormat::kRaw;
-    disk.access =
-        d.value("readonly", false) ? compute::Access::kReadOnly : compute::Access::kReadWrite;
-    spec.disks.push_back(std::move(disk));
-  }
+  for (const auto& d : s.value("disks", Json::array())) spec.disks.push_back(TRY(disk_spec(d)));
   const Json nics = s.value("nics", Json::array());
   for (size_t i = 0; i < nics.size(); ++i)
-    spec.nics.push_back(
-        {tap_name(row.name, i), compute::stable_mac(spec.uuid, static_cast<int>(i))});
+    spec.nics.push_back({tap_name(row.name, i), nic_mac(spec.uuid, nics[i], i)});
   TRY(compute::validate_spec(spec));
   return spec;
 }
@@ -325,6 +345,8 @@ Result<void> VmManager::start(const std::string& name) {
     processes_[name] = process;
     last_exit_.erase(name);
   }
+  if (auto r = write_devices(name, initial_devices(row)); !r)
+    spdlog::warn("vm {}: {} (hot-unplug will not find its devices)", name, r.error().message());
   // Best effort: without the guest's balloon driver there is nothing to poll.
   if (auto r = compute::set_balloon_polling(process->qmp(), kBalloonPollS); !r)
     spdlog::debug("vm {}: balloon statistics: {}", name, r.error().message());
@@ -413,10 +435,16 @@ Result<void> VmManager::plug_nics(const store::ObjectRow& row) {
 }
 
 void VmManager::unplug_nics(const store::ObjectRow& row) {
+  // The definition's TAPs and those hot-plugged into the QEMU that ran last.
+  std::set<std::string> taps;
   const Json nics = row.spec.value("nics", Json::array());
-  for (size_t i = 0; i < nics.size(); ++i) {
-    if (networks_) networks_->detach_interface(tap_name(row.name, i));
-    compute::delete_tap(tap_name(row.name, i));
+  for (size_t i = 0; i < nics.size(); ++i) taps.insert(tap_name(row.name, i));
+  if (auto devices = read_devices(row.name))
+    for (const auto& [id, device] : devices->items())
+      if (device.contains("tap") && device["tap"].is_string()) taps.insert(device["tap"]);
+  for (const auto& tap : taps) {
+    if (networks_) networks_->detach_interface(tap);
+    compute::delete_tap(tap);
   }
 }
 
@@ -462,6 +490,7 @@ void VmManager::add_routes(server::Router& router) {
         return server::accepted(op);
       });
   add_stats_routes(router);
+  add_device_routes(router);
   router.add_sync(
       server::Method::kGet, "/1.0/vms/{name}/console",
       [this](server::Request& req) -> Result<server::Response> {
@@ -485,13 +514,19 @@ Result<std::shared_ptr<compute::VmProcess>> VmManager::running_or_conflict(
 Json VmManager::nic_stats(const store::ObjectRow& row) {
   Json out = Json::array();
   const Json nics = row.spec.value("nics", Json::array());
+  const Json devices = read_devices(row.name).value_or(Json::object());
   for (size_t i = 0; i < nics.size(); ++i) {
-    const fs::path dir = fs::path("/sys/class/net") / tap_name(row.name, i) / "statistics";
+    // A hot-plugged NIC's TAP and device id are in devices.json, found by its MAC.
+    std::string id = compute::nic_id(i), tap = tap_name(row.name, i);
+    const std::string key = "mac:" + nic_mac(vm_uuid(row), nics[i], i);
+    for (const auto& [dev, d] : devices.items())
+      if (d.value("key", "") == key) id = dev, tap = d.value("tap", tap);
+    const fs::path dir = fs::path("/sys/class/net") / tap / "statistics";
     auto counter = [&](const char* file) -> uint64_t {
       auto text = read_file(dir / file);
       return text ? std::strtoull(text->c_str(), nullptr, 10) : 0;
     };
-    out.push_back({{"id", compute::nic_id(i)},
+    out.push_back({{"id", id},
                    {"network", nics[i].value("network", "")},
                    {"rx_bytes", counter("tx_bytes")},
                    {"rx_packets", counter("tx_packets")},

@@ -50,6 +50,19 @@ class VmManager {
   void add_stats_routes(server::Router& router);
   // Resolves volumes to their NBD URIs (so it asks vireo-storaged).
   [[nodiscard]] Result<compute::VmSpec> vm_spec(const store::ObjectRow& row);
+  [[nodiscard]] Result<compute::DiskSpec> disk_spec(const Json& disk);
+  // Hot-plug (vm_devices.cc): a disk or NIC added to or removed from the definition, and from
+  // the running QEMU when the VM runs.
+  void add_device_routes(server::Router& router);
+  [[nodiscard]] Result<Json> add_device(const std::string& name, const std::string& kind,
+                                        const Json& entry);
+  [[nodiscard]] Result<Json> remove_device(const std::string& name, const std::string& kind,
+                                           size_t index);
+  [[nodiscard]] Result<Json> plug_running(const store::ObjectRow& row, compute::VmProcess& vm,
+                                          const std::string& kind, Json& entry, Json& devices);
+  [[nodiscard]] Result<Json> read_devices(const std::string& name);
+  [[nodiscard]] Result<void> write_devices(const std::string& name, const Json& devices);
+  Json initial_devices(const store::ObjectRow& row);
   [[nodiscard]] Result<Json> act(const std::string& name, const std::string& action, bool force,
                                  int timeout_s);
   [[nodiscard]] Result<void> start(const std::string& name);

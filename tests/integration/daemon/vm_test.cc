@@ -217,6 +217,55 @@ TEST(VmDaemonTest, VolumeFromAPoolIsTheGuestsDisk) {
   EXPECT_NE(missing.err.find("nope"), std::string::npos) << missing.err;
 }
 
+// Hot-plug into a running q35 VM: a volume disk the guest kernel finds, a NIC on a Vireo network,
+// and both unplugged again with the guest's consent (PCIe attention button); the definition
+// follows every change.
+TEST(VmDaemonTest, DisksAndNicsHotPlugAndUnplug) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start());
+  ASSERT_EQ(d.cli({"vol", "create", "default/h1", "--size", "16M"}).exit_code, 0);
+  auto created = d.cli({"vm", "create", "hp", "--kernel", guest().kernel, "--initrd",
+                        guest().initrd, "--cmdline", "console=ttyS0", "--start"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  ASSERT_TRUE(console_shows(d, "hp", "VIREO-GUEST-READY"));
+
+  auto r = d.cli({"vm", "disk", "add", "hp", "default/h1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("disk0"), std::string::npos) << r.out;
+  EXPECT_TRUE(console_shows(d, "hp", "[vda] 32768 512-byte logical blocks"));
+  r = d.cli({"vm", "nic", "add", "hp", "vireo0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json vm = vm_json(d, "hp");
+  ASSERT_EQ(vm.value("disks", Json::array()).size(), 1u) << vm.dump();
+  ASSERT_EQ(vm.value("nics", Json::array()).size(), 1u) << vm.dump();
+  const std::string mac = vm["nics"][0].value("mac", "");
+  EXPECT_TRUE(mac.starts_with("52:54:00:")) << vm.dump();
+  Json ports = cli_json(d, {"net", "show", "vireo0"}).value("ports", Json::array());
+  EXPECT_EQ(ports.size(), 1u) << ports.dump();
+  Json stats = cli_json(d, {"vm", "stats", "hp"});
+  EXPECT_EQ(stats["nics"][0].value("id", ""), "nic0") << stats.dump();
+
+  // A used volume cannot go; the guest lets the disk go, then it can.
+  expect_refused(d, {"vol", "rm", "default/h1"}, "VM hp");
+  r = d.cli({"vm", "disk", "rm", "hp", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = d.cli({"vm", "nic", "rm", "hp", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  vm = vm_json(d, "hp");
+  EXPECT_TRUE(vm.value("disks", Json::array()).empty()) << vm.dump();
+  EXPECT_TRUE(vm.value("nics", Json::array()).empty()) << vm.dump();
+  EXPECT_TRUE(cli_json(d, {"net", "show", "vireo0"}).value("ports", Json::array()).empty());
+  EXPECT_EQ(d.cli({"vol", "rm", "default/h1"}).exit_code, 0);
+
+  // Refused with one line, the definition unchanged.
+  expect_refused(d, {"vm", "disk", "add", "hp", "/nonexistent.img"}, "nonexistent");
+  expect_refused(d, {"vm", "disk", "rm", "hp", "3"}, "no disk 3");
+  expect_refused(d, {"vm", "nic", "add", "hp", "nosuchnet"}, "nosuchnet");
+  EXPECT_TRUE(vm_json(d, "hp").value("disks", Json::array()).empty());
+  EXPECT_EQ(d.cli({"vm", "stop", "hp", "--force"}).exit_code, 0);
+  EXPECT_EQ(d.cli({"vm", "rm", "hp"}).exit_code, 0);
+}
+
 // `vm edit` through $EDITOR (here a sed script): a valid change is saved, an invalid one is
 // refused and changes nothing.
 TEST(VmDaemonTest, EditSavesValidChangesOnly) {
