@@ -7,6 +7,7 @@
 
 #include "base/strings.h"
 #include "cli/context.h"
+#include "cli/vm_console.h"
 
 namespace vireo::cli {
 
@@ -297,16 +298,7 @@ void add_vm_commands(CLI::App& app, Context& ctx) {
   edit->add_option("name", f.name)->required();
   edit->callback([&ctx] { ctx.outcome = edit_in_editor(ctx, kCollection, f.name); });
 
-  auto* console = noun->add_subcommand("console", "Show a VM's serial console output");
-  console->add_option("name", f.name)->required();
-  console->add_flag("--log", f.log, "Print the console's ring log (the default for now)");
-  console->callback([&ctx] {
-    ctx.outcome = [&]() -> Result<void> {
-      auto reply = TRY(TRY(ctx.client())->request("GET", "/1.0/vms/" + f.name + "/console"));
-      std::cout << reply.body.value("log", "");
-      return {};
-    }();
-  });
+  add_vm_console_command(noun, ctx);
 }
 
 }  // namespace vireo::cli

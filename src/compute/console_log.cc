@@ -55,9 +55,13 @@ void ConsoleLog::reader_loop() {
     if (n <= 0) break;
     append(std::string_view(buf, static_cast<size_t>(n)));
   }
-  std::lock_guard lock(mutex_);
-  closed_ = true;
-  changed_.notify_all();
+  std::lock_guard subscribers_lock(subscribers_mutex_);
+  {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    changed_.notify_all();
+  }
+  for (auto& [id, fn] : subscribers_) fn({});
 }
 
 void ConsoleLog::append(std::string_view data) {
@@ -80,7 +84,13 @@ uint64_t ConsoleLog::subscribe(Subscriber fn, std::string* backlog) {
   std::lock_guard lock(subscribers_mutex_);
   if (backlog) *backlog = recent();
   uint64_t id = next_subscriber_++;
-  subscribers_.emplace(id, std::move(fn));
+  auto [it, inserted] = subscribers_.emplace(id, std::move(fn));
+  bool closed = false;
+  {
+    std::lock_guard state(mutex_);
+    closed = closed_;
+  }
+  if (closed) it->second({});
   return id;
 }
 

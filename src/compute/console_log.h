@@ -47,7 +47,8 @@ class ConsoleLog {
 
   // Viewers: fn receives every chunk of output from now on, on the reader thread, until
   // unsubscribe(id) returns; backlog, when given, receives recent() at that same point, so a
-  // viewer sees each byte once. fn must be quick and must not (un)subscribe.
+  // viewer sees each byte once. An empty chunk, once, means the console closed (QEMU exited; at
+  // once when it already had). fn must be quick and must not (un)subscribe.
   using Subscriber = std::function<void(std::string_view)>;
   uint64_t subscribe(Subscriber fn, std::string* backlog = nullptr);
   void unsubscribe(uint64_t id);

@@ -5,7 +5,9 @@
 #include <sys/un.h>
 
 #include <cstring>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 
 #include <gtest/gtest.h>
 
@@ -127,6 +129,28 @@ TEST_F(ConsoleLogTest, SubscribersReceiveOutputUntilTheyUnsubscribe) {
   EXPECT_EQ(first, "one\n");
   EXPECT_EQ(second, "one\ntwo\n");
   EXPECT_EQ(backlog + third, "one\ntwo\n");
+}
+
+TEST_F(ConsoleLogTest, SubscribersHearOfTheEndOnceAlsoWhenLate) {
+  auto console = open();
+  ASSERT_TRUE(console);
+  std::mutex m;
+  std::condition_variable cv;
+  int ends = 0;
+  auto on_chunk = [&](std::string_view d) {
+    std::lock_guard lock(m);
+    if (d.empty()) ++ends;
+    cv.notify_all();
+  };
+  console->subscribe(on_chunk);
+  guest_.reset();  // QEMU exits
+  {
+    std::unique_lock lock(m);
+    ASSERT_TRUE(cv.wait_for(lock, 5s, [&] { return ends == 1; }));
+  }
+  console->subscribe(on_chunk);  // after the end: told at once
+  std::lock_guard lock(m);
+  EXPECT_EQ(ends, 2);
 }
 
 TEST_F(ConsoleLogTest, ClosedConsoleEndsWaitingAtOnce) {

@@ -12,6 +12,7 @@
 #include "compute/qemu_command.h"
 #include "compute/tap_device.h"
 #include "compute/vm_stats.h"
+#include "daemon/vm_console.h"
 #include "daemon/vm_definition.h"
 
 namespace vireo::daemon {
@@ -491,6 +492,8 @@ void VmManager::add_routes(server::Router& router) {
       });
   add_stats_routes(router);
   add_device_routes(router);
+  add_vm_console_route(router,
+                       [this](const std::string& name) { return running_or_conflict(name); });
   router.add_sync(
       server::Method::kGet, "/1.0/vms/{name}/console",
       [this](server::Request& req) -> Result<server::Response> {

@@ -9,6 +9,7 @@
 #include "base/json.h"
 #include "cli_expect.h"
 #include "daemon_process.h"
+#include "pty_cli.h"
 
 namespace vireo::testing {
 namespace {
@@ -264,6 +265,37 @@ TEST(VmDaemonTest, DisksAndNicsHotPlugAndUnplug) {
   EXPECT_TRUE(vm_json(d, "hp").value("disks", Json::array()).empty());
   EXPECT_EQ(d.cli({"vm", "stop", "hp", "--force"}).exit_code, 0);
   EXPECT_EQ(d.cli({"vm", "rm", "hp"}).exit_code, 0);
+}
+
+// The serial console over the API's WebSocket, as a user at a terminal: two viewers see the
+// backlog and what the guest's shell answers to one of them, Ctrl-] detaches one and leaves the
+// VM running, and stopping the VM ends the other's console.
+TEST(VmDaemonTest, ConsoleIsInteractiveForSeveralViewers) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start());
+  auto created = d.cli({"vm", "create", "c1", "--kernel", guest().kernel, "--initrd",
+                        guest().initrd, "--cmdline", "console=ttyS0 quiet", "--start"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  ASSERT_TRUE(console_shows(d, "c1", "VIREO-GUEST-READY"));
+  PtyCli a(d, {"vm", "console", "c1"});
+  PtyCli b(d, {"vm", "console", "c1"});
+  ASSERT_TRUE(a.started() && b.started());
+  ASSERT_TRUE(a.expect("VIREO-GUEST-READY")) << a.output();
+  ASSERT_TRUE(b.expect("VIREO-GUEST-READY")) << b.output();
+  a.type("echo hi-$((6*7))\r");
+  EXPECT_TRUE(a.expect("hi-42")) << a.output();
+  EXPECT_TRUE(b.expect("hi-42")) << b.output();
+  a.type("\x1d");  // Ctrl-]
+  EXPECT_EQ(a.wait(), 0) << a.output();
+  EXPECT_NE(a.output().find("Detached"), std::string::npos) << a.output();
+  EXPECT_EQ(status_of(d, "c1"), "running");
+  ASSERT_EQ(d.cli({"vm", "stop", "c1", "--force"}).exit_code, 0);
+  EXPECT_EQ(b.wait(), 0) << b.output();
+  EXPECT_NE(b.output().find("closed"), std::string::npos) << b.output();
+  PtyCli c(d, {"vm", "console", "c1"});
+  EXPECT_EQ(c.wait(), 1) << c.output();
+  EXPECT_NE(c.output().find("not running"), std::string::npos) << c.output();
+  EXPECT_EQ(d.cli({"vm", "rm", "c1"}).exit_code, 0);
 }
 
 // `vm edit` through $EDITOR (here a sed script): a valid change is saved, an invalid one is
