@@ -44,6 +44,22 @@ std::vector<Op> make_ops(uint64_t size, uint64_t cluster, unsigned seed) {
 
 class QemuInteropTest : public ::testing::Test {
  protected:
+  struct Variant {
+    uint32_t cluster, refbits, version;
+  };
+  // The same empty image made by Vireo (mine) and by qemu-img (theirs).
+  void create_pair(const std::string& mine, const std::string& theirs, const Variant& v,
+                   uint64_t size) {
+    ASSERT_TRUE(Qcow2::create(mine, {.size = size,
+                                     .cluster_size = v.cluster,
+                                     .version = v.version,
+                                     .refcount_bits = v.refbits}));
+    auto r = run({"qemu-img", "create", "-q", "-f", "qcow2", "-o",
+                  fmt::format("cluster_size={},refcount_bits={},compat={}", v.cluster, v.refbits,
+                              v.version == 2 ? "0.10" : "1.1"),
+                  theirs, std::to_string(size)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
   void SetUp() override {
     if (!have_programs({"qemu-img", "qemu-io"})) GTEST_SKIP() << "qemu-utils not installed";
     dir_ = make_temp_dir("vireo-qemu-interop");
@@ -89,23 +105,14 @@ class QemuInteropTest : public ::testing::Test {
 };
 
 TEST_F(QemuInteropTest, VireoWrittenImagesPassQemuCheckAndMatchQemuIo) {
-  struct Variant {
-    uint32_t cluster, refbits, version;
-  };
   for (Variant v : {Variant{65536, 16, 3}, Variant{4096, 1, 3}, Variant{4096, 64, 3},
                     Variant{512, 8, 3}, Variant{65536, 16, 2}, Variant{2 << 20, 16, 3}}) {
     SCOPED_TRACE(fmt::format("cluster {} refcount bits {} v{}", v.cluster, v.refbits, v.version));
     const uint64_t size = 40 * uint64_t(v.cluster) + 1536;
     std::string mine = path("vireo.qcow2"), theirs = path("qemu.qcow2");
-    ASSERT_TRUE(Qcow2::create(mine, {.size = size,
-                                     .cluster_size = v.cluster,
-                                     .version = v.version,
-                                     .refcount_bits = v.refbits}));
-    auto r = run({"qemu-img", "create", "-q", "-f", "qcow2", "-o",
-                  fmt::format("cluster_size={},refcount_bits={},compat={}", v.cluster, v.refbits,
-                              v.version == 2 ? "0.10" : "1.1"),
-                  theirs, std::to_string(size)});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
+    create_pair(mine, theirs, v, size);
+    if (HasFatalFailure()) return;
+    ProcessResult r;
     auto q = Qcow2::open(mine);
     ASSERT_TRUE(q) << q.error().message();
     std::vector<std::string> qemu_io = {"qemu-io", "-f", "qcow2"};
@@ -135,9 +142,6 @@ TEST_F(QemuInteropTest, VireoWrittenImagesPassQemuCheckAndMatchQemuIo) {
 // Vireo grows an image (L1 table growth) between two rounds of writes; qemu-img resize does the
 // same to a qemu image: both pass qemu-img check and compare equal.
 TEST_F(QemuInteropTest, VireoGrownImagesPassQemuCheckAndMatchQemuResize) {
-  struct Variant {
-    uint32_t cluster, refbits, version;
-  };
   for (Variant v : {Variant{65536, 16, 3}, Variant{512, 16, 3}, Variant{4096, 64, 3},
                     Variant{65536, 16, 2}, Variant{2 << 20, 16, 3}}) {
     SCOPED_TRACE(fmt::format("cluster {} refcount bits {} v{}", v.cluster, v.refbits, v.version));
@@ -145,15 +149,9 @@ TEST_F(QemuInteropTest, VireoGrownImagesPassQemuCheckAndMatchQemuResize) {
     // Three L2 tables' worth and a bit: the L1 table grows from 1 entry to 4.
     const uint64_t large = 3 * (uint64_t(v.cluster) / 8 * v.cluster) + 1024;
     std::string mine = path("vireo.qcow2"), theirs = path("qemu.qcow2");
-    ASSERT_TRUE(Qcow2::create(mine, {.size = small,
-                                     .cluster_size = v.cluster,
-                                     .version = v.version,
-                                     .refcount_bits = v.refbits}));
-    auto r = run({"qemu-img", "create", "-q", "-f", "qcow2", "-o",
-                  fmt::format("cluster_size={},refcount_bits={},compat={}", v.cluster, v.refbits,
-                              v.version == 2 ? "0.10" : "1.1"),
-                  theirs, std::to_string(small)});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
+    create_pair(mine, theirs, v, small);
+    if (HasFatalFailure()) return;
+    ProcessResult r;
     std::vector<std::string> before = {"qemu-io", "-f", "qcow2"};
     std::vector<std::string> after = before;
     {
