@@ -1,6 +1,7 @@
 // End-to-end tests of VmProcess with real QEMU (TCG) and the test guest from scripts/guest-image.
 #include "compute/vm_process.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 
@@ -14,6 +15,7 @@
 
 #include "base/ids.h"
 #include "base/subprocess.h"
+#include "compute/cpu_pinning.h"
 #include "compute/qemu_command.h"
 
 extern char** environ;
@@ -224,6 +226,29 @@ TEST_F(VmProcessTest, QemuFailingAtStartIsReportedWithItsLogAndLeavesNothing) {
   EXPECT_NE(vm.error().message().find("qcow2"), std::string::npos) << vm.error().message();
   auto attached = VmProcess::attach(root_ / "vm1");
   EXPECT_FALSE(attached);
+}
+
+// Each vCPU thread is pinned to its host CPU; the kernel reports the affinity back.
+TEST_F(VmProcessTest, VcpusArePinnedToTheirHostCpus) {
+  if (::sysconf(_SC_NPROCESSORS_ONLN) < 2) GTEST_SKIP() << "needs two host CPUs";
+  spec_.vcpus = 2;
+  auto vm = start_and_wait_ready();
+  ASSERT_TRUE(vm);
+  ASSERT_TRUE(pin_vcpus(vm->qmp(), {1, 0}));
+  auto threads = vcpu_threads(*vm->qmp().execute("query-cpus-fast"));
+  ASSERT_TRUE(threads);
+  ASSERT_EQ(threads->size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    ASSERT_EQ(::sched_getaffinity((*threads)[i], sizeof set, &set), 0);
+    EXPECT_EQ(CPU_COUNT(&set), 1) << "vCPU " << i;
+    EXPECT_TRUE(CPU_ISSET(i == 0 ? 1 : 0, &set)) << "vCPU " << i;
+  }
+  auto bad = pin_vcpus(vm->qmp(), {0});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("for 2 vCPUs"), std::string::npos);
+  EXPECT_TRUE(vm->stop(StopMode::kForce, 5s));
 }
 
 TEST_F(VmProcessTest, InvalidSpecFailsBeforeQemuStarts) {
