@@ -5,6 +5,7 @@
 #include <iostream>
 #include <thread>
 
+#include "base/file.h"
 #include "base/strings.h"
 #include "cli/context.h"
 #include "cli/vm_console.h"
@@ -22,7 +23,26 @@ struct VmFlags {
   int cpus = 1;
   bool autostart = false, start = false, force = false, log = false;
   int timeout = 30;
+  std::string hostname, user_data, firmware;  // cloud-init seed: --user-data is a file
+  std::vector<std::string> ssh_keys;          // files of OpenSSH public keys
 };
+
+// The cloud-init seed from --hostname, --ssh-key FILE (each key line of each file) and
+// --user-data FILE; the daemon checks the values.
+Result<Json> cloud_init_json(const VmFlags& f) {
+  Json out = Json::object();
+  if (!f.hostname.empty()) out["hostname"] = f.hostname;
+  if (!f.ssh_keys.empty()) out["ssh_authorized_keys"] = Json::array();
+  for (const auto& file : f.ssh_keys) {
+    std::string text = TRY_CTX(read_file(file), "--ssh-key");
+    for (const auto& line : split(text, '\n')) {
+      std::string key(trim(line));
+      if (!key.empty() && !key.starts_with('#')) out["ssh_authorized_keys"].push_back(key);
+    }
+  }
+  if (!f.user_data.empty()) out["user_data"] = TRY_CTX(read_file(f.user_data), "--user-data");
+  return out;
+}
 
 // "--disk FILE[:ro]": an image file (format detected by the daemon), or "--disk POOL/VOL[:ro]":
 // a storage volume, served to QEMU over NBD. An existing file wins over a volume name.
@@ -221,6 +241,11 @@ void add_vm_commands(CLI::App& app, Context& ctx) {
   create->add_option("--cpus,-c", f.cpus, "Virtual CPUs")->capture_default_str();
   create->add_option("--machine", f.machine, "q35 or microvm")->capture_default_str();
   create->add_option("--description", f.description);
+  create->add_option("--hostname", f.hostname, "cloud-init: the guest's host name");
+  create->add_option("--ssh-key", f.ssh_keys,
+                     "cloud-init: a file of OpenSSH public keys to authorize (repeatable)");
+  create->add_option("--user-data", f.user_data, "cloud-init: a user-data file, sent verbatim");
+  create->add_option("--firmware", f.firmware, "bios (SeaBIOS, the default) or uefi (OVMF)");
   create->add_flag("--autostart", f.autostart, "Start with the daemon");
   create->add_flag("--start", f.start, "Start the VM once defined");
   create->callback([&ctx] {
@@ -234,6 +259,9 @@ void add_vm_commands(CLI::App& app, Context& ctx) {
           {"cmdline", f.cmdline},  {"autostart", f.autostart}, {"description", f.description},
           {"disks", Json::array()}};
       for (const auto& d : f.disks) body["disks"].push_back(disk_json(d));
+      if (!f.hostname.empty() || !f.ssh_keys.empty() || !f.user_data.empty())
+        body["cloud_init"] = TRY(cloud_init_json(f));
+      if (!f.firmware.empty()) body["firmware"] = f.firmware;
       if (!f.nics.empty()) {
         body["nics"] = Json::array();
         for (const auto& n : f.nics) body["nics"].push_back(Json{{"network", n}});

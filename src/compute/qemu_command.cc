@@ -165,6 +165,12 @@ Result<std::vector<std::string>> build_qemu_command(const VmSpec& spec, const Qe
       fmt::format("socket,id=console,path={},server=on,wait=off", opt_value(paths.console_socket)));
   add(argv, "-serial", "chardev:console");
   add(argv, "-pidfile", paths.pidfile);
+  if (!spec.uefi_code.empty()) {
+    add(argv, "-drive",
+        fmt::format("if=pflash,format=raw,unit=0,readonly=on,file={}", opt_value(spec.uefi_code)));
+    add(argv, "-drive",
+        fmt::format("if=pflash,format=raw,unit=1,file={}", opt_value(spec.uefi_vars)));
+  }
   if (!spec.kernel.empty()) {
     add(argv, "-kernel", spec.kernel);
     if (!spec.initrd.empty()) add(argv, "-initrd", spec.initrd);

@@ -154,6 +154,22 @@ TEST_F(QemuCommandTest, DiskBootMarksFirstDiskBootable) {
             "virtio-blk-pci,drive=disk0-fmt,id=disk0,bus=port-disk0,bootindex=0");
 }
 
+TEST_F(QemuCommandTest, UefiAddsReadOnlyCodeAndWritableVarsFlash) {
+  const std::string code = write_file("CODE,1.fd", "code"), vars = write_file("VARS.fd", "vars");
+  VmSpec spec{.name = "uefi", .uefi_code = code, .uefi_vars = vars, .disks = {{.path = disk_}}};
+  auto argv = build_qemu_command(spec, paths_);
+  ASSERT_TRUE(argv) << argv.error().message();
+  EXPECT_EQ(value_of(*argv, "-drive", 0),
+            "if=pflash,format=raw,unit=0,readonly=on,file=" + (dir_ / "CODE,,1.fd").string());
+  EXPECT_EQ(value_of(*argv, "-drive", 1), "if=pflash,format=raw,unit=1,file=" + vars);
+  EXPECT_EQ(error_of(VmSpec{.name = "u", .uefi_code = code, .disks = {{.path = disk_}}}),
+            "VM u: UEFI needs both the code and the vars file");
+  spec.machine = Machine::kMicrovm;
+  spec.kernel = kernel_;
+  EXPECT_EQ(error_of(spec), "VM uefi: UEFI firmware needs machine q35");
+  EXPECT_FALSE(has(*build_qemu_command(kernel_spec(), paths_), "-drive"));
+}
+
 TEST_F(QemuCommandTest, MicrovmUsesVirtioMmioDevices) {
   auto spec = kernel_spec();
   spec.machine = Machine::kMicrovm;

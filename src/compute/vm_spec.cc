@@ -70,6 +70,14 @@ Result<void> validate_sizes(const VmSpec& spec) {
 }
 
 Result<void> validate_boot(const VmSpec& spec) {
+  if (spec.uefi_code.empty() != spec.uefi_vars.empty())
+    return make_error(ErrorCode::kInvalidArgument, "UEFI needs both the code and the vars file");
+  if (!spec.uefi_code.empty()) {
+    if (spec.machine != Machine::kQ35)
+      return make_error(ErrorCode::kInvalidArgument, "UEFI firmware needs machine q35");
+    TRY(check_file(spec.uefi_code, "UEFI code"));
+    TRY(check_file(spec.uefi_vars, "UEFI vars"));
+  }
   if (spec.kernel.empty()) {
     if (!spec.initrd.empty() || !spec.cmdline.empty())
       return make_error(ErrorCode::kInvalidArgument, "initrd or cmdline given without a kernel");

@@ -42,6 +42,10 @@ struct VmSpec {
   std::string kernel;
   std::string initrd;
   std::string cmdline;
+  // UEFI: OVMF's code (read-only) and this VM's own copy of its variable store, both set or both
+  // empty (then the machine's default firmware, SeaBIOS on q35). q35 only.
+  std::string uefi_code;
+  std::string uefi_vars;
   std::vector<DiskSpec> disks;
   std::vector<NicSpec> nics;
 };

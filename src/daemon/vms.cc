@@ -12,8 +12,10 @@
 #include "compute/qemu_command.h"
 #include "compute/tap_device.h"
 #include "compute/vm_stats.h"
+#include "daemon/vm_cloudinit.h"
 #include "daemon/vm_console.h"
 #include "daemon/vm_definition.h"
+#include "daemon/vm_firmware.h"
 
 namespace vireo::daemon {
 
@@ -149,12 +151,13 @@ std::string vm_uuid(const store::ObjectRow& row) {
 Result<Json> validate_vm(const Json& spec) {
   static const std::set<std::string> kKnown = {"vcpus",     "memory",     "machine", "kernel",
                                                "initrd",    "cmdline",    "disks",   "nics",
-                                               "autostart", "description"};
+                                               "autostart", "description", "cloud_init",
+                                               "firmware"};
   for (const auto& [key, value] : spec.items())
     if (!kKnown.contains(key))
       return make_error(ErrorCode::kInvalidArgument,
                         "unknown field '{}' (a VM has vcpus, memory, machine, kernel, initrd, "
-                        "cmdline, disks, nics, autostart, description)",
+                        "cmdline, disks, nics, autostart, description, cloud_init, firmware)",
                         key);
   Json out;
   out["description"] = TRY(string_field(spec, "description"));
@@ -206,6 +209,9 @@ Result<Json> validate_vm(const Json& spec) {
   if (spec.contains("autostart") && !spec["autostart"].is_boolean())
     return make_error(ErrorCode::kInvalidArgument, "field 'autostart' must be true or false");
   out["autostart"] = spec.value("autostart", false);
+  out["firmware"] = TRY(validate_firmware(spec, machine));
+  if (spec.contains("cloud_init"))
+    out["cloud_init"] = TRY(validate_cloud_init(spec["cloud_init"]));
   return out;
 }
 
@@ -335,6 +341,14 @@ Result<void> VmManager::start(const std::string& name) {
   auto row = TRY(store_.get_object(kCollection, name));
   compute::VmSpec spec = TRY(vm_spec(row));
   TRY(check_volumes_free(row));
+  if (row.spec.value("firmware", "bios") == "uefi") TRY(use_uefi(spec, run_dir(name)));
+  // The cloud-init seed, rewritten at each start, is the disk after the definition's.
+  Json devices = initial_devices(row);
+  if (row.spec.contains("cloud_init")) {
+    spec.disks.push_back(TRY(
+        write_cloud_init_seed(cloud_init_seed(row.spec["cloud_init"], spec.uuid), run_dir(name))));
+    devices[compute::disk_id(spec.disks.size() - 1)] = {{"key", "cloud-init-seed"}};
+  }
   Rollback undo;
   TRY(plug_nics(row));
   undo.add([this, &row] { unplug_nics(row); });
@@ -346,7 +360,7 @@ Result<void> VmManager::start(const std::string& name) {
     processes_[name] = process;
     last_exit_.erase(name);
   }
-  if (auto r = write_devices(name, initial_devices(row)); !r)
+  if (auto r = write_devices(name, devices); !r)
     spdlog::warn("vm {}: {} (hot-unplug will not find its devices)", name, r.error().message());
   // Best effort: without the guest's balloon driver there is nothing to poll.
   if (auto r = compute::set_balloon_polling(process->qmp(), kBalloonPollS); !r)

@@ -1,0 +1,50 @@
+#pragma once
+// Live migration between two QEMUs over QMP: the destination was started with the same
+// devices and `-incoming defer`; the source runs the guest. RAM is copied while the guest runs
+// (pre-copy) and the last dirty pages while it is stopped, within the downtime limit; then the
+// destination runs the guest and the source is left paused ("postmigrate") for its owner to end.
+// Disks are the caller's: shared storage (both open the same NBD export or file), or copied
+// beforehand with a block mirror (not here yet).
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "base/json.h"
+#include "base/result.h"
+#include "compute/qmp_client.h"
+
+namespace vireo::compute {
+
+struct MigrationOptions {
+  std::chrono::milliseconds downtime_limit{300};  // Cloud Hypervisor's default target
+  uint64_t max_bandwidth = 8ull << 30;            // bytes/s; QEMU's default is 128 MiB/s
+  std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+};
+
+struct MigrationStats {
+  std::string status;        // "completed", "failed", "cancelled"
+  uint64_t total_ms = 0;     // QEMU's total-time
+  uint64_t downtime_ms = 0;  // QEMU's measured downtime (guest stopped on both sides)
+  uint64_t setup_ms = 0;
+  uint64_t ram_transferred = 0;
+  uint64_t ram_total = 0;
+  uint64_t dirty_sync_count = 0;  // pre-copy passes
+  std::string error;              // QEMU's error-desc when failed
+};
+
+// The stats in QMP query-migrate's answer (separate for the unit tests).
+MigrationStats parse_query_migrate(const Json& reply);
+
+// On the destination: listen for the migration stream on uri ("unix:PATH" or "tcp:HOST:PORT").
+[[nodiscard]] Result<void> start_incoming(QmpClient& destination, const std::string& uri);
+
+// On the source: sets the downtime limit and bandwidth, starts the migration to uri and waits
+// until it completed (the stats), failed or was cancelled (an error with QEMU's reason). On
+// timeout it cancels: the guest keeps running on the source.
+[[nodiscard]] Result<MigrationStats> migrate(QmpClient& source, const std::string& uri,
+                                             const MigrationOptions& options = {});
+
+// Cancels a running migration; the guest keeps running on the source.
+[[nodiscard]] Result<void> cancel_migration(QmpClient& source);
+
+}  // namespace vireo::compute
