@@ -178,6 +178,37 @@ Result<void> DirPool::copy_volume(const std::string& src, const std::string& dst
   return {};
 }
 
+// The copy goes to a hidden temp file first, then one rename replaces the volume's file: a
+// crash leaves the old content or the snapshot's, never a mix.
+Result<void> DirPool::restore_volume(const std::string& name, const std::string& snapshot) {
+  VolumeInfo v = TRY(info(name));
+  if (v.read_only) return make_error(ErrorCode::kConflict, "volume {} is a snapshot", name);
+  VolumeInfo s = TRY(info(snapshot));
+  if (!s.read_only)
+    return make_error(ErrorCode::kInvalidArgument, "volume {} is not a snapshot", snapshot);
+  if (s.format != v.format)
+    return make_error(ErrorCode::kConflict, "snapshot {} is {}, volume {} is {}", snapshot,
+                      to_string(s.format), name, to_string(v.format));
+  auto [to, format] = TRY(find(name));
+  auto [from, snap_format] = TRY(find(snapshot));
+  const fs::path tmp = config_.path / ("." + name + ".restore");
+  ::unlink(tmp.c_str());
+  Fd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in) return errno_error("open " + from.string());
+  Fd out(::open(tmp.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600));
+  if (!out) return errno_error("create " + tmp.string());
+  uint64_t size = TRY(file_size(in.get()));
+  Result<void> r = sparse_copy(in.get(), out.get(), size);
+  if (r && ::fsync(out.get()) != 0) r = errno_error("fsync " + tmp.string());
+  if (r && ::rename(tmp.c_str(), to.c_str()) != 0) r = errno_error("rename over " + to.string());
+  if (!r) {
+    ::unlink(tmp.c_str());
+    return std::unexpected(std::move(r.error()).with_context("restore " + name));
+  }
+  qcow2_open_.erase(name);  // the open instance belongs to the replaced file
+  return {};
+}
+
 Result<std::vector<VolumeInfo>> DirPool::volumes() {
   std::vector<VolumeInfo> out;
   std::error_code ec;

@@ -22,6 +22,7 @@ class DirPool final : public Pool {
   Result<void> resize_volume(const std::string& name, uint64_t size) override;
   Result<void> copy_volume(const std::string& src, const std::string& dst,
                            VolumeAccess access) override;
+  Result<void> restore_volume(const std::string& name, const std::string& snapshot) override;
   Result<std::vector<VolumeInfo>> volumes() override;
   Result<std::shared_ptr<BlockDevice>> open_volume(const std::string& name) override;
   Result<PoolCheck> check() override;

@@ -36,6 +36,9 @@ class ThinPoolAdapter final : public Pool {
                            VolumeAccess access) override {
     return pool_->snapshot(src, dst, access);
   }
+  Result<void> restore_volume(const std::string& name, const std::string& snapshot) override {
+    return pool_->restore(name, snapshot);
+  }
   Result<std::vector<VolumeInfo>> volumes() override {
     std::vector<VolumeInfo> out;
     for (const ThinVolumeInfo& v : pool_->volumes())

@@ -74,6 +74,10 @@ class Pool {
   // kReadOnly: a snapshot; kReadWrite: a writable clone. The caller flushes src's device first.
   [[nodiscard]] virtual Result<void> copy_volume(const std::string& src, const std::string& dst,
                                                  VolumeAccess access) = 0;
+  // Reverts volume name to the content (and size) of the snapshot volume snapshot: all or
+  // nothing. Devices already open keep the old content or size; reopen after this.
+  [[nodiscard]] virtual Result<void> restore_volume(const std::string& name,
+                                                    const std::string& snapshot) = 0;
   [[nodiscard]] virtual Result<std::vector<VolumeInfo>> volumes() = 0;
   [[nodiscard]] Result<VolumeInfo> volume(const std::string& name);
   [[nodiscard]] virtual Result<std::shared_ptr<BlockDevice>> open_volume(

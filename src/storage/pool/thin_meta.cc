@@ -343,6 +343,12 @@ Result<void> ThinPool::apply_record(Op op, std::span<const uint8_t> payload) {
       if (!r.failed()) result = do_resize(id, size);
       break;
     }
+    case Op::kRestore: {
+      uint32_t id = r.u32();
+      uint32_t snapshot = r.u32();
+      if (!r.failed()) result = do_restore(id, snapshot);
+      break;
+    }
     default:
       return corrupt(fmt::format("unknown journal record type {}", uint32_t(op)));
   }

@@ -361,6 +361,22 @@ Result<void> ThinPool::do_map(uint32_t id, uint64_t vext, uint32_t value) {
   return {};
 }
 
+Result<void> ThinPool::do_restore(uint32_t id, uint32_t snapshot) {
+  Volume* s = TRY(find_id(snapshot));
+  std::shared_ptr<Root> root = s->root;
+  const uint64_t size = s->size, mapped = s->mapped;
+  Volume* v = TRY(find_id(id));
+  if (v->read_only) return make_error(ErrorCode::kConflict, "volume {} is a snapshot", v->name);
+  if (id == snapshot) return {};
+  TRY(check_mapping_budget(root->leaves.size(), v->root->leaves.size()));
+  // The snapshot's root is held above, so dropping the volume's own never frees what it shares.
+  drop_root(v->root);
+  v->root = std::move(root);
+  v->size = size;
+  v->mapped = mapped;
+  return {};
+}
+
 Result<void> ThinPool::create_volume(const std::string& name, uint64_t size) {
   std::unique_lock lock(mu_);
   uint32_t id = next_id_;
@@ -397,6 +413,18 @@ Result<void> ThinPool::snapshot(const std::string& src, const std::string& dst,
   TRY_CTX(do_snapshot(s->id, id, dst, ro), "snapshot {} as {}", src, dst);
   ++next_id_;
   append_record(Op::kSnapshot, Payload().u32(s->id).u32(id).u32(ro).str(dst).bytes());
+  return commit_locked();
+}
+
+Result<void> ThinPool::restore(const std::string& name, const std::string& snapshot) {
+  std::unique_lock lock(mu_);
+  Volume* v = TRY(find(name));
+  Volume* s = TRY(find(snapshot));
+  if (!s->read_only)
+    return make_error(ErrorCode::kInvalidArgument, "volume {} is not a snapshot", snapshot);
+  const uint32_t id = v->id, snap = s->id;
+  TRY_CTX(do_restore(id, snap), "restore volume {} from {}", name, snapshot);
+  append_record(Op::kRestore, Payload().u32(id).u32(snap).bytes());
   return commit_locked();
 }
 

@@ -88,6 +88,9 @@ class ThinPool : public std::enable_shared_from_this<ThinPool> {
   // A new volume sharing every extent of src; kReadOnly makes a snapshot, kReadWrite a clone.
   [[nodiscard]] Result<void> snapshot(const std::string& src, const std::string& dst,
                                       VolumeAccess access);
+  // Makes volume name share snapshot's mapping again (O(1)): its content, and size, become the
+  // snapshot's. Open devices of name keep their old size; reopen to see a new one.
+  [[nodiscard]] Result<void> restore(const std::string& name, const std::string& snapshot);
   std::vector<ThinVolumeInfo> volumes() const;
   [[nodiscard]] Result<ThinVolumeInfo> volume(const std::string& name) const;
   ThinPoolStats stats() const;
@@ -138,7 +141,14 @@ class ThinPool : public std::enable_shared_from_this<ThinPool> {
     uint32_t ckpt_crc = 0;
     uint64_t journal_gen = 0;
   };
-  enum class Op : uint32_t { kCreate = 1, kRemove = 2, kMap = 3, kSnapshot = 4, kResize = 5 };
+  enum class Op : uint32_t {
+    kCreate = 1,
+    kRemove = 2,
+    kMap = 3,
+    kSnapshot = 4,
+    kResize = 5,
+    kRestore = 6
+  };
 
   ThinPool() = default;
   // thin_meta.cc: on-disk format
@@ -181,6 +191,7 @@ class ThinPool : public std::enable_shared_from_this<ThinPool> {
   Result<void> do_resize(uint32_t id, uint64_t size);
   Result<void> do_snapshot(uint32_t src, uint32_t dst, const std::string& name, bool read_only);
   Result<void> do_map(uint32_t id, uint64_t vext, uint32_t value);
+  Result<void> do_restore(uint32_t id, uint32_t snapshot);
   Result<void> validate_size(uint64_t size) const;
   uint64_t slots_for(uint64_t size) const;  // root slots of a volume of this size
   // Fails when adding `add` slots (after removing `remove`) would pass kMaxMappingSlots.

@@ -260,6 +260,21 @@ Result<Json> Storaged::vol_copy(const Json& r, VolumeAccess access) {
   return volume_json(*e, TRY(p->volume(dst)));
 }
 
+// {"pool", "name", "snapshot"}: the volume's content becomes the snapshot's; the export then
+// serves the restored volume (connections made before keep the device they had).
+Result<Json> Storaged::vol_restore(const Json& r) {
+  PoolEntry* e = TRY(entry(r));
+  Pool* p = TRY(pool(*e));
+  std::string name = TRY(get_string(r, "name"));
+  std::string snapshot = TRY(get_string(r, "snapshot"));
+  TRY(p->volume(name));
+  TRY(p->volume(snapshot));
+  if (auto it = e->devices.find(name); it != e->devices.end()) TRY(it->second->flush());
+  TRY(p->restore_volume(name, snapshot));
+  TRY(export_volume(*e, name));
+  return volume_json(*e, TRY(p->volume(name)));
+}
+
 Result<Json> Storaged::vol_import(const Json& r) {
   PoolEntry* e = TRY(entry(r));
   Pool* p = TRY(pool(*e));

@@ -204,6 +204,7 @@ Result<Json> Storaged::dispatch(const std::string& op, const Json& r) {
   if (op == "vol.resize") return vol_resize(r);
   if (op == "vol.snapshot") return vol_copy(r, VolumeAccess::kReadOnly);
   if (op == "vol.clone") return vol_copy(r, VolumeAccess::kReadWrite);
+  if (op == "vol.restore") return vol_restore(r);
   if (op == "vol.import") return vol_import(r);
   if (op == "vol.export") return vol_export(r);
   if (op == "ping") return Json{{"nbd_socket", options_.nbd_socket.string()}};

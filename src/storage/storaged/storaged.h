@@ -77,6 +77,7 @@ class Storaged {
   Result<Json> vol_remove(const Json& r);
   Result<Json> vol_resize(const Json& r);
   Result<Json> vol_copy(const Json& r, VolumeAccess access);
+  Result<Json> vol_restore(const Json& r);
   Result<Json> vol_import(const Json& r);
   Result<Json> vol_export(const Json& r);
 

@@ -335,5 +335,37 @@ TEST_F(StoragedTest, BadInputIsAClearError) {
   EXPECT_FALSE(fs::exists(path("state/pools/dp.json")));
 }
 
+// vol.restore: a thin volume and a dir-pool qcow2 volume get their snapshot's content back, and
+// the export serves it to new NBD connections; a non-snapshot source is refused.
+TEST_F(StoragedTest, RestoreRevertsVolumesToTheirSnapshots) {
+  make_thin_pool();
+  call({{"op", "pool.create"}, {"name", "dp"}, {"type", "dir"}, {"path", path("dirpool")}});
+  ASSERT_TRUE(client_->create_volume("tp", "v", 8 << 20));
+  ASSERT_TRUE(client_->create_volume("dp", "q", 8 << 20, "qcow2"));
+  for (const char* vol : {"tp/v", "dp/q"}) {
+    ASSERT_EQ(qemu_io(vol, {"write -P 0x11 0 1M"}), 0);
+    const std::string pool = std::string(vol).substr(0, 2), name = std::string(vol).substr(3);
+    ASSERT_TRUE(client_->snapshot_volume(pool, name, name + "-s"));
+    ASSERT_EQ(qemu_io(vol, {"write -P 0x22 0 64k", "write -P 0x33 4M 64k"}), 0);
+    Json r =
+        call({{"op", "vol.restore"}, {"pool", pool}, {"name", name}, {"snapshot", name + "-s"}});
+    EXPECT_EQ(r.value("name", ""), name) << r.dump();
+    EXPECT_EQ(qemu_io(vol, {"read -P 0x11 0 1M", "read -P 0 4M 64k"}), 0);
+    EXPECT_EQ(qemu_io(pool + "/" + name + "-s", {"read -P 0x11 0 1M"}, Access::kReadOnly), 0);
+    EXPECT_TRUE((*client_->check_pool(pool))["clean"].get<bool>());
+  }
+  ProcessResult c = run({"qemu-img", "check", "-U", path("dirpool/q.qcow2")});
+  EXPECT_EQ(c.exit_code, 0) << c.out << c.err;
+  EXPECT_NE(call_error({{"op", "vol.restore"}, {"pool", "tp"}, {"name", "v-s"}, {"snapshot", "v"}})
+                .find("not a snapshot"),
+            std::string::npos);
+  EXPECT_NE(call_error({{"op", "vol.restore"}, {"pool", "tp"}, {"name", "v"}, {"snapshot", "nope"}})
+                .find("nope"),
+            std::string::npos);
+  EXPECT_NE(call_error({{"op", "vol.restore"}, {"pool", "tp"}, {"name", "v"}}).find("snapshot"),
+            std::string::npos);
+  EXPECT_FALSE(fs::exists(path("dirpool/.q.restore")));
+}
+
 }  // namespace
 }  // namespace vireo::storage
