@@ -3,11 +3,14 @@
 // devices and `-incoming defer`; the source runs the guest. RAM is copied while the guest runs
 // (pre-copy) and the last dirty pages while it is stopped, within the downtime limit; then the
 // destination runs the guest and the source is left paused ("postmigrate") for its owner to end.
-// Disks are the caller's: shared storage (both open the same NBD export or file), or copied
-// beforehand with a block mirror (not here yet).
+// Disks: shared storage (both open the same NBD export or file), or copied while the guest runs:
+// the destination serves its own (empty) disks over NBD, the source mirrors each disk into them
+// (full copy, then every new write twice) until the RAM migration switched over.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "base/json.h"
 #include "base/result.h"
@@ -19,6 +22,9 @@ struct MigrationOptions {
   std::chrono::milliseconds downtime_limit{300};  // Cloud Hypervisor's default target
   uint64_t max_bandwidth = 8ull << 30;            // bytes/s; QEMU's default is 128 MiB/s
   std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+  // Runs with the guest stopped on the source, before the destination takes over (QEMU's
+  // pause-before-switchover): where mirrored disks are brought to their last write.
+  std::function<Result<void>()> before_switchover;
 };
 
 struct MigrationStats {
@@ -46,5 +52,21 @@ MigrationStats parse_query_migrate(const Json& reply);
 
 // Cancels a running migration; the guest keeps running on the source.
 [[nodiscard]] Result<void> cancel_migration(QmpClient& source);
+
+// Disk copy. disk_ids are the -device ids (disk0, ...) whose format nodes are "<id>-fmt".
+// Destination: an NBD server on a unix socket exporting each disk writable as "<id>".
+[[nodiscard]] Result<void> serve_disks(QmpClient& destination, const std::string& nbd_socket,
+                                       const std::vector<std::string>& disk_ids);
+// Source: mirrors every disk into the destination's export and waits until all are in sync
+// (BLOCK_JOB_READY: from then on each guest write goes to both). On failure or timeout the
+// mirrors are cancelled and nothing changed for the guest.
+[[nodiscard]] Result<void> mirror_disks(QmpClient& source, const std::string& nbd_socket,
+                                        const std::vector<std::string>& disk_ids,
+                                        std::chrono::milliseconds timeout);
+// With the guest stopped on the source (before_switchover): ends the mirrors without pivoting —
+// each first copies what is left, so both sides hold the same data — and the destination's NBD
+// server.
+[[nodiscard]] Result<void> finish_mirrors(QmpClient& source, QmpClient& destination,
+                                          const std::vector<std::string>& disk_ids);
 
 }  // namespace vireo::compute

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -81,12 +82,13 @@ class MigrationTest : public ::testing::Test {
 
   // The same devices, waiting for the migration stream (started without -S: it runs the guest
   // as soon as the state is in).
-  std::unique_ptr<Destination> start_destination() {
+  std::unique_ptr<Destination> start_destination() { return start_destination(spec_); }
+  std::unique_ptr<Destination> start_destination(const VmSpec& spec) {
     auto d = std::make_unique<Destination>();
     QemuPaths paths{.qmp_socket = (root_ / "dst" / "qmp.sock").string(),
                     .console_socket = (root_ / "dst" / "console.sock").string(),
                     .pidfile = (root_ / "dst" / "qemu.pid").string()};
-    auto argv = build_qemu_command(spec_, paths);
+    auto argv = build_qemu_command(spec, paths);
     EXPECT_TRUE(argv) << argv.error().message();
     if (!argv) return nullptr;
     argv->insert(argv->end(), {"-incoming", "defer"});
@@ -171,6 +173,48 @@ TEST_F(MigrationTest, FailedOrCancelledMigrationLeavesTheGuestOnTheSource) {
   EXPECT_EQ(status(source->qmp()), "running");
   ASSERT_TRUE(source->console()->write("echo still-$((40+2))\n"));
   EXPECT_TRUE(source->console()->wait_for("still-42", 30s)) << source->console()->recent();
+}
+
+// No shared storage: the destination starts with an empty disk, the source mirrors its disk into
+// it while the guest runs and writes, and the copy is completed with the guest stopped, before
+// the destination takes over. Both disks then hold the same bytes.
+TEST_F(MigrationTest, DisksAreCopiedWhileTheGuestRuns) {
+  const fs::path src = root_ / "src.img", dst = root_ / "dst.img";
+  fs::copy_file(guest_dir() / "rootfs.ext4", src);
+  { std::ofstream(dst.string()); }
+  fs::resize_file(dst, fs::file_size(src));
+  spec_.disks = {{.path = src.string()}};
+  auto source = start_source();
+  ASSERT_TRUE(source);
+  VmSpec dest_spec = spec_;
+  dest_spec.disks = {{.path = dst.string()}};
+  auto dest = start_destination(dest_spec);
+  ASSERT_TRUE(dest);
+  const std::string nbd = (root_ / "nbd.sock").string();
+  ASSERT_TRUE(serve_disks(*dest->qmp, nbd, {"disk0"}));
+  ASSERT_TRUE(start_incoming(*dest->qmp, uri()));
+  auto mirrored = mirror_disks(source->qmp(), nbd, {"disk0"}, 120s);
+  ASSERT_TRUE(mirrored) << mirrored.error().message();
+  // A write after the bulk copy: it must reach the destination too.
+  ASSERT_TRUE(source->console()->write(
+      "echo written-during-copy > /mnt/vda/marker && sync && echo marker-$((40+2))\n"));
+  ASSERT_TRUE(source->console()->wait_for("marker-42", 30s)) << source->console()->recent();
+  MigrationOptions options;
+  options.before_switchover = [&] { return finish_mirrors(source->qmp(), *dest->qmp, {"disk0"}); };
+  auto stats = migrate(source->qmp(), uri(), options);
+  ASSERT_TRUE(stats) << stats.error().message();
+  std::printf("migration with disk copy: total %llu ms, downtime %llu ms\n",
+              (unsigned long long)stats->total_ms, (unsigned long long)stats->downtime_ms);
+  auto same = run_process(
+      {"qemu-img", "compare", "-U", "-f", "raw", "-F", "raw", src.string(), dst.string()},
+      {.timeout = 60s});
+  ASSERT_TRUE(same);
+  EXPECT_EQ(same->exit_code, 0) << same->out << same->err;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (status(*dest->qmp) != "running" && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(dest->console->write("cat /mnt/vda/marker\n"));
+  EXPECT_TRUE(dest->console->wait_for("written-during-copy\r\n", 30s)) << dest->console->recent();
 }
 
 TEST(MigrationStatsTest, QueryMigrateIsRead) {
