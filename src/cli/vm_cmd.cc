@@ -9,6 +9,7 @@
 #include "base/strings.h"
 #include "cli/context.h"
 #include "cli/vm_console.h"
+#include "cli/vm_snapshot_cmd.h"
 
 namespace vireo::cli {
 
@@ -327,6 +328,7 @@ void add_vm_commands(CLI::App& app, Context& ctx) {
   edit->callback([&ctx] { ctx.outcome = edit_in_editor(ctx, kCollection, f.name); });
 
   add_vm_console_command(noun, ctx);
+  add_vm_snapshot_commands(noun, ctx);
 }
 
 }  // namespace vireo::cli

@@ -130,13 +130,32 @@ Result<Json> QmpClient::read_message_sync(Clock::time_point deadline) {
   }
 }
 
-Result<void> QmpClient::send_line(const std::string& line, Clock::time_point deadline) {
+Result<void> QmpClient::send_line(const std::string& line, Clock::time_point deadline,
+                                  int pass_fd) {
   std::lock_guard lock(write_mutex_);
   std::string data = line + "\n";
   size_t sent = 0;
   while (sent < data.size()) {
-    ssize_t n =
-        ::send(fd_.get(), data.data() + sent, data.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = 0;
+    if (pass_fd >= 0) {
+      // The fd rides on the first byte QEMU reads of this command.
+      iovec iov{data.data() + sent, data.size() - sent};
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+      n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) pass_fd = -1;
+    } else {
+      n = ::send(fd_.get(), data.data() + sent, data.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
     if (n > 0) {
       sent += static_cast<size_t>(n);
       continue;
@@ -152,6 +171,16 @@ Result<void> QmpClient::send_line(const std::string& line, Clock::time_point dea
 
 Result<Json> QmpClient::execute(const std::string& command, const Json& arguments,
                                 std::optional<std::chrono::milliseconds> timeout) {
+  return run(command, arguments, timeout, -1);
+}
+
+Result<Json> QmpClient::execute_with_fd(const std::string& command, const Json& arguments, int fd) {
+  if (fd < 0) return make_error(ErrorCode::kInvalidArgument, "qmp {}: no fd to pass", command);
+  return run(command, arguments, std::nullopt, fd);
+}
+
+Result<Json> QmpClient::run(const std::string& command, const Json& arguments,
+                            std::optional<std::chrono::milliseconds> timeout, int pass_fd) {
   if (std::this_thread::get_id() == reader_.get_id())
     return make_error(ErrorCode::kInternal, "qmp {}: called from a QMP callback", command);
   auto deadline = Clock::now() + timeout.value_or(options_.timeout);
@@ -165,7 +194,7 @@ Result<Json> QmpClient::execute(const std::string& command, const Json& argument
   }
   Json request = {{"execute", command}, {"id", id}};
   if (!arguments.is_null()) request["arguments"] = arguments;
-  auto sent = send_line(dump_json(request), deadline);
+  auto sent = send_line(dump_json(request), deadline, pass_fd);
   std::unique_lock lock(mutex_);
   if (sent) {
     replied_.wait_until(lock, deadline, [&] { return pending.reply || closed_; });

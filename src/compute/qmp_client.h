@@ -55,6 +55,10 @@ class QmpClient {
   // command, its error class and description.
   [[nodiscard]] Result<Json> execute(const std::string& command, const Json& arguments = nullptr,
                                      std::optional<std::chrono::milliseconds> timeout = {});
+  // The same, passing fd to QEMU with the command (SCM_RIGHTS), for "getfd" and "add-fd". fd
+  // stays the caller's; QEMU gets its own copy.
+  [[nodiscard]] Result<Json> execute_with_fd(const std::string& command, const Json& arguments,
+                                             int fd);
 
   // The greeting's "QMP" member (version, capabilities).
   const Json& greeting() const { return greeting_; }
@@ -69,7 +73,10 @@ class QmpClient {
   QmpClient(Fd fd, QmpOptions options);
   Result<void> handshake();
   Result<Json> read_message_sync(std::chrono::steady_clock::time_point deadline);
-  Result<void> send_line(const std::string& line, std::chrono::steady_clock::time_point deadline);
+  Result<void> send_line(const std::string& line, std::chrono::steady_clock::time_point deadline,
+                         int pass_fd = -1);
+  Result<Json> run(const std::string& command, const Json& arguments,
+                   std::optional<std::chrono::milliseconds> timeout, int pass_fd);
   void reader_loop();
   void handle_line(std::string_view line);
   void dispatch_event(const Json& msg);

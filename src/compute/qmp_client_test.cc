@@ -1,8 +1,10 @@
 #include "compute/qmp_client.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstring>
@@ -56,6 +58,32 @@ class FakeQemu {
     send(dump_json(Json{{"return", value}, {"id", command["id"]}}));
   }
   void close() { fd_.reset(); }
+  // Reads the next command with recvmsg, as QEMU does, and returns the fd that came with it
+  // (invalid when none did).
+  Fd read_command_with_fd(Json& command) {
+    char buf[4096];
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    iovec iov{buf, sizeof buf};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    pollfd pfd{fd_.get(), POLLIN, 0};
+    if (::poll(&pfd, 1, 5000) != 1) return Fd();
+    ssize_t n = ::recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC);
+    if (n <= 0) return Fd();
+    buffer_.append(buf, static_cast<size_t>(n));
+    Fd passed;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      int fd = -1;
+      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+      passed = Fd(fd);
+    }
+    command = read_command();
+    return passed;
+  }
 
  private:
   Fd fd_;
@@ -275,6 +303,32 @@ TEST(QmpClientTest, ConnectsOverUnixSocketPath) {
   auto missing = QmpClient::connect((dir / "absent.sock").string());
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code(), ErrorCode::kNotFound);
+}
+
+// getfd: the fd travels with the command (SCM_RIGHTS) and QEMU's copy is the same file.
+TEST(QmpClientTest, ExecuteWithFdPassesTheFileDescriptor) {
+  auto pair = make_pair();
+  auto client = connect_to(pair);
+  ASSERT_TRUE(client);
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  Fd read_end(p[0]), write_end(p[1]);
+  auto reply = std::async(std::launch::async, [&] {
+    return client->execute_with_fd("getfd", {{"fdname", "state"}}, write_end.get());
+  });
+  Json cmd;
+  Fd passed = pair.qemu->read_command_with_fd(cmd);
+  ASSERT_TRUE(passed);
+  EXPECT_EQ(cmd["execute"], "getfd");
+  EXPECT_EQ(cmd["arguments"]["fdname"], "state");
+  pair.qemu->reply(cmd, Json::object());
+  ASSERT_TRUE(reply.get());
+  ASSERT_EQ(::write(passed.get(), "x", 1), 1);
+  char c = 0;
+  ASSERT_EQ(::read(read_end.get(), &c, 1), 1);
+  EXPECT_EQ(c, 'x');
+  EXPECT_EQ(client->execute_with_fd("getfd", {{"fdname", "x"}}, -1).error().code(),
+            ErrorCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -165,6 +165,7 @@ Result<std::unique_ptr<VmProcess>> VmProcess::start(const VmSpec& spec,
   auto argv = TRY(build_qemu_command(spec, paths, options.qemu_binary));
   // Paused until QMP and the console log are connected, so no console output is lost.
   argv.insert(argv.begin() + 1, "-S");
+  if (options.incoming) argv.insert(argv.begin() + 2, {"-incoming", "defer"});
   TRY_CTX(make_dirs(rd.dir, 0700), "VM {}", spec.name);
   if (auto running = find_running(rd))
     return make_error(ErrorCode::kConflict, "VM {} already runs from {} (pid {})", spec.name,
@@ -186,7 +187,7 @@ Result<std::unique_ptr<VmProcess>> VmProcess::start(const VmSpec& spec,
   rollback.add([v = vm.get()] { v->kill_and_reap(); });
   TRY_CTX(vm->connect_qmp(Clock::now() + vm->options_.start_timeout), "VM {}", spec.name);
   vm->connect_console();
-  TRY_CTX(vm->qmp_->execute("cont"), "VM {}", spec.name);
+  if (!vm->options_.incoming) TRY_CTX(vm->qmp_->execute("cont"), "VM {}", spec.name);
   vm->watcher_ = std::thread([v = vm.get()] { v->watch(); });
   rollback.commit();
   return vm;

@@ -62,6 +62,9 @@ struct VmProcessOptions {
   std::function<void(const QmpEvent&)> on_event;   // every QMP event
   std::function<void(const ExitInfo&)> on_exit;    // once, when QEMU is gone, before wait_exit()
                                                    // returns (so it must not wait_exit())
+  // Start with -incoming defer and leave the guest paused: the caller loads a saved state
+  // (migrate-incoming) and resumes it.
+  bool incoming = false;
 };
 
 enum class StopMode { kGraceful, kForce };

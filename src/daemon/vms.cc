@@ -336,7 +336,7 @@ Result<void> VmManager::check_volumes_free(const store::ObjectRow& row) {
   return {};
 }
 
-Result<void> VmManager::start(const std::string& name) {
+Result<void> VmManager::start(const std::string& name, StartMode mode) {
   if (running(name)) return make_error(ErrorCode::kConflict, "VM '{}' is already running", name);
   auto row = TRY(store_.get_object(kCollection, name));
   compute::VmSpec spec = TRY(vm_spec(row));
@@ -352,8 +352,10 @@ Result<void> VmManager::start(const std::string& name) {
   Rollback undo;
   TRY(plug_nics(row));
   undo.add([this, &row] { unplug_nics(row); });
+  compute::VmProcessOptions options = process_options(name);
+  options.incoming = mode == StartMode::kIncoming;
   std::shared_ptr<compute::VmProcess> process =
-      TRY(compute::VmProcess::start(spec, run_dir(name), process_options(name)));
+      TRY(compute::VmProcess::start(spec, run_dir(name), std::move(options)));
   undo.commit();
   {
     std::lock_guard lock(mutex_);
@@ -421,6 +423,7 @@ Json VmManager::state(const store::ObjectRow& row) {
 Result<void> VmManager::remove(const store::ObjectRow& row) {
   if (running(row.name))
     return make_error(ErrorCode::kConflict, "VM '{}' is running: stop it first", row.name);
+  TRY(remove_all_snapshots(row.name));  // their volumes; the rest goes with the run dir
   unplug_nics(row);
   std::error_code ec;
   fs::remove_all(run_dir(row.name), ec);
@@ -506,6 +509,7 @@ void VmManager::add_routes(server::Router& router) {
       });
   add_stats_routes(router);
   add_device_routes(router);
+  add_snapshot_routes(router);
   add_vm_console_route(router,
                        [this](const std::string& name) { return running_or_conflict(name); });
   router.add_sync(

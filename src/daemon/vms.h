@@ -63,9 +63,20 @@ class VmManager {
   [[nodiscard]] Result<Json> read_devices(const std::string& name);
   [[nodiscard]] Result<void> write_devices(const std::string& name, const Json& devices);
   Json initial_devices(const store::ObjectRow& row);
+  // Snapshots (vm_snapshots.cc): the disks, and optionally the memory state, saved and restored.
+  void add_snapshot_routes(server::Router& router);
+  [[nodiscard]] Result<Json> create_snapshot(const std::string& name, const std::string& snap,
+                                             bool memory);
+  [[nodiscard]] Result<Json> list_snapshots(const std::string& name);
+  [[nodiscard]] Result<Json> restore_snapshot(const std::string& name, const std::string& snap);
+  [[nodiscard]] Result<Json> remove_snapshot(const std::string& name, const std::string& snap);
+  [[nodiscard]] Result<void> remove_all_snapshots(const std::string& name);
+  [[nodiscard]] Result<Json> storaged_call(const Json& request);
   [[nodiscard]] Result<Json> act(const std::string& name, const std::string& action, bool force,
                                  int timeout_s);
-  [[nodiscard]] Result<void> start(const std::string& name);
+  // kIncoming: QEMU waits paused for a saved state (snapshot restore with memory).
+  enum class StartMode { kBoot, kIncoming };
+  [[nodiscard]] Result<void> start(const std::string& name, StartMode mode = StartMode::kBoot);
   [[nodiscard]] Result<void> stop(const std::string& name, bool force, int timeout_s);
   [[nodiscard]] Result<void> remove(const store::ObjectRow& row);
   // A NIC is a persistent TAP attached to its network as a port; plugged before QEMU starts,
