@@ -97,6 +97,14 @@ class GuestShell {
   static inline int seq_ = 0;
 };
 
+// Stops the VM when the test ends, also after a failed assertion: QEMU runs in its own session
+// and would outlive the test's daemon.
+struct StopAtEnd {
+  const DaemonProcess& d;
+  std::string vm;
+  ~StopAtEnd() { (void)d.cli({"vm", "stop", vm, "--force"}); }
+};
+
 // Writes text at the start of a guest block device and makes it durable.
 std::string write_marker(const std::string& dev, const std::string& text) {
   return fmt::format("echo {} | dd of={} conv=fsync 2>/dev/null", text, dev);
@@ -123,6 +131,7 @@ TEST(VmSnapshotTest, DiskSnapshotOfRunningVmOnThinVolumeRestores) {
       d.cli({"vm", "create", "s1", "--kernel", guest().kernel, "--initrd", guest().initrd,
              "--cmdline", "console=ttyS0 quiet", "--disk", "tp/d1", "--start"});
   ASSERT_EQ(created.exit_code, 0) << created.err;
+  StopAtEnd stop_at_end{d, "s1"};
   ASSERT_TRUE(booted(d, "s1", 1));
   {
     GuestShell sh(d, "s1");
@@ -178,6 +187,7 @@ TEST(VmSnapshotTest, DirVolumeAndImageFileRestoreWhileRunning) {
                         guest().initrd, "--cmdline", "console=ttyS0 quiet", "--disk", "default/d2",
                         "--disk", image.string(), "--start"});
   ASSERT_EQ(created.exit_code, 0) << created.err;
+  StopAtEnd stop_at_end{d, "s2"};
   ASSERT_TRUE(booted(d, "s2", 1));
   {
     GuestShell sh(d, "s2");
@@ -223,6 +233,7 @@ TEST(VmSnapshotTest, MemorySnapshotResumesTheGuestWhereItWas) {
       d.cli({"vm", "create", "m1", "--kernel", guest().kernel, "--initrd", guest().initrd,
              "--cmdline", "console=ttyS0 quiet", "--disk", "default/m1", "--start"});
   ASSERT_EQ(created.exit_code, 0) << created.err;
+  StopAtEnd stop_at_end{d, "m1"};
   ASSERT_TRUE(booted(d, "m1", 1));
   {
     GuestShell sh(d, "m1");
