@@ -26,6 +26,8 @@ struct VmFlags {
   int timeout = 30;
   std::string hostname, user_data, firmware;  // cloud-init seed: --user-data is a file
   std::vector<std::string> ssh_keys;          // files of OpenSSH public keys
+  std::string cpu_model;
+  std::vector<int> cpu_pinning;  // host CPU of each vCPU
 };
 
 // The cloud-init seed from --hostname, --ssh-key FILE (each key line of each file) and
@@ -83,11 +85,13 @@ void print_vm(Context& ctx, const Json& vm) {
       {"vcpus:", plain(vm.value("vcpus", Json()))},
       {"memory:", memory_text(vm)},
       {"machine:", plain(vm.value("machine", Json()))},
+      {"cpu model:", plain(vm.value("cpu_model", Json("(default)")))},
       {"accelerator:", plain(state.value("accelerator", Json()))},
       {"kernel:", plain(vm.value("kernel", Json()))},
       {"autostart:", plain(vm.value("autostart", Json()))},
       {"uuid:", plain(state.value("uuid", Json()))}};
   if (state.contains("pid")) rows.push_back({"pid:", plain(state["pid"])});
+  if (vm.contains("cpu_pinning")) rows.push_back({"cpu pinning:", vm["cpu_pinning"].dump()});
   const Json disks = vm.value("disks", Json::array());
   for (size_t i = 0; i < disks.size(); ++i)
     rows.push_back(
@@ -240,6 +244,9 @@ void add_vm_commands(CLI::App& app, Context& ctx) {
   create->add_option("--nic", f.nics, "Vireo network to attach to (repeatable)");
   create->add_option("--memory,-m", f.memory, "Memory, e.g. 512M")->capture_default_str();
   create->add_option("--cpus,-c", f.cpus, "Virtual CPUs")->capture_default_str();
+  create->add_option("--cpu-model", f.cpu_model,
+                     "QEMU CPU model: max, host (KVM), Skylake-Server...");
+  create->add_option("--cpu-pin", f.cpu_pinning, "Host CPU of each vCPU, e.g. 2,3")->delimiter(',');
   create->add_option("--machine", f.machine, "q35 or microvm")->capture_default_str();
   create->add_option("--description", f.description);
   create->add_option("--hostname", f.hostname, "cloud-init: the guest's host name");
@@ -263,6 +270,8 @@ void add_vm_commands(CLI::App& app, Context& ctx) {
       if (!f.hostname.empty() || !f.ssh_keys.empty() || !f.user_data.empty())
         body["cloud_init"] = TRY(cloud_init_json(f));
       if (!f.firmware.empty()) body["firmware"] = f.firmware;
+      if (!f.cpu_model.empty()) body["cpu_model"] = f.cpu_model;
+      if (!f.cpu_pinning.empty()) body["cpu_pinning"] = f.cpu_pinning;
       if (!f.nics.empty()) {
         body["nics"] = Json::array();
         for (const auto& n : f.nics) body["nics"].push_back(Json{{"network", n}});

@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "base/rollback.h"
 #include "base/strings.h"
+#include "compute/cpu_pinning.h"
 #include "compute/qemu_command.h"
 #include "compute/tap_device.h"
 #include "compute/vm_stats.h"
@@ -148,16 +149,46 @@ std::string vm_uuid(const store::ObjectRow& row) {
                      h.substr(16, 4), h.substr(20, 12));
 }
 
+namespace {
+
+// "cpu_model": a QEMU CPU model name (no options: a comma would add some), "host" only under
+// KVM (checked at start); "cpu_pinning": one host CPU per vCPU.
+Result<void> validate_cpu(const Json& spec, int64_t vcpus, Json& out) {
+  std::string model = TRY(string_field(spec, "cpu_model"));
+  bool plain = std::all_of(model.begin(), model.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+  if (!plain || model.size() > 64)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "field 'cpu_model': '{}' is not a CPU model name (such as max, host, "
+                      "Skylake-Server; see qemu-system-x86_64 -cpu help)",
+                      model);
+  if (!model.empty()) out["cpu_model"] = model;
+  if (!spec.contains("cpu_pinning")) return {};
+  const Json& pins = spec["cpu_pinning"];
+  if (!pins.is_array() ||
+      !std::all_of(pins.begin(), pins.end(), [](const Json& p) { return p.is_number_integer(); }))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "field 'cpu_pinning' must be a list of host CPU numbers, one per vCPU");
+  std::vector<int> cpus;
+  for (const auto& p : pins) cpus.push_back(p.get<int>());
+  TRY(compute::validate_pinning(cpus, static_cast<int>(vcpus)));
+  out["cpu_pinning"] = cpus;
+  return {};
+}
+
+}  // namespace
+
 Result<Json> validate_vm(const Json& spec) {
-  static const std::set<std::string> kKnown = {"vcpus",     "memory",     "machine", "kernel",
-                                               "initrd",    "cmdline",    "disks",   "nics",
-                                               "autostart", "description", "cloud_init",
-                                               "firmware"};
+  static const std::set<std::string> kKnown = {
+      "vcpus", "memory",    "machine",     "kernel",     "initrd",   "cmdline",   "disks",
+      "nics",  "autostart", "description", "cloud_init", "firmware", "cpu_model", "cpu_pinning"};
   for (const auto& [key, value] : spec.items())
     if (!kKnown.contains(key))
       return make_error(ErrorCode::kInvalidArgument,
                         "unknown field '{}' (a VM has vcpus, memory, machine, kernel, initrd, "
-                        "cmdline, disks, nics, autostart, description, cloud_init, firmware)",
+                        "cmdline, disks, nics, autostart, description, cloud_init, firmware, "
+                        "cpu_model, cpu_pinning)",
                         key);
   Json out;
   out["description"] = TRY(string_field(spec, "description"));
@@ -171,6 +202,7 @@ Result<Json> validate_vm(const Json& spec) {
     return make_error(ErrorCode::kInvalidArgument, "field 'vcpus' must be between 1 and {}",
                       compute::kMaxVcpus);
   out["vcpus"] = vcpus;
+  TRY(validate_cpu(spec, vcpus, out));
   uint64_t memory = spec.contains("memory") ? TRY(memory_bytes(spec["memory"])) : 256ull << 20;
   if (memory < (compute::kMinMemoryMib << 20) || memory > (compute::kMaxMemoryMib << 20))
     return make_error(ErrorCode::kInvalidArgument,
@@ -210,8 +242,7 @@ Result<Json> validate_vm(const Json& spec) {
     return make_error(ErrorCode::kInvalidArgument, "field 'autostart' must be true or false");
   out["autostart"] = spec.value("autostart", false);
   out["firmware"] = TRY(validate_firmware(spec, machine));
-  if (spec.contains("cloud_init"))
-    out["cloud_init"] = TRY(validate_cloud_init(spec["cloud_init"]));
+  if (spec.contains("cloud_init")) out["cloud_init"] = TRY(validate_cloud_init(spec["cloud_init"]));
   return out;
 }
 
@@ -281,6 +312,11 @@ Result<compute::VmSpec> VmManager::vm_spec(const store::ObjectRow& row) {
   spec.kernel = s.value("kernel", "");
   spec.initrd = s.value("initrd", "");
   spec.cmdline = s.value("cmdline", "");
+  spec.cpu_model = s.value("cpu_model", "");
+  if (spec.cpu_model == "host" && spec.accelerator != compute::Accelerator::kKvm)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "cpu_model host needs KVM and this host runs TCG (see vireo info); use max "
+                      "or a named model");
   for (const auto& d : s.value("disks", Json::array())) spec.disks.push_back(TRY(disk_spec(d)));
   const Json nics = s.value("nics", Json::array());
   for (size_t i = 0; i < nics.size(); ++i)
@@ -356,6 +392,10 @@ Result<void> VmManager::start(const std::string& name, StartMode mode) {
   options.incoming = mode == StartMode::kIncoming;
   std::shared_ptr<compute::VmProcess> process =
       TRY(compute::VmProcess::start(spec, run_dir(name), std::move(options)));
+  undo.add([&process] { (void)process->stop(compute::StopMode::kForce, 5s); });
+  if (row.spec.contains("cpu_pinning"))
+    TRY_CTX(compute::pin_vcpus(process->qmp(), row.spec["cpu_pinning"].get<std::vector<int>>()),
+            "VM {}", name);
   undo.commit();
   {
     std::lock_guard lock(mutex_);

@@ -3,10 +3,12 @@
 // and definitions the daemon must refuse.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <thread>
 
 #include "base/file.h"
 #include "base/json.h"
+#include "base/strings.h"
 #include "cli_expect.h"
 #include "daemon_process.h"
 #include "pty_cli.h"
@@ -296,6 +298,52 @@ TEST(VmDaemonTest, ConsoleIsInteractiveForSeveralViewers) {
   EXPECT_EQ(c.wait(), 1) << c.output();
   EXPECT_NE(c.output().find("not running"), std::string::npos) << c.output();
   EXPECT_EQ(d.cli({"vm", "rm", "c1"}).exit_code, 0);
+}
+
+// The CPU model reaches QEMU's command line and each vCPU thread runs only on its host CPU;
+// models and pinnings the host cannot have are refused before anything starts.
+TEST(VmDaemonTest, CpuModelAndPinning) {
+  if (::sysconf(_SC_NPROCESSORS_ONLN) < 2) GTEST_SKIP() << "needs two host CPUs";
+  DaemonProcess d;
+  ASSERT_TRUE(d.start());
+  auto created = d.cli({"vm", "create", "p1", "--kernel", guest().kernel, "--initrd",
+                        guest().initrd, "--cmdline", "console=ttyS0 quiet", "--cpus", "2",
+                        "--cpu-model", "max", "--cpu-pin", "1,0", "--start"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  ASSERT_TRUE(console_shows(d, "p1", "VIREO-GUEST-READY"));
+  const int pid = vm_json(d, "p1")["state"].value("pid", 0);
+  ASSERT_GT(pid, 0);
+  auto cmdline = read_file(fmt::format("/proc/{}/cmdline", pid)).value_or("");
+  EXPECT_NE(cmdline.find(std::string("-cpu\0max\0", 9)), std::string::npos);
+  // QEMU names its vCPU threads "CPU N/TCG" (debug-threads=on).
+  std::map<std::string, std::string> allowed;
+  for (const auto& task : fs::directory_iterator(fmt::format("/proc/{}/task", pid))) {
+    std::string comm = read_file(task.path() / "comm").value_or("");
+    if (!comm.starts_with("CPU ")) continue;
+    std::string status = read_file(task.path() / "status").value_or("");
+    auto at = status.find("Cpus_allowed_list:");
+    if (at == std::string::npos) continue;
+    std::string list = status.substr(at + 18, status.find('\n', at) - at - 18);
+    allowed[comm.substr(0, 5)] = std::string(trim(list));
+  }
+  EXPECT_EQ(allowed["CPU 0"], "1");
+  EXPECT_EQ(allowed["CPU 1"], "0");
+  EXPECT_EQ(d.cli({"vm", "stop", "p1", "--force"}).exit_code, 0);
+  EXPECT_EQ(d.cli({"vm", "rm", "p1"}).exit_code, 0);
+
+  const std::vector<std::string> base = {"vm",           "create", "p2", "--kernel",
+                                         guest().kernel, "--cpus", "2"};
+  auto refused = [&](std::vector<std::string> extra, const std::string& needle) {
+    auto args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    expect_refused(d, args, needle);
+  };
+  refused({"--cpu-pin", "0"}, "1 host CPUs for 2 vCPUs");
+  refused({"--cpu-pin", "0,99"}, "host CPU 99 does not exist");
+  refused({"--cpu-model", "max,+vmx"}, "not a CPU model name");
+  if (cli_json(d, {"info"})["host"].value("accelerator", "") == "tcg")
+    refused({"--cpu-model", "host"}, "needs KVM");
+  EXPECT_EQ(d.cli({"vm", "show", "p2"}).exit_code, 1) << "nothing was created";
 }
 
 // `vm edit` through $EDITOR (here a sed script): a valid change is saved, an invalid one is
