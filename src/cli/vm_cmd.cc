@@ -152,6 +152,37 @@ Result<void> show_stats(Context& ctx, const std::string& name) {
   return {};
 }
 
+Result<Json> run_vm_operation(Context& ctx, const char* method, const std::string& path,
+                              const Json* body) {
+  auto reply = TRY(TRY(ctx.client())->request(method, path, body));
+  auto op = TRY(api::operation_from_json(reply.body));
+  return TRY(follow_with_progress(ctx, op.id)).result;
+}
+
+// vireo vm migrate NAME --to TARGET: TARGET is another vireod's socket (an absolute path, same
+// host) or HOST:PORT of a remote one (with --to-token and --to-ca).
+void add_migrate_command(CLI::App* noun, Context& ctx, VmFlags& f) {
+  static std::string to, token, ca;
+  auto* cmd = noun->add_subcommand("migrate", "Move a running VM to another vireod, live");
+  cmd->add_option("name", f.name)->required();
+  cmd->add_option("--to", to, "The target vireod: its socket path, or HOST:PORT")->required();
+  cmd->add_option("--to-token", token, "Bearer token for a remote target");
+  cmd->add_option("--to-ca", ca, "Certificate to verify a remote target with");
+  cmd->callback([&ctx, &f] {
+    ctx.outcome = [&]() -> Result<void> {
+      Json target = to.starts_with('/') ? Json{{"socket", to}}
+                                        : Json{{"remote", to}, {"token", token}, {"ca", ca}};
+      Json body = {{"target", target}};
+      Json r = TRY(run_vm_operation(ctx, "POST", "/1.0/vms/" + f.name + "/migrate", &body));
+      print(ctx.format(), r,
+            {{"migrated:", f.name + " → " + to},
+             {"total:", plain(r.value("total_ms", Json())) + " ms"},
+             {"downtime:", plain(r.value("downtime_ms", Json())) + " ms"}});
+      return {};
+    }();
+  });
+}
+
 void add_resource_commands(CLI::App* noun, Context& ctx, VmFlags& f) {
   auto* stats = noun->add_subcommand("stats", "Show a running VM's CPU, memory, disk and NIC use");
   stats->add_option("name", f.name)->required();
@@ -168,13 +199,6 @@ void add_resource_commands(CLI::App* noun, Context& ctx, VmFlags& f) {
       return {};
     }();
   });
-}
-
-Result<Json> run_vm_operation(Context& ctx, const char* method, const std::string& path,
-                              const Json* body) {
-  auto reply = TRY(TRY(ctx.client())->request(method, path, body));
-  auto op = TRY(api::operation_from_json(reply.body));
-  return TRY(follow_with_progress(ctx, op.id)).result;
 }
 
 // vireo vm disk|nic add|rm: hot-plug into a running q35 VM, or change a stopped one.
@@ -290,6 +314,7 @@ void add_vm_commands(CLI::App& app, Context& ctx) {
 
   add_resource_commands(noun, ctx, f);
   add_device_commands(noun, ctx, f);
+  add_migrate_command(noun, ctx, f);
 
   auto* rm = noun->add_subcommand("rm", "Delete a VM definition (--force stops it first)");
   rm->add_option("name", f.name)->required();

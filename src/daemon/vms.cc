@@ -549,6 +549,7 @@ void VmManager::add_routes(server::Router& router) {
       });
   add_stats_routes(router);
   add_device_routes(router);
+  add_migration_routes(router);
   add_snapshot_routes(router);
   add_vm_console_route(router,
                        [this](const std::string& name) { return running_or_conflict(name); });

@@ -48,6 +48,11 @@ class VmManager {
       const std::string& name);
   Json nic_stats(const store::ObjectRow& row);
   void add_stats_routes(server::Router& router);
+  // Live migration between vireods (vm_migrate.cc).
+  void add_migration_routes(server::Router& router);
+  [[nodiscard]] Result<Json> migrate_to(const std::string& name, const Json& target);
+  [[nodiscard]] Result<Json> receive_incoming(const std::string& name, const Json& body);
+  [[nodiscard]] Result<Json> abort_incoming(const std::string& name);
   // Resolves volumes to their NBD URIs (so it asks vireo-storaged).
   [[nodiscard]] Result<compute::VmSpec> vm_spec(const store::ObjectRow& row);
   [[nodiscard]] Result<compute::DiskSpec> disk_spec(const Json& disk);

@@ -346,6 +346,47 @@ TEST(VmDaemonTest, CpuModelAndPinning) {
   EXPECT_EQ(d.cli({"vm", "show", "p2"}).exit_code, 1) << "nothing was created";
 }
 
+// Live migration between two vireods on this host: the guest moves with its state (its shell
+// answers on the target's console, no second boot), the source forgets it; a target that is not
+// there, or already has a VM of that name, leaves the guest running on the source.
+TEST(VmDaemonTest, LiveMigrationToAnotherVireod) {
+  DaemonProcess source, target;
+  ASSERT_TRUE(source.start());
+  ASSERT_TRUE(target.start());
+  auto created = source.cli({"vm", "create", "m1", "--kernel", guest().kernel, "--initrd",
+                             guest().initrd, "--cmdline", "console=ttyS0 quiet", "--start"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  ASSERT_TRUE(console_shows(source, "m1", "VIREO-GUEST-READY"));
+
+  expect_refused(source, {"vm", "migrate", "m1", "--to", "/nonexistent/vireod.sock"},
+                 "nonexistent");
+  ASSERT_EQ(target.cli({"vm", "create", "m1", "--kernel", guest().kernel}).exit_code, 0);
+  expect_refused(source, {"vm", "migrate", "m1", "--to", target.socket()}, "exists");
+  ASSERT_EQ(target.cli({"vm", "rm", "m1"}).exit_code, 0);
+  EXPECT_EQ(status_of(source, "m1"), "running");
+
+  auto moved = source.cli({"--format", "json", "vm", "migrate", "m1", "--to", target.socket()});
+  ASSERT_EQ(moved.exit_code, 0) << moved.err;
+  Json stats = parse_json(moved.out).value_or(Json());
+  std::printf("vireo vm migrate: total %s ms, downtime %s ms\n",
+              stats.value("total_ms", Json()).dump().c_str(),
+              stats.value("downtime_ms", Json()).dump().c_str());
+  EXPECT_LT(stats.value("downtime_ms", 100000ull), 2000ull) << moved.out;
+  EXPECT_EQ(status_of(target, "m1"), "running");
+  EXPECT_EQ(source.cli({"vm", "show", "m1"}).exit_code, 1) << "the source forgot it";
+  PtyCli console(target, {"vm", "console", "m1"});
+  ASSERT_TRUE(console.started());
+  console.type("echo moved-$((40+2))\r");
+  EXPECT_TRUE(console.expect("moved-42")) << console.output();
+  console.type("\x1d");
+  EXPECT_EQ(console.wait(), 0);
+  auto log = target.cli({"vm", "console", "m1", "--log"}).out;
+  EXPECT_EQ(log.find("VIREO-GUEST-READY"), std::string::npos)
+      << "the guest did not boot again on the target: " << log;
+  EXPECT_EQ(target.cli({"vm", "stop", "m1", "--force"}).exit_code, 0);
+  EXPECT_EQ(target.cli({"vm", "rm", "m1"}).exit_code, 0);
+}
+
 // `vm edit` through $EDITOR (here a sed script): a valid change is saved, an invalid one is
 // refused and changes nothing.
 TEST(VmDaemonTest, EditSavesValidChangesOnly) {
