@@ -12,6 +12,7 @@
 #include "cli_expect.h"
 #include "client/client.h"
 #include "daemon_process.h"
+#include "guest.h"
 #include "pty_cli.h"
 
 namespace vireo::testing {
@@ -19,26 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-struct Guest {
-  std::string kernel, initrd, boot_disk;
-};
-
-// The guest from .cache/guest, built by scripts/guest-image when absent (CI runs it first).
-const Guest& guest() {
-  static const Guest g = [] {
-    const char* src = std::getenv("VIREO_SOURCE_DIR");
-    fs::path root = src ? src : ".";
-    fs::path dir = root / ".cache" / "guest";
-    if (!fs::exists(dir / "vmlinuz") || !fs::exists(dir / "boot.img")) {
-      auto r = run_process({(root / "scripts" / "guest-image").string()}, {.timeout = 300s});
-      if (!r || !r->ok()) ADD_FAILURE() << "scripts/guest-image failed";
-    }
-    return Guest{(dir / "vmlinuz").string(), (dir / "initramfs.cpio.gz").string(),
-                 (dir / "boot.img").string()};
-  }();
-  return g;
-}
 
 // A real ed25519 public key, as ssh-keygen writes it.
 constexpr const char* kKey =

@@ -11,6 +11,7 @@
 #include "base/strings.h"
 #include "cli_expect.h"
 #include "daemon_process.h"
+#include "guest.h"
 #include "pty_cli.h"
 
 namespace vireo::testing {
@@ -18,25 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-struct Guest {
-  std::string kernel, initrd;
-};
-
-// The guest from .cache/guest, built by scripts/guest-image when absent (CI runs it first).
-const Guest& guest() {
-  static const Guest g = [] {
-    const char* src = std::getenv("VIREO_SOURCE_DIR");
-    fs::path root = src ? src : ".";
-    fs::path dir = root / ".cache" / "guest";
-    if (!fs::exists(dir / "vmlinuz") || !fs::exists(dir / "initramfs.cpio.gz")) {
-      auto r = run_process({(root / "scripts" / "guest-image").string()}, {.timeout = 300s});
-      if (!r || !r->ok()) ADD_FAILURE() << "scripts/guest-image failed";
-    }
-    return Guest{(dir / "vmlinuz").string(), (dir / "initramfs.cpio.gz").string()};
-  }();
-  return g;
-}
 
 Json vm_json(const DaemonProcess& d, const std::string& name) {
   auto r = d.cli({"--format", "json", "vm", "show", name});
