@@ -103,7 +103,7 @@ TEST_F(VmProcessTest, BootsToReadyAndPowersOffThroughAcpi) {
   auto vm = start_and_wait_ready();
   ASSERT_TRUE(vm);
   EXPECT_EQ(*vm->status(), "running");
-  EXPECT_NE(vm->console()->recent().find("disk vda mounted"), std::string::npos);
+  EXPECT_NE(vm->console()->recent().find("disk vda (ext4) mounted"), std::string::npos);
   auto info = vm->stop(StopMode::kGraceful, 30s);
   ASSERT_TRUE(info) << info.error().message();
   EXPECT_TRUE(info->status_known);
