@@ -7,7 +7,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -57,6 +60,48 @@ class ThinPoolTest : public ::testing::Test {
   fs::path dir_;
   fs::path path_;
 };
+
+// A thin pool on a block device (a loop device here): the device's size is the pool's, data and
+// metadata survive a reopen, discard returns extents.
+TEST_F(ThinPoolTest, LivesOnABlockDevice) {
+  if (::geteuid() != 0) GTEST_SKIP() << "loop devices need root";
+  const fs::path backing = dir_ / "backing.img";
+  { std::ofstream(backing.string()); }
+  fs::resize_file(backing, 96 * kMiB);
+  std::string loop;
+  if (FILE* f =
+          ::popen(("losetup --find --show " + backing.string() + " 2>/dev/null").c_str(), "r")) {
+    char buf[64] = {};
+    if (std::fgets(buf, sizeof buf, f)) loop = buf;
+    ::pclose(f);
+  }
+  while (!loop.empty() && loop.back() == '\n') loop.pop_back();
+  if (loop.empty()) GTEST_SKIP() << "no loop device available";
+  struct Detach {
+    std::string dev;
+    ~Detach() { (void)!std::system(("losetup -d " + dev).c_str()); }
+  } detach{loop};
+  ASSERT_TRUE(ThinPool::create(loop, {}));  // the whole device
+  {
+    auto pool = ThinPool::open(loop);
+    ASSERT_TRUE(pool) << pool.error().message();
+    EXPECT_GT((*pool)->stats().extents, 0u);
+    EXPECT_LE((*pool)->stats().extents * kExtent, 96 * kMiB);
+    ASSERT_TRUE((*pool)->create_volume("v", 256 * kMiB));  // overcommitted: thin
+    auto dev = *(*pool)->open_volume("v");
+    ASSERT_TRUE(dev->write(pattern(kExtent, 9), 10 * kExtent));
+    ASSERT_TRUE(dev->flush());
+    EXPECT_EQ((*pool)->stats().used_extents, 1u);
+  }
+  auto pool = ThinPool::open(loop);
+  ASSERT_TRUE(pool) << pool.error().message();
+  auto dev = *(*pool)->open_volume("v");
+  EXPECT_EQ(read(*dev, 10 * kExtent, kExtent), pattern(kExtent, 9));
+  ASSERT_TRUE(dev->trim(kExtent, 10 * kExtent));
+  ASSERT_TRUE(dev->flush());
+  EXPECT_EQ((*pool)->stats().used_extents, 0u);
+  expect_clean(**pool);
+}
 
 TEST_F(ThinPoolTest, AllocatesOnFirstWriteAndReadsZeroesElsewhere) {
   auto pool = make();
