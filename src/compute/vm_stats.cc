@@ -76,13 +76,12 @@ std::vector<DiskStats> parse_blockstats(const Json& reply) {
   for (const auto& entry : reply) {
     if (!entry.is_object()) continue;
     // -blockdev backends have no "device"; "qdev" is /machine/peripheral/ID/virtio-backend.
-    std::string qdev = entry.value("qdev", "");
-    std::string_view id = qdev;
-    if (id.starts_with("/machine/peripheral/")) id.remove_prefix(20);
-    if (auto slash = id.find('/'); slash != std::string_view::npos) id = id.substr(0, slash);
+    std::string id = entry.value("qdev", "");
+    if (id.starts_with("/machine/peripheral/")) id.erase(0, 20);
+    if (auto slash = id.find('/'); slash != std::string::npos) id.resize(slash);
     if (id.empty()) id = entry.value("device", "");
     const Json stats = entry.value("stats", Json::object());
-    out.push_back({.id = std::string(id),
+    out.push_back({.id = id,
                    .read_bytes = counter_or_zero(stats, "rd_bytes"),
                    .written_bytes = counter_or_zero(stats, "wr_bytes"),
                    .read_ops = counter_or_zero(stats, "rd_operations"),
