@@ -50,6 +50,10 @@ Result<void> edit_in_editor(Context& ctx, const std::string& collection, const s
 // Follows an operation to its end with a progress bar on a terminal; failure and
 // cancellation are errors carrying the operation's message.
 Result<api::Operation> follow_with_progress(Context& ctx, const std::string& id);
+// A request the daemon answers with an operation: follows it (progress on a terminal) and
+// returns its result.
+Result<Json> run_operation(Context& ctx, const char* method, const std::string& path,
+                           const Json* body = nullptr);
 
 // Runs the CLI; returns the process exit code (0 ok, 1 failed, 2 usage).
 int run(int argc, char** argv);

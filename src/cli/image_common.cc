@@ -28,10 +28,7 @@ Result<Json> image_request(Context& ctx, const char* method, const std::string& 
 
 // Starts the operation the daemon answered with and follows it; returns its result.
 Result<Json> run_image_operation(Context& ctx, const std::string& path, const Json& body) {
-  Json reply = TRY(image_request(ctx, "POST", path, &body));
-  auto op = TRY(api::operation_from_json(reply));
-  auto done = TRY(follow_with_progress(ctx, op.id));
-  return done.result;
+  return run_operation(ctx, "POST", path, &body);
 }
 
 std::string short_digest(const Json& digest) {

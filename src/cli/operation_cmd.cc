@@ -39,6 +39,13 @@ Result<api::Operation> follow_with_progress(Context& ctx, const std::string& id)
   return op;
 }
 
+Result<Json> run_operation(Context& ctx, const char* method, const std::string& path,
+                           const Json* body) {
+  auto reply = TRY(TRY(ctx.client())->request(method, path, body));
+  auto op = TRY(api::operation_from_json(reply.body));
+  return TRY(follow_with_progress(ctx, op.id)).result;
+}
+
 void add_operation_commands(CLI::App& app, Context& ctx) {
   auto* noun = app.add_subcommand("operation", "List, inspect, wait for and cancel operations");
   noun->alias("op");

@@ -52,14 +52,6 @@ Result<Json> request(Context& ctx, const char* method, const std::string& path,
   return TRY(TRY(ctx.client())->request(method, path, body)).body;
 }
 
-// A request that starts an operation (anything that copies data): waits for it, with progress
-// on a terminal, and returns its result.
-Result<Json> run_operation(Context& ctx, const std::string& path, const Json& body) {
-  Json reply = TRY(request(ctx, "POST", path, &body));
-  auto op = TRY(api::operation_from_json(reply));
-  return TRY(follow_with_progress(ctx, op.id)).result;
-}
-
 std::string host_path(const std::string& path) {
   return std::filesystem::absolute(path).lexically_normal().string();
 }
@@ -274,7 +266,8 @@ void add_volume_copy_commands(CLI::App* noun, Context& ctx, StorageFlags& f) {
       ctx.outcome = [&]() -> Result<void> {
         auto [pool, vol] = TRY(split_volume(f.name));
         TRY(check_name("volume", f.target));
-        TRY(run_operation(ctx, volume_path(pool, vol) + "/" + verb, Json{{"name", f.target}}));
+        Json body = {{"name", f.target}};
+        TRY(run_operation(ctx, "POST", volume_path(pool, vol) + "/" + verb, &body));
         return {};
       }();
     });
@@ -296,7 +289,7 @@ void add_volume_copy_commands(CLI::App* noun, Context& ctx, StorageFlags& f) {
   Json body = {{"name", vol},
                {"format", f.format},
                {"source", {{"path", host_path(f.path)}, {"format", f.source_format}}}};
-  Json v = TRY(run_operation(ctx, kPools + "/" + pool + "/volumes", body));
+  Json v = TRY(run_operation(ctx, "POST", kPools + "/" + pool + "/volumes", &body));
   v["pool"] = pool;
   print_volume(ctx, v);
   return {};
@@ -316,7 +309,7 @@ exp->callback([&ctx, &f] {
   ctx.outcome = [&]() -> Result<void> {
     auto [pool, vol] = TRY(split_volume(f.name));
     Json body = {{"path", host_path(f.path)}, {"format", f.format}};
-    Json r = TRY(run_operation(ctx, volume_path(pool, vol) + "/export", body));
+    Json r = TRY(run_operation(ctx, "POST", volume_path(pool, vol) + "/export", &body));
     print(ctx.format(), r,
           {{"exported:", plain(r.value("file", Json()))},
            {"format:", plain(r.value("format", Json()))},

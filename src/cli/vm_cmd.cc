@@ -65,9 +65,7 @@ Json disk_json(const std::string& arg) {
 Result<void> change_state(Context& ctx, const std::string& name, const std::string& action,
                           bool force, int timeout) {
   Json body = {{"action", action}, {"force", force}, {"timeout", timeout}};
-  auto reply = TRY(TRY(ctx.client())->request("PUT", "/1.0/vms/" + name + "/state", &body));
-  auto op = TRY(api::operation_from_json(reply.body));
-  TRY(follow_with_progress(ctx, op.id));
+  TRY(run_operation(ctx, "PUT", "/1.0/vms/" + name + "/state", &body));
   return {};
 }
 
@@ -152,13 +150,6 @@ Result<void> show_stats(Context& ctx, const std::string& name) {
   return {};
 }
 
-Result<Json> run_vm_operation(Context& ctx, const char* method, const std::string& path,
-                              const Json* body) {
-  auto reply = TRY(TRY(ctx.client())->request(method, path, body));
-  auto op = TRY(api::operation_from_json(reply.body));
-  return TRY(follow_with_progress(ctx, op.id)).result;
-}
-
 // vireo vm migrate NAME --to TARGET: TARGET is another vireod's socket (an absolute path, same
 // host) or HOST:PORT of a remote one (with --to-token and --to-ca).
 void add_migrate_command(CLI::App* noun, Context& ctx, VmFlags& f) {
@@ -173,7 +164,7 @@ void add_migrate_command(CLI::App* noun, Context& ctx, VmFlags& f) {
       Json target = to.starts_with('/') ? Json{{"socket", to}}
                                         : Json{{"remote", to}, {"token", token}, {"ca", ca}};
       Json body = {{"target", target}};
-      Json r = TRY(run_vm_operation(ctx, "POST", "/1.0/vms/" + f.name + "/migrate", &body));
+      Json r = TRY(run_operation(ctx, "POST", "/1.0/vms/" + f.name + "/migrate", &body));
       print(ctx.format(), r,
             {{"migrated:", f.name + " → " + to},
              {"total:", plain(r.value("total_ms", Json())) + " ms"},
@@ -218,8 +209,8 @@ void add_device_commands(CLI::App* noun, Context& ctx, VmFlags& f) {
     add->callback([&ctx, &f, disk] {
       ctx.outcome = [&]() -> Result<void> {
         Json body = disk ? disk_json(device) : Json{{"network", device}};
-        Json r = TRY(run_vm_operation(ctx, "POST",
-                                      "/1.0/vms/" + f.name + (disk ? "/disks" : "/nics"), &body));
+        Json r = TRY(
+            run_operation(ctx, "POST", "/1.0/vms/" + f.name + (disk ? "/disks" : "/nics"), &body));
         print(ctx.format(), r, {{"device:", plain(r.value("device", Json("(at next start)")))}});
         return {};
       }();
@@ -230,9 +221,9 @@ void add_device_commands(CLI::App* noun, Context& ctx, VmFlags& f) {
     rm->add_option("index", index)->required();
     rm->callback([&ctx, &f, disk] {
       ctx.outcome = [&]() -> Result<void> {
-        TRY(run_vm_operation(
-            ctx, "DELETE", fmt::format("/1.0/vms/{}/{}/{}", f.name, disk ? "disks" : "nics", index),
-            nullptr));
+        TRY(run_operation(ctx, "DELETE",
+                          fmt::format("/1.0/vms/{}/{}/{}", f.name, disk ? "disks" : "nics", index),
+                          nullptr));
         return {};
       }();
     });

@@ -13,13 +13,6 @@ struct SnapshotFlags {
   bool memory = false;
 };
 
-Result<Json> run_operation(Context& ctx, const char* method, const std::string& path,
-                           const Json* body) {
-  auto reply = TRY(TRY(ctx.client())->request(method, path, body));
-  auto op = TRY(api::operation_from_json(reply.body));
-  return TRY(follow_with_progress(ctx, op.id)).result;
-}
-
 std::string snapshot_path(const SnapshotFlags& f) {
   return fmt::format("/1.0/vms/{}/snapshots/{}", percent_encode(f.vm), percent_encode(f.snapshot));
 }
