@@ -19,6 +19,8 @@ namespace vireo::daemon {
 // The TAP of a VM's NIC number n: at most 15 characters, stable for (VM name, n).
 std::string tap_name(const std::string& vm, size_t n);
 std::string nic_mac(const std::string& uuid, const Json& nic, size_t index);
+// How devices.json names the NIC with that MAC (vm_devices.cc).
+std::string nic_key(const std::string& mac);
 // A stable UUID for one VM definition: the same name recreated later gets a new one.
 std::string vm_uuid(const store::ObjectRow& row);
 

@@ -26,10 +26,6 @@ std::string disk_key(const Json& disk) {
                                  : "path:" + disk.value("path", "");
 }
 
-std::string nic_key(const std::string& mac) {
-  return "mac:" + mac;
-}
-
 // The first "diskN" / "nicN" that no device of the running VM has.
 std::pair<std::string, size_t> free_id(const Json& devices, const std::string& prefix) {
   for (size_t n = 0;; ++n)
@@ -41,6 +37,10 @@ std::string collection_of(const std::string& kind) {
 }
 
 }  // namespace
+
+std::string nic_key(const std::string& mac) {
+  return "mac:" + mac;
+}
 
 Json VmManager::initial_devices(const store::ObjectRow& row) {
   Json devices = Json::object();

@@ -580,7 +580,7 @@ Json VmManager::nic_stats(const store::ObjectRow& row) {
   for (size_t i = 0; i < nics.size(); ++i) {
     // A hot-plugged NIC's TAP and device id are in devices.json, found by its MAC.
     std::string id = compute::nic_id(i), tap = tap_name(row.name, i);
-    const std::string key = "mac:" + nic_mac(vm_uuid(row), nics[i], i);
+    const std::string key = nic_key(nic_mac(vm_uuid(row), nics[i], i));
     for (const auto& [dev, d] : devices.items())
       if (d.value("key", "") == key) id = dev, tap = d.value("tap", tap);
     const fs::path dir = fs::path("/sys/class/net") / tap / "statistics";
