@@ -1,6 +1,14 @@
 #include "compute/qemu_command.h"
 
 #include <sys/un.h>
+#include <time.h>
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
+
+#include <chrono>
+#include <limits>
+#include <thread>
 
 #include "base/json.h"
 #include "base/strings.h"
@@ -63,6 +71,66 @@ Result<Json> nbd_node(const std::string& uri) {
   return make_error(ErrorCode::kInvalidArgument, "unsupported NBD URI {}", uri);
 }
 
+int64_t monotonic_raw_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+#if defined(__x86_64__)
+struct TscSample {
+  uint64_t tsc = 0;
+  int64_t ns = 0;
+};
+
+// A TSC reading and the time it was taken: the tightest of a few tries, so that a preemption
+// between the two reads does not skew it.
+TscSample tsc_sample() {
+  TscSample best;
+  int64_t best_gap = std::numeric_limits<int64_t>::max();
+  for (int i = 0; i < 5; ++i) {
+    int64_t before = monotonic_raw_ns();
+    uint64_t tsc = __rdtsc();
+    int64_t after = monotonic_raw_ns();
+    if (after - before < best_gap) {
+      best_gap = after - before;
+      best = {tsc, before + (after - before) / 2};
+    }
+  }
+  return best;
+}
+
+uint64_t measure_tsc_khz() {
+  using namespace std::chrono_literals;
+  TscSample a = tsc_sample();
+  std::this_thread::sleep_for(20ms);
+  TscSample b = tsc_sample();
+  if (b.ns <= a.ns || b.tsc <= a.tsc) return 0;
+  double khz = static_cast<double>(b.tsc - a.tsc) * 1e6 / static_cast<double>(b.ns - a.ns);
+  // Anything outside 100 MHz-10 GHz is a broken measurement, not a TSC.
+  return khz >= 1e5 && khz <= 1e7 ? static_cast<uint64_t>(khz + 0.5) : 0;
+}
+#else
+uint64_t measure_tsc_khz() {
+  return 0;
+}
+#endif
+
+// The kernel command line QEMU passes. microvm's ACPI is hardware-reduced, so Linux registers no
+// PIT clockevent there and calibrates its LAPIC timer against the TSC: it must know the TSC rate.
+// KVM tells it (kvmclock). Under TCG its only source is the quick PIT calibration, which fails
+// whenever the vCPU thread is descheduled during it (any load on the host), and the guest then
+// waits forever for its first timer tick. tsc_early_khz gives it the rate instead.
+std::string kernel_cmdline(const VmSpec& spec) {
+  if (spec.machine != Machine::kMicrovm || spec.accelerator != Accelerator::kTcg ||
+      spec.cmdline.find("tsc_early_khz=") != std::string::npos)
+    return spec.cmdline;
+  uint64_t khz = host_tsc_khz();
+  if (khz == 0) return spec.cmdline;
+  std::string extra = fmt::format("tsc_early_khz={}", khz);
+  return spec.cmdline.empty() ? extra : spec.cmdline + " " + extra;
+}
+
 void add(std::vector<std::string>& argv, std::string_view opt, std::string value) {
   argv.emplace_back(opt);
   argv.push_back(std::move(value));
@@ -112,6 +180,11 @@ void add_hotplug_ports(const VmSpec& spec, std::vector<std::string>& argv, int& 
 }
 
 }  // namespace
+
+uint64_t host_tsc_khz() {
+  static const uint64_t khz = measure_tsc_khz();
+  return khz;
+}
 
 std::string virtio_driver(Machine machine, std::string_view kind) {
   return fmt::format("virtio-{}-{}", kind, machine == Machine::kQ35 ? "pci" : "device");
@@ -174,7 +247,7 @@ Result<std::vector<std::string>> build_qemu_command(const VmSpec& spec, const Qe
   if (!spec.kernel.empty()) {
     add(argv, "-kernel", spec.kernel);
     if (!spec.initrd.empty()) add(argv, "-initrd", spec.initrd);
-    if (!spec.cmdline.empty()) add(argv, "-append", spec.cmdline);
+    if (std::string cmdline = kernel_cmdline(spec); !cmdline.empty()) add(argv, "-append", cmdline);
   }
   int chassis = 0;
   TRY(add_disks(spec, argv, chassis));

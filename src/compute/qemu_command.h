@@ -1,10 +1,12 @@
 #pragma once
-// The QEMU command line for a VmSpec. Pure: builds argv, starts nothing.
+// The QEMU command line for a VmSpec. Builds argv, starts nothing; the one host fact it reads
+// is the TSC rate (host_tsc_khz), for microvm guests under TCG.
 //
 // Every VM runs with -nodefaults -no-user-config -display none and a seccomp sandbox that also
 // denies spawning processes. QEMU is not told to -daemonize: the VmProcess runner forks it into
 // its own session, so it survives the daemon, while the daemon that started it can still reap
 // it and learn its exit status. The pidfile and the QMP socket let a later daemon re-attach.
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +28,11 @@ struct QemuPaths {
 [[nodiscard]] Result<std::vector<std::string>> build_qemu_command(
     const VmSpec& spec, const QemuPaths& paths,
     const std::string& qemu_binary = "qemu-system-x86_64");
+
+// The host's TSC rate in kHz, measured once per process (about 20 ms, against
+// CLOCK_MONOTONIC_RAW) and then cached; thread-safe. 0 when it cannot be measured (not x86).
+// Under TCG the guest's TSC is the host's, unscaled, so this is also the guest's TSC rate.
+uint64_t host_tsc_khz();
 
 // The QEMU device and node names of disk i and NIC i (used again for hot-unplug).
 std::string disk_id(size_t index);

@@ -185,6 +185,42 @@ TEST_F(QemuCommandTest, MicrovmUsesVirtioMmioDevices) {
       << "no root ports, no hot-plug on microvm";
 }
 
+// microvm's hardware-reduced ACPI leaves Linux no timer to calibrate against; under TCG it is
+// told the TSC rate, which is the host's. Under KVM kvmclock tells it, and q35 has HPET and PM
+// timer.
+TEST_F(QemuCommandTest, MicrovmUnderTcgTellsTheGuestItsTscRate) {
+  ASSERT_GT(host_tsc_khz(), 100'000u) << "an x86 host has a TSC of at least 100 MHz";
+  EXPECT_EQ(host_tsc_khz(), host_tsc_khz()) << "measured once";
+  auto spec = kernel_spec();
+  spec.machine = Machine::kMicrovm;
+  auto argv = build_qemu_command(spec, paths_);
+  ASSERT_TRUE(argv) << argv.error().message();
+  EXPECT_EQ(value_of(*argv, "-append"),
+            fmt::format("console=ttyS0 quiet tsc_early_khz={}", host_tsc_khz()));
+
+  spec.cmdline.clear();
+  argv = build_qemu_command(spec, paths_);
+  ASSERT_TRUE(argv);
+  EXPECT_EQ(value_of(*argv, "-append"), fmt::format("tsc_early_khz={}", host_tsc_khz()));
+
+  spec.cmdline = "console=ttyS0 tsc_early_khz=1000000";  // the user's own value wins
+  argv = build_qemu_command(spec, paths_);
+  ASSERT_TRUE(argv);
+  EXPECT_EQ(value_of(*argv, "-append"), spec.cmdline);
+
+  spec.cmdline = "console=ttyS0";
+  spec.accelerator = Accelerator::kKvm;
+  argv = build_qemu_command(spec, paths_);
+  ASSERT_TRUE(argv);
+  EXPECT_EQ(value_of(*argv, "-append"), "console=ttyS0");
+
+  spec.accelerator = Accelerator::kTcg;
+  spec.machine = Machine::kQ35;
+  argv = build_qemu_command(spec, paths_);
+  ASSERT_TRUE(argv);
+  EXPECT_EQ(value_of(*argv, "-append"), "console=ttyS0");
+}
+
 TEST_F(QemuCommandTest, NicsBecomeTapNetdevsWithoutHelperScripts) {
   auto spec = kernel_spec();
   spec.nics = {{.tap = "vtap0", .mac = "52:54:00:12:34:56"},
