@@ -22,13 +22,29 @@ struct VmFlags {
   std::string kernel, initrd, cmdline, memory = "256MiB", machine = "q35", description;
   std::vector<std::string> disks, nics;
   int cpus = 1;
-  bool autostart = false, start = false, force = false, log = false;
+  bool autostart = false, start = false, force = false, log = false, volumes = false;
   int timeout = 30;
   std::string hostname, user_data, firmware;  // cloud-init seed: --user-data is a file
   std::vector<std::string> ssh_keys;          // files of OpenSSH public keys
   std::string cpu_model;
   std::vector<int> cpu_pinning;  // host CPU of each vCPU
 };
+
+// vm rm --volumes: the volume disks of a deleted VM; each failure named, the rest still tried.
+Result<void> remove_volume_disks(client::Client& c, const Json& vm) {
+  std::vector<std::string> failed;
+  for (const auto& disk : vm.value("disks", Json::array())) {
+    if (!disk.contains("volume")) continue;
+    const std::string volume = disk["volume"];
+    const auto slash = volume.find('/');
+    auto r = c.request("DELETE", "/1.0/storage-pools/" + volume.substr(0, slash) + "/volumes/" +
+                                     volume.substr(slash + 1));
+    if (!r) failed.push_back(volume + " (" + r.error().message() + ")");
+  }
+  if (failed.empty()) return {};
+  return make_error(ErrorCode::kConflict, "VM deleted, but not its volumes {}",
+                    fmt::join(failed, ", "));
+}
 
 // The cloud-init seed from --hostname, --ssh-key FILE (each key line of each file) and
 // --user-data FILE; the daemon checks the values.
@@ -310,15 +326,15 @@ void add_vm_commands(CLI::App& app, Context& ctx) {
   auto* rm = noun->add_subcommand("rm", "Delete a VM definition (--force stops it first)");
   rm->add_option("name", f.name)->required();
   rm->add_flag("--force,-f", f.force, "Power the VM off first if it runs");
+  rm->add_flag("--volumes", f.volumes, "Delete its volume disks too");
   rm->callback([&ctx] {
     ctx.outcome = [&]() -> Result<void> {
       auto* c = TRY(ctx.client());
-      if (f.force) {
-        auto vm = TRY(c->get(kCollection, f.name));
-        if (vm.data.value("state", Json::object()).value("status", "stopped") != "stopped")
-          TRY(change_state(ctx, f.name, "stop", true, 0));
-      }
-      return c->remove(kCollection, f.name);
+      auto vm = TRY(c->get(kCollection, f.name));
+      if (f.force && vm.data.value("state", Json::object()).value("status", "stopped") != "stopped")
+        TRY(change_state(ctx, f.name, "stop", true, 0));
+      TRY(c->remove(kCollection, f.name));
+      return f.volumes ? remove_volume_disks(*c, vm.data) : Result<void>();
     }();
   });
 

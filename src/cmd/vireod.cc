@@ -151,6 +151,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
   app.add_flag("--enable-debug-api", config.debug_api, "Serve /1.0/debug test hooks");
+  app.add_option("--vxlan-local", config.vxlan_local,
+                 "This host's VTEP address, passed to the vireo-netd vireod starts");
 
   auto* token = app.add_subcommand("token", "Manage API tokens for remote clients");
   std::string token_name;

@@ -158,8 +158,7 @@ Result<void> mirror_disks(QmpClient& source, const std::string& nbd_socket,
   }
 }
 
-Result<void> finish_mirrors(QmpClient& source, QmpClient& destination,
-                            const std::vector<std::string>& disk_ids) {
+Result<void> finish_mirrors(QmpClient& source, const std::vector<std::string>& disk_ids) {
   // A ready mirror that is cancelled completes without pivoting: the source keeps its disk.
   for (const auto& id : disk_ids) {
     TRY(source.execute("block-job-cancel", {{"device", "mirror-" + id}}));
@@ -175,8 +174,14 @@ Result<void> finish_mirrors(QmpClient& source, QmpClient& destination,
       std::this_thread::sleep_for(kPollInterval);
     }
     (void)source.execute("blockdev-del", {{"node-name", "mirror-target-" + id}});
-    TRY(destination.execute("block-export-del", {{"id", "export-" + id}}));
   }
+  return {};
+}
+
+Result<void> stop_serving_disks(QmpClient& destination, const std::vector<std::string>& disk_ids) {
+  // "hard": a source whose mirror node lingers still holds a connection; the copy is over.
+  for (const auto& id : disk_ids)
+    TRY(destination.execute("block-export-del", {{"id", "export-" + id}, {"mode", "hard"}}));
   TRY(destination.execute("nbd-server-stop"));
   return {};
 }

@@ -64,9 +64,12 @@ MigrationStats parse_query_migrate(const Json& reply);
                                         const std::vector<std::string>& disk_ids,
                                         std::chrono::milliseconds timeout);
 // With the guest stopped on the source (before_switchover): ends the mirrors without pivoting —
-// each first copies what is left, so both sides hold the same data — and the destination's NBD
-// server.
-[[nodiscard]] Result<void> finish_mirrors(QmpClient& source, QmpClient& destination,
+// each first copies what is left, so both sides hold the same data. Also how mirrors are ended
+// when the migration fails (the source keeps its disks).
+[[nodiscard]] Result<void> finish_mirrors(QmpClient& source,
                                           const std::vector<std::string>& disk_ids);
+// Destination, once the mirrors ended: removes the exports and stops the NBD server.
+[[nodiscard]] Result<void> stop_serving_disks(QmpClient& destination,
+                                              const std::vector<std::string>& disk_ids);
 
 }  // namespace vireo::compute

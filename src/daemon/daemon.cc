@@ -226,7 +226,8 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonConfig config) {
   auto store = TRY(store::Store::open(database_path(config.root)));
   auto impl = std::make_unique<Impl>(std::move(config), std::move(lock), std::move(store));
   impl->host = gather_host_facts();
-  impl->networks = std::make_unique<NetworkManager>(impl->config.root, impl->events);
+  impl->networks =
+      std::make_unique<NetworkManager>(impl->config.root, impl->events, impl->config.vxlan_local);
   impl->storage =
       std::make_unique<StorageManager>(impl->config.root, impl->events, impl->operations);
   impl->vms = std::make_unique<VmManager>(impl->config.root, *impl->store, impl->events,

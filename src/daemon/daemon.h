@@ -18,7 +18,8 @@ struct DaemonConfig {
   std::string tls_cert;
   std::string tls_key;
   size_t body_limit = 16 << 20;
-  bool debug_api = false;  // /1.0/debug/*: test hooks, off in production
+  bool debug_api = false;   // /1.0/debug/*: test hooks, off in production
+  std::string vxlan_local;  // this host's VTEP address for the vireo-netd it starts
 };
 
 class Daemon {

@@ -72,8 +72,9 @@ std::string port_name(const Json& port) {
 
 }  // namespace
 
-NetworkManager::NetworkManager(fs::path state_root, server::EventHub& events)
-    : root_(std::move(state_root)), events_(events) {}
+NetworkManager::NetworkManager(fs::path state_root, server::EventHub& events,
+                               std::string vxlan_local)
+    : root_(std::move(state_root)), events_(events), vxlan_local_(std::move(vxlan_local)) {}
 
 void NetworkManager::start() {
   if (auto r = adopt_or_spawn(); !r) {
@@ -98,8 +99,10 @@ Result<void> NetworkManager::adopt_or_spawn() {
   if (binary.empty())
     return make_error(ErrorCode::kUnavailable,
                       "vireo-netd not found next to vireod or on PATH; networks are unavailable");
-  pid_t pid = TRY(spawn_detached(
-      {binary, "--control", socket.string(), "--state", (dir() / "state").string()}, log.get()));
+  std::vector<std::string> argv = {binary, "--control", socket.string(), "--state",
+                                   (dir() / "state").string()};
+  if (!vxlan_local_.empty()) argv.insert(argv.end(), {"--vxlan-local", vxlan_local_});
+  pid_t pid = TRY(spawn_detached(argv, log.get()));
   TRY(write_file_atomic(dir() / "netd.pid", fmt::format("{}\n", pid), 0600));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -198,6 +201,29 @@ Result<NetworkManager::AddressLease> NetworkManager::reserve_address(const std::
 void NetworkManager::release_address(const std::string& network, const std::string& mac) {
   if (auto r = call("dhcp.unreserve", Json{{"network", network}, {"mac", mac}}); !r)
     spdlog::warn("network {}: release the address of {}: {}", network, mac, r.error().message());
+}
+
+Result<Json> NetworkManager::dynamic_lease(const std::string& network, const std::string& mac) {
+  Json n = TRY(find(network));
+  if (!n.value("dhcp", false)) return Json();
+  Json leases = TRY(call("dhcp.leases", Json{{"network", network}})).value("leases", Json::array());
+  for (const auto& l : leases)
+    if (l.value("mac", "") == mac && !l.value("static", false)) {
+      Json lease{{"ip", l.value("ip", "")}};
+      if (l.contains("hostname")) lease["hostname"] = l["hostname"];
+      return lease;
+    }
+  return Json();
+}
+
+Result<void> NetworkManager::adopt_lease(const std::string& network, const std::string& mac,
+                                         const Json& lease) {
+  if (!TRY(find(network)).value("dhcp", false)) return {};  // nothing here hands addresses out
+  Json request{{"network", network}, {"mac", mac}, {"ip", lease.value("ip", "")}};
+  if (lease.contains("hostname")) request["hostname"] = lease["hostname"];
+  TRY_CTX(call("dhcp.lease.add", request), "keep address {} on network {}", lease.value("ip", ""),
+          network);
+  return {};
 }
 
 Result<void> NetworkManager::add_forward(const std::string& network, uint16_t host_port,

@@ -21,7 +21,9 @@ inline constexpr const char* kDefaultNetwork = "vireo0";
 
 class NetworkManager {
  public:
-  NetworkManager(std::filesystem::path state_root, server::EventHub& events);
+  // vxlan_local: passed to the vireo-netd started here (--vxlan-local), empty for any address.
+  NetworkManager(std::filesystem::path state_root, server::EventHub& events,
+                 std::string vxlan_local = {});
 
   // Adopts or starts vireo-netd and creates the default network when there is none. A failure
   // is logged; requests try again and answer 503 while netd cannot be started.
@@ -50,6 +52,13 @@ class NetworkManager {
                                                      const std::string& mac, const std::string& ip,
                                                      const std::string& dns_name);
   void release_address(const std::string& network, const std::string& mac);
+  // For a migrating VM: the dynamic DHCP lease mac holds on network ({"ip", "hostname"?}, or
+  // null when it has none or the network serves no DHCP), and the same lease taken over by
+  // the target's network so the guest keeps its address and its renewals are acknowledged
+  // (nothing to do on a network without DHCP).
+  [[nodiscard]] Result<Json> dynamic_lease(const std::string& network, const std::string& mac);
+  [[nodiscard]] Result<void> adopt_lease(const std::string& network, const std::string& mac,
+                                         const Json& lease);
   // Port forwards (DNAT from the uplink address) for published container ports.
   [[nodiscard]] Result<void> add_forward(const std::string& network, uint16_t host_port,
                                          const std::string& to, const std::string& protocol);
@@ -68,6 +77,7 @@ class NetworkManager {
 
   std::filesystem::path root_;
   server::EventHub& events_;
+  std::string vxlan_local_;
   std::mutex mutex_;  // guards netd_ (replaced when netd is started again)
   std::unique_ptr<net::NetdClient> netd_;
 };

@@ -16,8 +16,8 @@ namespace vireo::daemon {
 // {"network"[, "mac"]}); index only names it in errors.
 [[nodiscard]] Result<Json> validate_disk(const Json& disk, size_t index);
 [[nodiscard]] Result<Json> validate_nic(const Json& nic, size_t index);
-// The TAP of a VM's NIC number n: at most 15 characters, stable for (VM name, n).
-std::string tap_name(const std::string& vm, size_t n);
+// The TAP of a VM's NIC number n: at most 15 characters, stable for (state root, VM name, n).
+std::string tap_name(const std::filesystem::path& root, const std::string& vm, size_t n);
 std::string nic_mac(const std::string& uuid, const Json& nic, size_t index);
 // How devices.json names the NIC with that MAC (vm_devices.cc).
 std::string nic_key(const std::string& mac);

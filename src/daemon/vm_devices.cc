@@ -50,7 +50,7 @@ Json VmManager::initial_devices(const store::ObjectRow& row) {
   const Json nics = row.spec.value("nics", Json::array());
   for (size_t i = 0; i < nics.size(); ++i)
     devices[compute::nic_id(i)] = {{"key", nic_key(nic_mac(vm_uuid(row), nics[i], i))},
-                                   {"tap", tap_name(row.name, i)}};
+                                   {"tap", tap_name(root_, row.name, i)}};
   return devices;
 }
 
@@ -79,7 +79,7 @@ Result<Json> VmManager::plug_running(const store::ObjectRow& row, compute::VmPro
     return Json(id);
   }
   auto [id, n] = free_id(devices, "nic");
-  const std::string tap = tap_name(row.name, n);
+  const std::string tap = tap_name(root_, row.name, n);
   if (!entry.contains("mac")) entry["mac"] = compute::stable_mac(vm_uuid(row), int(n));
   Rollback undo;
   TRY(compute::create_tap(tap));

@@ -1,40 +1,132 @@
 // Live migration between two vireods (vireo vm migrate NAME --to TARGET). The source vireod
 // drives it as a client of the target's API:
-//   1. POST TARGET/1.0/vms/NAME/incoming {"definition"}: the target stores the definition and
-//      starts QEMU with -incoming defer, listening on a unix socket in its run directory (same
-//      host) — the answer is the migration URI;
-//   2. the source migrates (compute::migrate: pre-copy, downtime limit 300 ms);
-//   3. PUT TARGET/1.0/vms/NAME/state resume: the guest runs there (QEMU's `cont` during the
-//      last incoming step means "run once loaded");
-//   4. the source ends its paused QEMU and forgets the VM.
-// Any failure before 3 aborts the target (DELETE TARGET/1.0/vms/NAME/incoming) and leaves the
-// guest running on the source. Disks must be shared between the two (image files both see);
-// volume disks and NICs are refused for now (the copy exists in the compute library:
-// compute::mirror_disks; the target's volumes and TAPs are not made yet).
+//   1. POST TARGET/1.0/vms/NAME/incoming {"definition", "leases", "volumes"}: the target stores
+//      the definition, makes the VM's volumes (empty, same sizes and formats), takes over the
+//      guest's DHCP leases and starts QEMU with -incoming defer, listening on a unix socket in
+//      its run directory (same host); with volumes it also serves them over NBD. The answer is
+//      the migration URI (and the NBD socket);
+//   2. the source mirrors each volume disk into the target's (full copy, then every write to
+//      both) and migrates the RAM (compute::migrate: pre-copy, downtime limit 300 ms); with the
+//      guest stopped, just before the switch-over, the mirrors end in sync;
+//   3. POST TARGET/1.0/vms/NAME/incoming/complete: the target stops serving the disks, the
+//      guest runs there;
+//   4. the source ends its paused QEMU, gives the leases back, forgets the VM and removes the
+//      volumes it copied (a move, as Incus does).
+// Any failure before 3 aborts the target (DELETE TARGET/1.0/vms/NAME/incoming: its QEMU, volumes
+// and leases go) and leaves the guest running on the source. Image-file disks are shared
+// storage: both hosts must see the same file.
+//
+// NICs move with the guest: the definition sent pins the VM's UUID and each NIC's MAC, the
+// target plugs TAPs of its own into its networks of the same names (one L2 segment across the
+// hosts, such as a VXLAN network, is the user's to provide), and the guest keeps its address;
+// QEMU's self-announcement after the switch tells the switches where the MAC went.
+#include <algorithm>
+
 #include "base/log.h"
+#include "base/rollback.h"
 #include "base/strings.h"
 #include "client/client.h"
 #include "compute/migration.h"
+#include "compute/qemu_command.h"
+#include "daemon/networks.h"
+#include "daemon/vm_definition.h"
 #include "daemon/vms.h"
 
 namespace vireo::daemon {
 
 namespace {
 
+namespace fs = std::filesystem;
 constexpr const char* kCollection = "vms";
 constexpr auto kIncomingTimeout = std::chrono::seconds(60);
+constexpr auto kMirrorTimeout = std::chrono::minutes(30);
 
-Result<void> check_migratable(const Json& spec) {
-  for (const auto& d : spec.value("disks", Json::array()))
-    if (d.contains("volume"))
-      return make_error(ErrorCode::kInvalidArgument,
-                        "volume disks do not migrate yet (only image files both hosts see); "
-                        "detach {} first",
-                        d["volume"].get<std::string>());
-  if (!spec.value("nics", Json::array()).empty())
+struct NicPlace {
+  size_t index = 0;
+  std::string network, mac;
+};
+
+std::vector<NicPlace> nic_places(const store::ObjectRow& row) {
+  std::vector<NicPlace> out;
+  const Json nics = row.spec.value("nics", Json::array());
+  for (size_t i = 0; i < nics.size(); ++i)
+    out.push_back({i, nics[i]["network"], nic_mac(vm_uuid(row), nics[i], i)});
+  return out;
+}
+
+// The definition as the target must see it: the same UUID and MACs the guest has here.
+Json portable_definition(const store::ObjectRow& row) {
+  Json spec = row.spec;
+  spec["uuid"] = vm_uuid(row);
+  for (const auto& nic : nic_places(row)) spec["nics"][nic.index]["mac"] = nic.mac;
+  return spec;
+}
+
+// The dynamic DHCP leases the guest's NICs hold here.
+Result<Json> guest_leases(NetworkManager* networks, const std::vector<NicPlace>& nics) {
+  Json leases = Json::array();
+  for (const auto& nic : nics) {
+    Json lease = TRY(networks->dynamic_lease(nic.network, nic.mac));
+    if (lease.is_null()) continue;
+    lease["nic"] = nic.index;
+    leases.push_back(lease);
+  }
+  return leases;
+}
+
+// The volume disks of a definition, copied when the VM migrates.
+std::vector<IncomingVolume> volume_disks(const Json& spec) {
+  std::vector<IncomingVolume> out;
+  const Json disks = spec.value("disks", Json::array());
+  for (size_t i = 0; i < disks.size(); ++i) {
+    if (!disks[i].contains("volume")) continue;
+    auto split = split_volume(disks[i]["volume"].get<std::string>());
+    if (split) out.push_back({i, split->first, split->second});
+  }
+  return out;
+}
+
+std::vector<std::string> disk_ids(const std::vector<IncomingVolume>& volumes) {
+  std::vector<std::string> ids;
+  for (const auto& v : volumes) ids.push_back(compute::disk_id(v.disk));
+  return ids;
+}
+
+// The sizes and formats sent along: [{"disk": N, "size", "format"}], one per volume disk.
+Result<std::vector<IncomingVolume>> parse_volumes(const Json& body, const Json& spec) {
+  auto volumes = volume_disks(spec);
+  const Json sent = body.value("volumes", Json::array());
+  if (!sent.is_array() || sent.size() != volumes.size())
     return make_error(ErrorCode::kInvalidArgument,
-                      "VMs with NICs do not migrate yet; detach them (vireo vm nic rm) first");
-  return {};
+                      "'volumes' must give the size and format of each of the {} volume disks",
+                      volumes.size());
+  for (auto& v : volumes) {
+    auto it = std::find_if(sent.begin(), sent.end(), [&](const Json& j) {
+      return j.is_object() && j.value("disk", Json()) == Json(v.disk);
+    });
+    if (it == sent.end() || !(*it)["size"].is_number_unsigned() || !(*it)["format"].is_string())
+      return make_error(ErrorCode::kInvalidArgument,
+                        "'volumes' has no {{\"disk\": {}, \"size\": BYTES, \"format\"}}", v.disk);
+    v.size = (*it)["size"];
+    v.format = (*it)["format"];
+  }
+  return volumes;
+}
+
+// The leases sent along: [{"nic": N, "ip", "hostname"?}], checked on the target.
+Result<std::vector<std::pair<size_t, Json>>> parse_leases(const Json& body, size_t nic_count) {
+  std::vector<std::pair<size_t, Json>> out;
+  const Json leases = body.value("leases", Json::array());
+  if (!leases.is_array()) return make_error(ErrorCode::kInvalidArgument, "'leases' must be a list");
+  for (const auto& l : leases) {
+    if (!l.is_object() || !l.contains("nic") || !l["nic"].is_number_unsigned() ||
+        l["nic"].get<size_t>() >= nic_count || !l.contains("ip") || !l["ip"].is_string())
+      return make_error(
+          ErrorCode::kInvalidArgument,
+          "each lease must be {{\"nic\": INDEX, \"ip\": ADDRESS}} of a NIC the VM has");
+    out.emplace_back(l["nic"].get<size_t>(), l);
+  }
+  return out;
 }
 
 // The result of the operation a target request answered with.
@@ -69,29 +161,80 @@ Result<client::ConnectOptions> target_options(const Json& target) {
 
 }  // namespace
 
+// Target: the VM's definition stored, its volumes made (empty, the sizes and formats of the
+// source's), the guest's DHCP leases taken over, QEMU started waiting for the stream; with
+// volumes, QEMU also serves them over NBD for the source's mirrors. Anything failing undoes all.
 Result<Json> VmManager::receive_incoming(const std::string& name, const Json& body) {
   std::lock_guard serial(action_mutex_);
   if (!body.is_object() || !body.contains("definition"))
     return make_error(ErrorCode::kInvalidArgument, "body must be {\"definition\": VM}");
   Json spec = TRY(validate_vm(body["definition"]));
-  TRY(check_migratable(spec));
-  TRY(store_.insert_object(kCollection, name, spec, "ready"));
-  auto undo = [&] {
-    (void)stop(name, true, 0);
-    (void)store_.delete_object(kCollection, name);
-  };
-  auto started = start(name, StartMode::kIncoming);
-  auto process = started ? running(name) : nullptr;
-  const std::string uri = "unix:" + (run_dir(name) / "migration.sock").string();
-  Result<void> listening = process   ? compute::start_incoming(process->qmp(), uri)
-                           : started ? make_error(ErrorCode::kUnavailable, "QEMU exited")
-                                     : Result<void>(std::unexpected(started.error()));
-  if (!listening) {
-    undo();
-    return std::unexpected(std::move(listening.error()).with_context("receive VM " + name));
+  const Json nics = spec["nics"];
+  auto leases = TRY(parse_leases(body, nics.size()));
+  auto volumes = TRY(parse_volumes(body, spec));
+  for (const auto& nic : nics) {
+    if (!networks_) return make_error(ErrorCode::kUnavailable, "networks are not available here");
+    TRY_CTX(networks_->require(nic["network"]), "the VM's NIC needs network {} here",
+            nic["network"].get<std::string>());
   }
+  TRY(store_.insert_object(kCollection, name, spec, "ready"));
+  Rollback undo;
+  undo.add([this, name] { (void)store_.delete_object(kCollection, name); });
+  Json result = TRY_CTX(prepare_incoming(name, spec, leases, volumes, undo), "receive VM {}", name);
+  undo.commit();
   lifecycle(name, "incoming");
-  return Json{{"name", name}, {"uri", uri}};
+  return result;
+}
+
+Result<Json> VmManager::prepare_incoming(const std::string& name, const Json& spec,
+                                         const std::vector<std::pair<size_t, Json>>& leases,
+                                         const std::vector<IncomingVolume>& volumes,
+                                         Rollback& undo) {
+  for (const auto& v : volumes) {
+    Json created = TRY(storaged_call({{"op", "vol.create"},
+                                      {"pool", v.pool},
+                                      {"name", v.volume},
+                                      {"size", v.size},
+                                      {"format", v.format}}));
+    undo.add([this, v] {
+      (void)storaged_call({{"op", "vol.rm"}, {"pool", v.pool}, {"name", v.volume}});
+    });
+  }
+  const Json nics = spec["nics"];
+  const std::string uuid = vm_uuid(TRY(store_.get_object(kCollection, name)));
+  for (const auto& [n, lease] : leases) {
+    const std::string network = nics[n]["network"], mac = nic_mac(uuid, nics[n], n);
+    TRY(networks_->adopt_lease(network, mac, lease));
+    undo.add([this, network, mac] { networks_->release_address(network, mac); });
+  }
+  TRY(start(name, StartMode::kIncoming));
+  undo.add([this, name] { (void)stop(name, true, 0); });
+  auto process = running(name);
+  if (!process) return make_error(ErrorCode::kUnavailable, "QEMU exited at start");
+  const std::string uri = "unix:" + (run_dir(name) / "migration.sock").string();
+  TRY(compute::start_incoming(process->qmp(), uri));
+  Json result = {{"name", name}, {"uri", uri}};
+  if (!volumes.empty()) {
+    const std::string nbd = (run_dir(name) / "mirror.sock").string();
+    TRY(compute::serve_disks(process->qmp(), nbd, disk_ids(volumes)));
+    result["nbd"] = nbd;
+  }
+  return result;
+}
+
+// Target, once the stream is in: the mirrors' NBD server goes, the guest runs.
+Result<Json> VmManager::complete_incoming(const std::string& name) {
+  std::lock_guard serial(action_mutex_);
+  auto process = running(name);
+  if (!process) return make_error(ErrorCode::kConflict, "VM '{}' is not running", name);
+  auto row = TRY(store_.get_object(kCollection, name));
+  // The guest's state is here now: it runs even if the NBD server lingers.
+  if (fs::exists(run_dir(name) / "mirror.sock"))
+    if (auto r = compute::stop_serving_disks(process->qmp(), disk_ids(volume_disks(row.spec))); !r)
+      spdlog::warn("vm {}: stop serving the mirrored disks: {}", name, r.error().message());
+  TRY(process->resume());
+  lifecycle(name, "resumed");
+  return Json{{"name", name}};
 }
 
 Result<Json> VmManager::abort_incoming(const std::string& name) {
@@ -102,6 +245,11 @@ Result<Json> VmManager::abort_incoming(const std::string& name) {
   (void)stop(name, true, 0);
   auto row = TRY(store_.get_object(kCollection, name));
   TRY(remove(row));
+  // Its volumes were made for the migration (volume disks are always copied).
+  for (const auto& v : volume_disks(row.spec))
+    if (auto r = storaged_call({{"op", "vol.rm"}, {"pool", v.pool}, {"name", v.volume}}); !r)
+      spdlog::warn("vm {}: remove {}/{}: {}", name, v.pool, v.volume, r.error().message());
+  for (const auto& nic : nic_places(row)) networks_->release_address(nic.network, nic.mac);
   TRY(store_.delete_object(kCollection, name));
   return Json{{"name", name}};
 }
@@ -111,32 +259,70 @@ Result<Json> VmManager::migrate_to(const std::string& name, const Json& target_j
   auto process = running(name);
   if (!process) return make_error(ErrorCode::kConflict, "VM '{}' is not running", name);
   auto row = TRY(store_.get_object(kCollection, name));
-  TRY(check_migratable(row.spec));
+  if (TRY(read_devices(name)) != initial_devices(row))
+    return make_error(ErrorCode::kConflict,
+                      "VM '{}' has devices plugged or unplugged while it runs; restart it "
+                      "(vireo vm restart) so QEMU's devices are its definition's, then migrate",
+                      name);
+  const auto nics = nic_places(row);
+  auto volumes = volume_disks(row.spec);
+  Json sizes = Json::array();
+  for (auto& v : volumes) {
+    Json info = TRY(storaged_call({{"op", "vol.show"}, {"pool", v.pool}, {"name", v.volume}}));
+    sizes.push_back({{"disk", v.disk},
+                     {"size", info.value("size", 0ull)},
+                     {"format", info.value("format", "raw")}});
+  }
+  Json request = {{"definition", portable_definition(row)},
+                  {"leases", TRY(guest_leases(networks_, nics))},
+                  {"volumes", sizes}};
   auto target = TRY_CTX(client::Client::connect(TRY(target_options(target_json))), "the target");
   const std::string path = "/1.0/vms/" + name;
-  Json request = {{"definition", row.spec}};
   Json incoming = TRY(target_operation(*target, "POST", path + "/incoming", &request));
-  auto stats = compute::migrate(process->qmp(), incoming.value("uri", ""));
+  auto stats = copy_to(*process, incoming, disk_ids(volumes));
   if (!stats) {
     if (auto r = target_operation(*target, "DELETE", path + "/incoming", nullptr); !r)
       spdlog::warn("vm {}: abort on the target: {}", name, r.error().message());
     return std::unexpected(std::move(stats.error()).with_context("migrate VM " + name));
   }
-  Json resume = {{"action", "resume"}};
-  TRY_CTX(target_operation(*target, "PUT", path + "/state", &resume),
+  TRY_CTX(target_operation(*target, "POST", path + "/incoming/complete", nullptr),
           "migrated VM {} did not resume on the target", name);
-  // The guest runs there: end the paused copy here and forget the VM.
+  // The guest runs there: end the paused copy here, give its addresses back, forget the VM and
+  // the volumes it was copied from (as a move does).
   (void)stop(name, true, 0);
+  for (const auto& nic : nics) networks_->release_address(nic.network, nic.mac);
   TRY(remove(row));
   TRY(store_.delete_object(kCollection, name));
+  for (const auto& v : volumes)
+    if (auto r = storaged_call({{"op", "vol.rm"}, {"pool", v.pool}, {"name", v.volume}}); !r)
+      spdlog::warn("vm {}: remove the copied volume {}/{}: {}", name, v.pool, v.volume,
+                   r.error().message());
   Json result = {{"name", name},
                  {"total_ms", stats->total_ms},
                  {"downtime_ms", stats->downtime_ms},
-                 {"ram_transferred", stats->ram_transferred}};
+                 {"ram_transferred", stats->ram_transferred},
+                 {"disks_copied", volumes.size()}};
   spdlog::info("vm {}: migrated in {} ms, downtime {} ms", name, stats->total_ms,
                stats->downtime_ms);
   lifecycle(name, "migrated", result);
   return result;
+}
+
+// The RAM, and the volume disks through NBD mirrors into the target's QEMU: in sync before the
+// RAM migration starts, ended with the guest stopped just before the target takes over.
+Result<compute::MigrationStats> VmManager::copy_to(compute::VmProcess& process,
+                                                   const Json& incoming,
+                                                   const std::vector<std::string>& disks) {
+  compute::MigrationOptions options;
+  if (!disks.empty()) {
+    const std::string nbd = incoming.value("nbd", "");
+    if (nbd.empty()) return make_error(ErrorCode::kUnavailable, "the target serves no disks");
+    TRY(compute::mirror_disks(process.qmp(), nbd, disks, kMirrorTimeout));
+    options.before_switchover = [&] { return compute::finish_mirrors(process.qmp(), disks); };
+  }
+  auto stats = compute::migrate(process.qmp(), incoming.value("uri", ""), options);
+  if (!stats && !disks.empty()) (void)compute::finish_mirrors(process.qmp(), disks);
+  return stats;
 }
 
 void VmManager::add_migration_routes(server::Router& router) {
@@ -170,6 +356,13 @@ void VmManager::add_migration_routes(server::Router& router) {
                     Json body = TRY(req.json_body());
                     return start_op("receive", name,
                                     [this, name, body] { return receive_incoming(name, body); });
+                  });
+  router.add_sync(server::Method::kPost, "/1.0/vms/{name}/incoming/complete",
+                  [this, start_op](server::Request& req) -> Result<server::Response> {
+                    const std::string name = req.params["name"];
+                    TRY(store_.get_object(kCollection, name));
+                    return start_op("complete the migration of", name,
+                                    [this, name] { return complete_incoming(name); });
                   });
   router.add_sync(server::Method::kDelete, "/1.0/vms/{name}/incoming",
                   [this, start_op](server::Request& req) -> Result<server::Response> {

@@ -1,6 +1,7 @@
 #include "daemon/vms.h"
 
 #include <fstream>
+#include <regex>
 #include <set>
 
 #include "api/event.h"
@@ -110,9 +111,10 @@ Result<Json> validate_disk(const Json& disk, size_t index) {
   return Json{{"path", path}, {"format", format}, {"readonly", disk.value("readonly", false)}};
 }
 
-// The TAP of a VM's NIC: at most 15 characters, stable for (VM name, index).
-std::string tap_name(const std::string& vm, size_t index) {
-  return fmt::format("vt{}n{}", sha256_hex("vm:" + vm).substr(0, 8), index);
+// The TAP of a VM's NIC: at most 15 characters, stable for (state root, VM name, index). The
+// root tells apart two vireods on one host, which both have the VM while it migrates.
+std::string tap_name(const fs::path& root, const std::string& vm, size_t index) {
+  return fmt::format("vt{}n{}", sha256_hex(root.string() + "\nvm:" + vm).substr(0, 8), index);
 }
 
 Result<Json> validate_nic(const Json& nic, size_t index) {
@@ -141,8 +143,10 @@ std::string nic_mac(const std::string& uuid, const Json& nic, size_t index) {
   return compute::stable_mac(uuid, static_cast<int>(index));
 }
 
-// A stable UUID for one VM definition: the same name recreated later gets a new one.
+// A stable UUID for one VM definition: the same name recreated later gets a new one. A
+// definition may carry its own (a migrated VM keeps the one it had).
 std::string vm_uuid(const store::ObjectRow& row) {
+  if (row.spec.contains("uuid") && row.spec["uuid"].is_string()) return row.spec["uuid"];
   std::string h = sha256_hex("vm:" + row.name + "@" + row.created_at);
   h[12] = '4';
   return fmt::format("{}-{}-{}-{}-{}", h.substr(0, 8), h.substr(8, 4), h.substr(12, 4),
@@ -177,21 +181,32 @@ Result<void> validate_cpu(const Json& spec, int64_t vcpus, Json& out) {
   return {};
 }
 
+Result<std::string> validate_uuid(const Json& uuid) {
+  static const std::regex kUuid("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}");
+  if (!uuid.is_string() || !std::regex_match(uuid.get<std::string>(), kUuid))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "field 'uuid' must be a lower-case UUID such as "
+                      "123e4567-e89b-42d3-a456-426614174000");
+  return uuid.get<std::string>();
+}
+
 }  // namespace
 
 Result<Json> validate_vm(const Json& spec) {
-  static const std::set<std::string> kKnown = {
-      "vcpus", "memory",    "machine",     "kernel",     "initrd",   "cmdline",   "disks",
-      "nics",  "autostart", "description", "cloud_init", "firmware", "cpu_model", "cpu_pinning"};
+  static const std::set<std::string> kKnown = {"vcpus",     "memory",      "machine",    "kernel",
+                                               "initrd",    "cmdline",     "disks",      "nics",
+                                               "autostart", "description", "cloud_init", "firmware",
+                                               "cpu_model", "cpu_pinning", "uuid"};
   for (const auto& [key, value] : spec.items())
     if (!kKnown.contains(key))
       return make_error(ErrorCode::kInvalidArgument,
                         "unknown field '{}' (a VM has vcpus, memory, machine, kernel, initrd, "
                         "cmdline, disks, nics, autostart, description, cloud_init, firmware, "
-                        "cpu_model, cpu_pinning)",
+                        "cpu_model, cpu_pinning, uuid)",
                         key);
   Json out;
   out["description"] = TRY(string_field(spec, "description"));
+  if (spec.contains("uuid")) out["uuid"] = TRY(validate_uuid(spec["uuid"]));
   int64_t vcpus = 1;
   if (spec.contains("vcpus")) {
     if (!spec["vcpus"].is_number_integer())
@@ -320,7 +335,7 @@ Result<compute::VmSpec> VmManager::vm_spec(const store::ObjectRow& row) {
   for (const auto& d : s.value("disks", Json::array())) spec.disks.push_back(TRY(disk_spec(d)));
   const Json nics = s.value("nics", Json::array());
   for (size_t i = 0; i < nics.size(); ++i)
-    spec.nics.push_back({tap_name(row.name, i), nic_mac(spec.uuid, nics[i], i)});
+    spec.nics.push_back({tap_name(root_, row.name, i), nic_mac(spec.uuid, nics[i], i)});
   TRY(compute::validate_spec(spec));
   return spec;
 }
@@ -481,7 +496,7 @@ Result<void> VmManager::plug_nics(const store::ObjectRow& row) {
   unplug_nics(row);  // what a VM that stopped on its own left plugged
   Rollback undo;
   for (size_t i = 0; i < nics.size(); ++i) {
-    const std::string tap = tap_name(row.name, i);
+    const std::string tap = tap_name(root_, row.name, i);
     TRY_CTX(compute::create_tap(tap), "NIC {}", i);
     undo.add([tap] { compute::delete_tap(tap); });
     TRY_CTX(networks_->attach_interface(nics[i]["network"], tap), "NIC {} on network {}", i,
@@ -496,7 +511,7 @@ void VmManager::unplug_nics(const store::ObjectRow& row) {
   // The definition's TAPs and those hot-plugged into the QEMU that ran last.
   std::set<std::string> taps;
   const Json nics = row.spec.value("nics", Json::array());
-  for (size_t i = 0; i < nics.size(); ++i) taps.insert(tap_name(row.name, i));
+  for (size_t i = 0; i < nics.size(); ++i) taps.insert(tap_name(root_, row.name, i));
   if (auto devices = read_devices(row.name))
     for (const auto& [id, device] : devices->items())
       if (device.contains("tap") && device["tap"].is_string()) taps.insert(device["tap"]);
@@ -579,7 +594,7 @@ Json VmManager::nic_stats(const store::ObjectRow& row) {
   const Json devices = read_devices(row.name).value_or(Json::object());
   for (size_t i = 0; i < nics.size(); ++i) {
     // A hot-plugged NIC's TAP and device id are in devices.json, found by its MAC.
-    std::string id = compute::nic_id(i), tap = tap_name(row.name, i);
+    std::string id = compute::nic_id(i), tap = tap_name(root_, row.name, i);
     const std::string key = nic_key(nic_mac(vm_uuid(row), nics[i], i));
     for (const auto& [dev, d] : devices.items())
       if (d.value("key", "") == key) id = dev, tap = d.value("tap", tap);

@@ -14,6 +14,8 @@
 #include <mutex>
 #include <string>
 
+#include "base/rollback.h"
+#include "compute/migration.h"
 #include "compute/vm_process.h"
 #include "daemon/networks.h"
 #include "daemon/storage.h"
@@ -24,6 +26,14 @@
 #include "store/store.h"
 
 namespace vireo::daemon {
+
+// A volume disk of a migrating VM: its place, POOL/VOL, and (once known) size and format.
+struct IncomingVolume {
+  size_t disk = 0;
+  std::string pool, volume;
+  uint64_t size = 0;
+  std::string format = "raw";
+};
 
 // Checks and normalizes a VM spec (exposed for unit tests).
 [[nodiscard]] Result<Json> validate_vm(const Json& spec);
@@ -53,6 +63,14 @@ class VmManager {
   [[nodiscard]] Result<Json> migrate_to(const std::string& name, const Json& target);
   [[nodiscard]] Result<Json> receive_incoming(const std::string& name, const Json& body);
   [[nodiscard]] Result<Json> abort_incoming(const std::string& name);
+  [[nodiscard]] Result<Json> complete_incoming(const std::string& name);
+  [[nodiscard]] Result<Json> prepare_incoming(const std::string& name, const Json& spec,
+                                              const std::vector<std::pair<size_t, Json>>& leases,
+                                              const std::vector<IncomingVolume>& volumes,
+                                              Rollback& undo);
+  [[nodiscard]] Result<compute::MigrationStats> copy_to(compute::VmProcess& process,
+                                                        const Json& incoming,
+                                                        const std::vector<std::string>& disks);
   // Resolves volumes to their NBD URIs (so it asks vireo-storaged).
   [[nodiscard]] Result<compute::VmSpec> vm_spec(const store::ObjectRow& row);
   [[nodiscard]] Result<compute::DiskSpec> disk_spec(const Json& disk);

@@ -159,10 +159,12 @@ Json to_json(const PortSpec& s) {
   return j;
 }
 
-Controller::Controller(Datapath& datapath, std::filesystem::path state_dir, PortWatcher watcher)
+Controller::Controller(Datapath& datapath, std::filesystem::path state_dir, PortWatcher watcher,
+                       uint32_t vxlan_local)
     : datapath_(datapath),
       state_dir_(std::move(state_dir)),
       watcher_(std::move(watcher)),
+      vxlan_local_(vxlan_local),
       firewall_(std::make_unique<Firewall>()),
       dhcp_(std::make_unique<DhcpServer>()),
       dns_(std::make_unique<DnsResponder>(dhcp_.get())),
@@ -472,9 +474,17 @@ Result<Json> Controller::dhcp(const std::string& op, const Json& r) {
   if (!dhcp_->enabled(n->id))
     return make_error(ErrorCode::kConflict, "network {} does not serve DHCP", n->spec.name);
   if (op == "dhcp.leases") return Json{{"leases", dhcp_->leases_json(n->id)}};
-  if (op != "dhcp.reserve" && op != "dhcp.unreserve")
+  if (op != "dhcp.reserve" && op != "dhcp.unreserve" && op != "dhcp.lease.add")
     return make_error(ErrorCode::kInvalidArgument, "unknown op '{}'", op);
   MacKey mac = TRY(parse_mac_key(TRY(get_string(r, "mac"))));
+  if (op == "dhcp.lease.add") {
+    uint32_t ip = TRY(parse_ipv4(TRY(get_string(r, "ip"))));
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);  // the router's clock, which ages leases
+    TRY(dhcp_->adopt_lease(n->id, mac, ip, TRY(get_string(r, "hostname", false)),
+                           static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + ts.tv_nsec));
+    return Json{{"ip", format_ipv4(ip)}};
+  }
   if (op == "dhcp.unreserve") {
     if (!dhcp_->unreserve(n->id, mac)) return Json::object();
     TRY(save());
@@ -558,7 +568,8 @@ VxlanPort* Controller::vxlan_port() const {
 
 Result<void> Controller::attach_vxlan(const Network& n) {
   if (vxlan_port_ == kNoPort) {
-    std::unique_ptr<VxlanPort> port = TRY_CTX(VxlanPort::create(), "VXLAN endpoint");
+    std::unique_ptr<VxlanPort> port =
+        TRY_CTX(VxlanPort::create(kVxlanPort, vxlan_local_), "VXLAN endpoint");
     int fd = port->fd();
     PortConfig c;
     c.mode = VlanMode::kOverlay;

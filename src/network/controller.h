@@ -56,8 +56,10 @@ class Controller {
   // Called when a device port appears (add) or goes (remove), so the poll loop watches its fd.
   using PortWatcher = std::function<void(PortId id, int fd, bool add)>;
 
-  // state_dir empty: nothing is persisted.
-  Controller(Datapath& datapath, std::filesystem::path state_dir, PortWatcher watcher);
+  // state_dir empty: nothing is persisted. vxlan_local: the address VXLAN is sent from and
+  // received on (0: any), this host's VTEP address.
+  Controller(Datapath& datapath, std::filesystem::path state_dir, PortWatcher watcher,
+             uint32_t vxlan_local = 0);
   ~Controller();
 
   // Answers one request: {"op": "...", ...} → {"ok": true, ...} or {"ok": false, "error": ...}.
@@ -109,6 +111,7 @@ class Controller {
   Datapath& datapath_;
   std::filesystem::path state_dir_;
   PortWatcher watcher_;
+  uint32_t vxlan_local_ = 0;
   std::unique_ptr<Firewall> firewall_;
   std::unique_ptr<DhcpServer> dhcp_;
   std::unique_ptr<DnsResponder> dns_;

@@ -231,6 +231,33 @@ TEST_F(DatapathTest, DhcpOffersThenAcksAnAddress) {
   EXPECT_TRUE(dhcp_.reserve(4096, mac_key(mac(11).b), ip4(10, 1, 0, 50)));
 }
 
+// A migrated guest brings its address: the adopted lease makes its renewal an ACK (without it,
+// a NAK), and the address is not offered to anybody else.
+TEST_F(DatapathTest, AdoptedLeaseIsRenewedAndNotGivenAway) {
+  dhcp_.enable(4096, Cidr{ip4(10, 1, 0, 0), 24}, kGw1);
+  const uint32_t brought = ip4(10, 1, 0, 2);
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);  // the clock the router ages leases by
+  const uint64_t now = uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
+  ParsedFrame p;
+  auto last_type = [&] {
+    const Bytes& f = port1_->sent.back();
+    EXPECT_EQ(parse_frame(f.data(), uint32_t(f.size()), p), DropReason::kNone);
+    return p.dhcp_type;
+  };
+  receive(port1_, id1_, dhcp_request(mac(9), 3, brought));
+  EXPECT_EQ(last_type(), 6) << "a lease this server never gave: NAK";
+  ASSERT_TRUE(dhcp_.adopt_lease(4096, mac_key(mac(9).b), brought, "m1", now));
+  receive(port1_, id1_, dhcp_request(mac(9), 3, brought));
+  EXPECT_EQ(last_type(), 5);
+  receive(port1_, id1_, dhcp_request(mac(10), 1));
+  EXPECT_EQ(last_type(), 2);
+  EXPECT_NE(load_be32(port1_->sent.back().data() + p.payload + 16), brought);
+  EXPECT_FALSE(dhcp_.adopt_lease(4096, mac_key(mac(11).b), brought, "", now)) << "held by mac 9";
+  EXPECT_FALSE(dhcp_.adopt_lease(4096, mac_key(mac(11).b), kGw1, "", now));
+  EXPECT_FALSE(dhcp_.adopt_lease(4096, mac_key(mac(11).b), ip4(10, 2, 0, 5), "", now));
+}
+
 // The router with NAT: lan (10.1.0.0/24) is masqueraded behind wan's gateway 10.2.0.1.
 class NatDatapathTest : public DatapathTest {
  protected:

@@ -92,6 +92,24 @@ Result<void> DhcpServer::reserve(uint16_t network, MacKey mac, uint32_t ip,
   return {};
 }
 
+Result<void> DhcpServer::adopt_lease(uint16_t network, MacKey mac, uint32_t ip,
+                                     const std::string& hostname, uint64_t now_ns) {
+  auto it = pools_.find(network);
+  if (it == pools_.end()) return make_error(ErrorCode::kConflict, "DHCP is off in this network");
+  Pool& p = it->second;
+  if (auto held = p.leases.find(mac); held != p.leases.end() && held->second.expires_ns == 0)
+    return {};
+  uint32_t broadcast = p.subnet.addr | ~p.subnet.mask();
+  if (!p.subnet.contains(ip) || ip == p.gateway || ip == p.subnet.addr || ip == broadcast)
+    return make_error(ErrorCode::kInvalidArgument, "{} is not a host address of {}",
+                      format_ipv4(ip), format_cidr(p.subnet));
+  for (const auto& [m, lease] : p.leases)
+    if (lease.ip == ip && m != mac && (lease.expires_ns == 0 || lease.expires_ns >= now_ns))
+      return make_error(ErrorCode::kConflict, "{} is leased to {}", format_ipv4(ip), format_mac(m));
+  p.leases[mac] = DhcpLease{ip, now_ns + kLeaseSeconds * kSec, hostname};
+  return {};
+}
+
 std::vector<std::pair<MacKey, DhcpLease>> DhcpServer::reservations(uint16_t network) const {
   std::vector<std::pair<MacKey, DhcpLease>> out;
   if (auto it = pools_.find(network); it != pools_.end())

@@ -39,6 +39,11 @@ class DhcpServer {
   // out. kConflict when the subnet is full.
   [[nodiscard]] Result<uint32_t> reserve_free(uint16_t network, MacKey mac,
                                               const std::string& name = "");
+  // A dynamic lease of ip for mac from now on, as if this server had granted it: for an instance
+  // that brings its address along (a migrated VM), so its renewals are acknowledged. kConflict
+  // when another MAC holds ip; a reservation of mac is left as it is.
+  [[nodiscard]] Result<void> adopt_lease(uint16_t network, MacKey mac, uint32_t ip,
+                                         const std::string& hostname, uint64_t now_ns);
   // Drops mac's reservation or lease; false when it had none.
   bool unreserve(uint16_t network, MacKey mac);
   Json leases_json(uint16_t network) const;

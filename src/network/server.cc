@@ -51,7 +51,7 @@ Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
   Server* raw = s.get();
   s->controller_ = std::make_unique<Controller>(
       s->datapath_, options.state_dir,
-      [raw](PortId id, int fd, bool add) { raw->on_port(id, fd, add); });
+      [raw](PortId id, int fd, bool add) { raw->on_port(id, fd, add); }, options.vxlan_local);
   TRY_CTX(s->controller_->restore(), "restore configuration");
   s->listener_ = TRY_CTX(listen_unix_socket(options.control_socket), "control socket");
   TRY(s->watch(s->listener_.get(), make_tag(Tag::kListener, 0), EPOLLIN));

@@ -21,6 +21,7 @@ namespace vireo::net {
 struct ServerOptions {
   std::filesystem::path control_socket;
   std::filesystem::path state_dir;  // empty: configuration is not persisted
+  uint32_t vxlan_local = 0;         // this host's VTEP address (0: any)
 };
 
 class Server {

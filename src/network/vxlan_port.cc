@@ -54,6 +54,10 @@ Result<std::unique_ptr<VxlanPort>> VxlanPort::create(uint16_t udp_port, uint32_t
   // Raw UDP: we write the UDP header ourselves, so the source port can carry flow entropy.
   Fd tx(::socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP));
   if (!tx) return errno_error("socket(SOCK_RAW, UDP)");
+  // Sent from the bound address too: a remote learns inner MACs at the address it sees.
+  addr.sin_port = 0;
+  if (local && ::bind(tx.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0)
+    return errno_error(fmt::format("bind VXLAN source address {}", format_ipv4(local)));
   // A raw UDP socket also receives a copy of every UDP datagram: filter them all out.
   sock_filter drop_all{BPF_RET | BPF_K, 0, 0, 0};
   sock_fprog prog{1, &drop_all};

@@ -200,7 +200,10 @@ TEST_F(MigrationTest, DisksAreCopiedWhileTheGuestRuns) {
       "echo written-during-copy > /mnt/vda/marker && sync && echo marker-$((40+2))\n"));
   ASSERT_TRUE(source->console()->wait_for("marker-42", 30s)) << source->console()->recent();
   MigrationOptions options;
-  options.before_switchover = [&] { return finish_mirrors(source->qmp(), *dest->qmp, {"disk0"}); };
+  options.before_switchover = [&]() -> Result<void> {
+    TRY(finish_mirrors(source->qmp(), {"disk0"}));
+    return stop_serving_disks(*dest->qmp, {"disk0"});
+  };
   auto stats = migrate(source->qmp(), uri(), options);
   ASSERT_TRUE(stats) << stats.error().message();
   std::printf("migration with disk copy: total %llu ms, downtime %llu ms\n",

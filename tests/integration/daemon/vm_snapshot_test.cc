@@ -12,6 +12,7 @@
 #include "cli_expect.h"
 #include "daemon_process.h"
 #include "guest.h"
+#include "guest_shell.h"
 #include "pty_cli.h"
 
 namespace vireo::testing {
@@ -19,78 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-size_t count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
-std::string console_log(const DaemonProcess& d, const std::string& vm) {
-  return d.cli({"vm", "console", vm, "--log"}).out;
-}
-
-// The console log has no event to wait on; poll it, bounded: true once the guest has printed
-// its READY marker n times (the log spans the VM's boots).
-bool booted(const DaemonProcess& d, const std::string& vm, size_t n) {
-  const auto deadline = std::chrono::steady_clock::now() + 120s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (count(console_log(d, vm), "VIREO-GUEST-READY") >= n) return true;
-    std::this_thread::sleep_for(200ms);
-  }
-  return false;
-}
-
-std::string status_of(const DaemonProcess& d, const std::string& vm) {
-  return cli_json(d, {"vm", "show", vm}).value("state", Json::object()).value("status", "?");
-}
-
-// The guest's shell on the serial console. Each command ends by echoing a token computed by the
-// shell (tag-$((n+1))), so the echo of the typed line never matches what is awaited.
-class GuestShell {
- public:
-  GuestShell(const DaemonProcess& d, const std::string& vm) : pty_(d, {"vm", "console", vm}) {}
-  bool ready() { return pty_.started() && pty_.expect("VIREO-GUEST-READY"); }
-  // Attached, for a QEMU whose console has printed nothing yet (a restored one).
-  bool attached() { return pty_.started() && pty_.expect("Connected to the console"); }
-  // Runs cmd; true once the shell printed the token after it.
-  bool run(const std::string& cmd) {
-    const int n = ++seq_;
-    pty_.type(fmt::format("{}; echo \"DONE$(({}+1000))\"\r", cmd, n));
-    return pty_.expect(fmt::format("DONE{}", n + 1000), 60s);
-  }
-  // True when the shell expands expr (in double quotes) to value.
-  bool echoes(const std::string& expr, const std::string& value) {
-    const int n = ++seq_;
-    pty_.type(fmt::format("echo \"E$(({}+3000)):{}\"\r", n, expr));
-    return pty_.expect(fmt::format("E{}:{}", n + 3000, value), 60s);
-  }
-  // The first bytes of a guest block device, as "R<n>:<text>".
-  bool shows(const std::string& dev, const std::string& text) {
-    const int n = ++seq_;
-    pty_.type(fmt::format("echo \"R$(({}+2000)):$(head -c {} {})\"\r", n, text.size(), dev));
-    return pty_.expect(fmt::format("R{}:{}", n + 2000, text), 60s);
-  }
-  std::string output() const { return pty_.output(); }
-
- private:
-  PtyCli pty_;
-  // Tokens never repeat in this process: a new console's backlog holds the earlier ones.
-  static inline int seq_ = 0;
-};
-
-// Stops the VM when the test ends, also after a failed assertion: QEMU runs in its own session
-// and would outlive the test's daemon.
-struct StopAtEnd {
-  const DaemonProcess& d;
-  std::string vm;
-  ~StopAtEnd() { (void)d.cli({"vm", "stop", vm, "--force"}); }
-};
-
-// Writes text at the start of a guest block device and makes it durable.
-std::string write_marker(const std::string& dev, const std::string& text) {
-  return fmt::format("echo {} | dd of={} conv=fsync 2>/dev/null", text, dev);
-}
 
 std::vector<std::string> volume_names(const DaemonProcess& d, const std::string& pool) {
   std::vector<std::string> out;
@@ -249,7 +178,7 @@ TEST(VmSnapshotTest, MemorySnapshotResumesTheGuestWhereItWas) {
     EXPECT_TRUE(sh.echoes("$X", "before-42")) << sh.output();
     EXPECT_TRUE(sh.shows("/dev/vda", "mem-one")) << sh.output();
   }
-  EXPECT_EQ(count(console_log(d, "m1"), "VIREO-GUEST-READY"), 1u) << "the guest booted again";
+  EXPECT_EQ(occurrences(console_log(d, "m1"), "VIREO-GUEST-READY"), 1u) << "the guest booted again";
   // The definition changed: the saved state no longer fits.
   ASSERT_EQ(d.cli({"vm", "stop", "m1", "--force"}).exit_code, 0);
   ASSERT_EQ(d.cli({"vol", "create", "default/m2", "--size", "8M"}).exit_code, 0);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <regex>
 #include <thread>
 
 #include "base/file.h"
@@ -12,6 +13,8 @@
 #include "cli_expect.h"
 #include "daemon_process.h"
 #include "guest.h"
+#include "guest_shell.h"
+#include "netd_fixture.h"
 #include "pty_cli.h"
 
 namespace vireo::testing {
@@ -23,10 +26,6 @@ using namespace std::chrono_literals;
 Json vm_json(const DaemonProcess& d, const std::string& name) {
   auto r = d.cli({"--format", "json", "vm", "show", name});
   return r.exit_code == 0 ? parse_json(r.out).value_or(Json()) : Json();
-}
-
-std::string status_of(const DaemonProcess& d, const std::string& name) {
-  return vm_json(d, name).value("state", Json::object()).value("status", "?");
 }
 
 // A zombie (exited, not yet reaped by init after the daemon that started it died) is not alive.
@@ -369,6 +368,108 @@ TEST(VmDaemonTest, LiveMigrationToAnotherVireod) {
   EXPECT_EQ(target.cli({"vm", "rm", "m1"}).exit_code, 0);
 }
 
+// A VM with a NIC migrates between two vireods whose networks of one name are one L2 segment
+// (a VXLAN network between their two vireo-netds, each with its own VTEP address on loopback):
+// the guest keeps its address, and a namespace on the source's network pinging it every 20 ms
+// all along keeps getting answers once it runs on the target. The VM's TAPs on the two hosts
+// have different names (both exist while it migrates).
+TEST(VmDaemonTest, MigrationWithANicKeepsTheAddressAndPingsAnswer) {
+  net::testing::Lab lab;
+  DaemonProcess source, target;
+  ASSERT_TRUE(source.start({"--vxlan-local", "127.0.0.41"}));
+  ASSERT_TRUE(target.start({"--vxlan-local", "127.0.0.42"}));
+  const std::string net = lab.prefix() + "mig";
+  auto r = source.cli({"net", "create", net, "--subnet", "10.78.0.0/24", "--gateway", "10.78.0.1",
+                       "--dhcp", "--vxlan", "7801", "--remote", "127.0.0.42"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = target.cli({"net", "create", net, "--subnet", "10.78.0.0/24", "--vxlan", "7801", "--remote",
+                  "127.0.0.41"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string ns = lab.add_namespace("p");
+  r = source.cli({"net", "port", "add", net, "--iface", lab.add_host(ns, "10.78.0.200/24", "hp")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  r = source.cli({"vm", "create", "n1", "--kernel", guest().kernel, "--initrd", guest().initrd,
+                  "--cmdline", "console=ttyS0 quiet", "--nic", net, "--start"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(console_shows(source, "n1", "VIREO-GUEST-READY"));
+  std::smatch m;
+  const std::string log = source.cli({"vm", "console", "n1", "--log"}).out;
+  ASSERT_TRUE(std::regex_search(log, m, std::regex("eth0 (10\\.78\\.0\\.[0-9]+)/24"))) << log;
+  const std::string ip = m[1];
+  ASSERT_TRUE(lab.ping_until(ns, ip, 30s));
+
+  ProcessResult pings;
+  std::thread pinger([&] {
+    pings = lab.in(ns, {"ping", "-n", "-i", "0.02", "-c", "300", ip}, 30000);
+  });
+  auto moved = source.cli({"--format", "json", "vm", "migrate", "n1", "--to", target.socket()});
+  pinger.join();
+  ASSERT_EQ(moved.exit_code, 0) << moved.err;
+  ASSERT_TRUE(std::regex_search(pings.out, m,
+                                std::regex("([0-9]+) packets transmitted, ([0-9]+) received")))
+      << pings.out << pings.err;
+  const int sent = std::stoi(m[1]), answered = std::stoi(m[2]);
+  Json stats = parse_json(moved.out).value_or(Json());
+  std::printf(
+      "migration with a NIC: downtime %s ms (QEMU); ping every 20 ms: %d sent, %d "
+      "answered (~%d ms without answers)\n",
+      stats.value("downtime_ms", Json()).dump().c_str(), sent, answered, (sent - answered) * 20);
+  EXPECT_EQ(sent, 300);
+  EXPECT_GE(answered, sent - 100) << "over 2 s without answers: " << pings.out;
+  EXPECT_EQ(status_of(target, "n1"), "running");
+  EXPECT_TRUE(lab.ping_until(ns, ip, 10s)) << "the guest answers from the target";
+  PtyCli console(target, {"vm", "console", "n1"});
+  ASSERT_TRUE(console.started());
+  console.type("ip -4 -o addr show dev eth0\r");
+  EXPECT_TRUE(console.expect(ip + "/24")) << console.output();
+  console.type("\x1d");
+  EXPECT_EQ(console.wait(), 0);
+  EXPECT_EQ(target.cli({"vm", "stop", "n1", "--force"}).exit_code, 0);
+  EXPECT_EQ(target.cli({"vm", "rm", "n1"}).exit_code, 0);
+}
+
+// A VM on a volume migrates with its disk copied while it runs (NBD mirror into a volume the
+// target makes): what the guest wrote before is read back from the target's disk, the source's
+// volume is gone (a move). A target that already has a volume of that name refuses, and the
+// guest runs on at the source with nothing left on the target.
+TEST(VmDaemonTest, MigrationCopiesVolumeDisks) {
+  DaemonProcess source, target;
+  ASSERT_TRUE(source.start());
+  ASSERT_TRUE(target.start());
+  ASSERT_EQ(source.cli({"vol", "create", "default/md", "--size", "16M"}).exit_code, 0);
+  auto r = source.cli({"vm", "create", "v1", "--kernel", guest().kernel, "--initrd", guest().initrd,
+                       "--cmdline", "console=ttyS0 quiet", "--disk", "default/md", "--start"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  StopAtEnd stop_source{source, "v1"};
+  {
+    GuestShell sh(source, "v1");
+    ASSERT_TRUE(sh.ready()) << sh.output();
+    ASSERT_TRUE(sh.run(write_marker("/dev/vda", "moved-disk"))) << sh.output();
+  }
+  ASSERT_EQ(target.cli({"vol", "create", "default/md", "--size", "1M"}).exit_code, 0);
+  expect_refused(source, {"vm", "migrate", "v1", "--to", target.socket()}, "md");
+  EXPECT_EQ(status_of(source, "v1"), "running");
+  EXPECT_EQ(target.cli({"vm", "show", "v1"}).exit_code, 1) << "nothing left on the target";
+  ASSERT_EQ(target.cli({"vol", "rm", "default/md"}).exit_code, 0);
+
+  auto moved = source.cli({"--format", "json", "vm", "migrate", "v1", "--to", target.socket()});
+  ASSERT_EQ(moved.exit_code, 0) << moved.err;
+  StopAtEnd stop_target{target, "v1"};
+  Json stats = parse_json(moved.out).value_or(Json());
+  std::printf("migration with a 16 MiB volume copied: total %s ms, downtime %s ms\n",
+              stats.value("total_ms", Json()).dump().c_str(),
+              stats.value("downtime_ms", Json()).dump().c_str());
+  EXPECT_EQ(stats.value("disks_copied", 0), 1) << moved.out;
+  EXPECT_EQ(status_of(target, "v1"), "running");
+  EXPECT_EQ(source.cli({"vol", "show", "default/md"}).exit_code, 1) << "the source's copy went";
+  EXPECT_EQ(cli_json(target, {"vol", "show", "default/md"}).value("size", 0ull), 16ull << 20);
+  GuestShell sh(target, "v1");
+  ASSERT_TRUE(sh.attached()) << sh.output();
+  ASSERT_TRUE(sh.run("echo 3 > /proc/sys/vm/drop_caches")) << sh.output();
+  EXPECT_TRUE(sh.shows("/dev/vda", "moved-disk")) << sh.output();
+}
+
 // `vm edit` through $EDITOR (here a sed script): a valid change is saved, an invalid one is
 // refused and changes nothing.
 TEST(VmDaemonTest, EditSavesValidChangesOnly) {
@@ -390,6 +491,25 @@ TEST(VmDaemonTest, EditSavesValidChangesOnly) {
   EXPECT_EQ(vm_json(d, "e1").value("vcpus", 0), 2);
   EXPECT_EQ(edit(2, 0), 1);
   EXPECT_EQ(vm_json(d, "e1").value("vcpus", 0), 2);
+}
+
+// vm rm --volumes takes the VM's volume disks with it; without, they stay.
+TEST(VmDaemonTest, RmWithVolumesDeletesTheVolumeDisks) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start());
+  for (const char* v : {"default/r1", "default/r2"})
+    ASSERT_EQ(d.cli({"vol", "create", v, "--size", "4M"}).exit_code, 0);
+  ASSERT_EQ(
+      d.cli({"vm", "create", "k1", "--kernel", guest().kernel, "--disk", "default/r1"}).exit_code,
+      0);
+  ASSERT_EQ(
+      d.cli({"vm", "create", "k2", "--kernel", guest().kernel, "--disk", "default/r2"}).exit_code,
+      0);
+  auto r = d.cli({"vm", "rm", "k1", "--volumes"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(d.cli({"vol", "show", "default/r1"}).exit_code, 1);
+  EXPECT_EQ(d.cli({"vm", "rm", "k2"}).exit_code, 0);
+  EXPECT_EQ(d.cli({"vol", "show", "default/r2"}).exit_code, 0);
 }
 
 TEST(VmDaemonTest, BadDefinitionsAreRefusedAndLeaveNothing) {
