@@ -170,16 +170,20 @@ Result<void> show_stats(Context& ctx, const std::string& name) {
 // host) or HOST:PORT of a remote one (with --to-token and --to-ca).
 void add_migrate_command(CLI::App* noun, Context& ctx, VmFlags& f) {
   static std::string to, token, ca;
-  auto* cmd = noun->add_subcommand("migrate", "Move a running VM to another vireod, live");
+  static uint64_t bandwidth = 0;
+  auto* cmd = noun->add_subcommand(
+      "migrate", "Move a running VM to another vireod, live (vireo operation cancel stops it)");
   cmd->add_option("name", f.name)->required();
   cmd->add_option("--to", to, "The target vireod: its socket path, or HOST:PORT")->required();
   cmd->add_option("--to-token", token, "Bearer token for a remote target");
   cmd->add_option("--to-ca", ca, "Certificate to verify a remote target with");
+  cmd->add_option("--bandwidth", bandwidth, "Cap the memory stream at this many MiB/s");
   cmd->callback([&ctx, &f] {
     ctx.outcome = [&]() -> Result<void> {
       Json target = to.starts_with('/') ? Json{{"socket", to}}
                                         : Json{{"remote", to}, {"token", token}, {"ca", ca}};
       Json body = {{"target", target}};
+      if (bandwidth) body["bandwidth"] = bandwidth;
       Json r = TRY(run_operation(ctx, "POST", "/1.0/vms/" + f.name + "/migrate", &body));
       print(ctx.format(), r,
             {{"migrated:", f.name + " → " + to},

@@ -63,6 +63,10 @@ Result<MigrationStats> migrate(QmpClient& source, const std::string& uri,
     if (finished(stats.status))
       return make_error(ErrorCode::kUnavailable, "migration {}{}; the VM runs on the source",
                         stats.status, stats.error.empty() ? "" : ": " + stats.error);
+    if (options.stop.stop_requested()) {
+      (void)cancel_migration(source);
+      return make_error(ErrorCode::kCancelled, "migration cancelled; the VM runs on the source");
+    }
     if (Clock::now() > deadline) {
       (void)cancel_migration(source);
       return make_error(ErrorCode::kTimeout,
@@ -125,7 +129,7 @@ void cancel_mirrors(QmpClient& source, const std::vector<std::string>& disk_ids)
 
 Result<void> mirror_disks(QmpClient& source, const std::string& nbd_socket,
                           const std::vector<std::string>& disk_ids,
-                          std::chrono::milliseconds timeout) {
+                          std::chrono::milliseconds timeout, std::stop_token stop) {
   for (const auto& id : disk_ids) {
     auto added =
         source.execute("blockdev-add", {{"driver", "nbd"},
@@ -148,6 +152,10 @@ Result<void> mirror_disks(QmpClient& source, const std::string& nbd_socket,
   for (;;) {
     auto waiting = mirrors_not_ready(source, disk_ids);
     if (waiting && *waiting == 0) return {};
+    if (stop.stop_requested()) {
+      cancel_mirrors(source, disk_ids);
+      return make_error(ErrorCode::kCancelled, "the disk copy was cancelled");
+    }
     if (!waiting || Clock::now() > deadline) {
       cancel_mirrors(source, disk_ids);
       if (!waiting) return std::unexpected(waiting.error());

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,8 @@ struct MigrationOptions {
   // Runs with the guest stopped on the source, before the destination takes over (QEMU's
   // pause-before-switchover): where mirrored disks are brought to their last write.
   std::function<Result<void>()> before_switchover;
+  // Requested: the migration is cancelled (kCancelled), the guest keeps running on the source.
+  std::stop_token stop;
 };
 
 struct MigrationStats {
@@ -62,7 +65,8 @@ MigrationStats parse_query_migrate(const Json& reply);
 // mirrors are cancelled and nothing changed for the guest.
 [[nodiscard]] Result<void> mirror_disks(QmpClient& source, const std::string& nbd_socket,
                                         const std::vector<std::string>& disk_ids,
-                                        std::chrono::milliseconds timeout);
+                                        std::chrono::milliseconds timeout,
+                                        std::stop_token stop = {});
 // With the guest stopped on the source (before_switchover): ends the mirrors without pivoting —
 // each first copies what is left, so both sides hold the same data. Also how mirrors are ended
 // when the migration fails (the source keeps its disks).

@@ -113,6 +113,18 @@ Result<std::vector<IncomingVolume>> parse_volumes(const Json& body, const Json& 
   return volumes;
 }
 
+// The request's tuning: "bandwidth" (MiB/s, 1..65536) caps the RAM stream.
+Result<compute::MigrationOptions> migration_options(const Json& body) {
+  compute::MigrationOptions options;
+  if (!body.contains("bandwidth")) return options;
+  const Json& mib = body["bandwidth"];
+  if (!mib.is_number_unsigned() || mib.get<uint64_t>() < 1 || mib.get<uint64_t>() > 65536)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "field 'bandwidth' must be MiB/s between 1 and 65536");
+  options.max_bandwidth = mib.get<uint64_t>() << 20;
+  return options;
+}
+
 // The leases sent along: [{"nic": N, "ip", "hostname"?}], checked on the target.
 Result<std::vector<std::pair<size_t, Json>>> parse_leases(const Json& body, size_t nic_count) {
   std::vector<std::pair<size_t, Json>> out;
@@ -239,8 +251,10 @@ Result<Json> VmManager::complete_incoming(const std::string& name) {
 
 Result<Json> VmManager::abort_incoming(const std::string& name) {
   std::lock_guard serial(action_mutex_);
+  // A QEMU that no longer answers (an incoming stream that broke off ends it) is aborted too.
   auto process = running(name);
-  if (process && TRY(process->status()) != "inmigrate")
+  if (auto status = process ? process->status() : Result<std::string>("gone");
+      status && *status != "inmigrate" && *status != "gone")
     return make_error(ErrorCode::kConflict, "VM '{}' is not waiting for a migration", name);
   (void)stop(name, true, 0);
   auto row = TRY(store_.get_object(kCollection, name));
@@ -254,7 +268,8 @@ Result<Json> VmManager::abort_incoming(const std::string& name) {
   return Json{{"name", name}};
 }
 
-Result<Json> VmManager::migrate_to(const std::string& name, const Json& target_json) {
+Result<Json> VmManager::migrate_to(const std::string& name, const Json& target_json,
+                                   compute::MigrationOptions options) {
   std::lock_guard serial(action_mutex_);
   auto process = running(name);
   if (!process) return make_error(ErrorCode::kConflict, "VM '{}' is not running", name);
@@ -279,7 +294,7 @@ Result<Json> VmManager::migrate_to(const std::string& name, const Json& target_j
   auto target = TRY_CTX(client::Client::connect(TRY(target_options(target_json))), "the target");
   const std::string path = "/1.0/vms/" + name;
   Json incoming = TRY(target_operation(*target, "POST", path + "/incoming", &request));
-  auto stats = copy_to(*process, incoming, disk_ids(volumes));
+  auto stats = copy_to(*process, incoming, disk_ids(volumes), std::move(options));
   if (!stats) {
     if (auto r = target_operation(*target, "DELETE", path + "/incoming", nullptr); !r)
       spdlog::warn("vm {}: abort on the target: {}", name, r.error().message());
@@ -312,12 +327,12 @@ Result<Json> VmManager::migrate_to(const std::string& name, const Json& target_j
 // RAM migration starts, ended with the guest stopped just before the target takes over.
 Result<compute::MigrationStats> VmManager::copy_to(compute::VmProcess& process,
                                                    const Json& incoming,
-                                                   const std::vector<std::string>& disks) {
-  compute::MigrationOptions options;
+                                                   const std::vector<std::string>& disks,
+                                                   compute::MigrationOptions options) {
   if (!disks.empty()) {
     const std::string nbd = incoming.value("nbd", "");
     if (nbd.empty()) return make_error(ErrorCode::kUnavailable, "the target serves no disks");
-    TRY(compute::mirror_disks(process.qmp(), nbd, disks, kMirrorTimeout));
+    TRY(compute::mirror_disks(process.qmp(), nbd, disks, kMirrorTimeout, options.stop));
     options.before_switchover = [&] { return compute::finish_mirrors(process.qmp(), disks); };
   }
   auto stats = compute::migrate(process.qmp(), incoming.value("uri", ""), options);
@@ -332,20 +347,27 @@ void VmManager::add_migration_routes(server::Router& router) {
         fmt::format("{} VM {}", what, name), Json{{"vms", {"/1.0/vms/" + name}}},
         server::Cancellable::kNo, [work](server::OperationContext&) { return work(); }));
   };
-  router.add_sync(server::Method::kPost, "/1.0/vms/{name}/migrate",
-                  [this, start_op](server::Request& req) -> Result<server::Response> {
-                    const std::string name = req.params["name"];
-                    TRY(store_.get_object(kCollection, name));
-                    Json body = TRY(req.json_body());
-                    if (!body.is_object() || !body.contains("target"))
-                      return make_error(ErrorCode::kInvalidArgument,
-                                        "body must be {\"target\": {\"socket\": PATH} or "
-                                        "{\"remote\": HOST:PORT, ...}}");
-                    TRY(target_options(body["target"]));
-                    return start_op("migrate", name, [this, name, target = body["target"]] {
-                      return migrate_to(name, target);
-                    });
-                  });
+  router.add_sync(
+      server::Method::kPost, "/1.0/vms/{name}/migrate",
+      [this](server::Request& req) -> Result<server::Response> {
+        const std::string name = req.params["name"];
+        TRY(store_.get_object(kCollection, name));
+        Json body = TRY(req.json_body());
+        if (!body.is_object() || !body.contains("target"))
+          return make_error(ErrorCode::kInvalidArgument,
+                            "body must be {\"target\": {\"socket\": PATH} or "
+                            "{\"remote\": HOST:PORT, ...}}");
+        TRY(target_options(body["target"]));
+        compute::MigrationOptions options = TRY(migration_options(body));
+        // Cancellable: the guest then keeps running here.
+        return server::accepted(operations_.start(
+            fmt::format("migrate VM {}", name), Json{{"vms", {"/1.0/vms/" + name}}},
+            server::Cancellable::kYes,
+            [this, name, target = body["target"], options](server::OperationContext& ctx) mutable {
+              options.stop = ctx.stop_token();
+              return migrate_to(name, target, options);
+            }));
+      });
   router.add_sync(server::Method::kPost, "/1.0/vms/{name}/incoming",
                   [this, start_op](server::Request& req) -> Result<server::Response> {
                     const std::string name = req.params["name"];

@@ -60,7 +60,8 @@ class VmManager {
   void add_stats_routes(server::Router& router);
   // Live migration between vireods (vm_migrate.cc).
   void add_migration_routes(server::Router& router);
-  [[nodiscard]] Result<Json> migrate_to(const std::string& name, const Json& target);
+  [[nodiscard]] Result<Json> migrate_to(const std::string& name, const Json& target,
+                                        compute::MigrationOptions options);
   [[nodiscard]] Result<Json> receive_incoming(const std::string& name, const Json& body);
   [[nodiscard]] Result<Json> abort_incoming(const std::string& name);
   [[nodiscard]] Result<Json> complete_incoming(const std::string& name);
@@ -70,7 +71,8 @@ class VmManager {
                                               Rollback& undo);
   [[nodiscard]] Result<compute::MigrationStats> copy_to(compute::VmProcess& process,
                                                         const Json& incoming,
-                                                        const std::vector<std::string>& disks);
+                                                        const std::vector<std::string>& disks,
+                                                        compute::MigrationOptions options);
   // Resolves volumes to their NBD URIs (so it asks vireo-storaged).
   [[nodiscard]] Result<compute::VmSpec> vm_spec(const store::ObjectRow& row);
   [[nodiscard]] Result<compute::DiskSpec> disk_spec(const Json& disk);

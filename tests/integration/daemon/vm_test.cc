@@ -346,6 +346,29 @@ TEST(VmDaemonTest, LiveMigrationToAnotherVireod) {
   ASSERT_EQ(target.cli({"vm", "rm", "m1"}).exit_code, 0);
   EXPECT_EQ(status_of(source, "m1"), "running");
 
+  // A slow migration (1 MiB/s) cancelled through its operation: the guest runs on at the
+  // source, the target keeps nothing.
+  ProcessResult slow;
+  std::thread migrating([&] {
+    slow = source.cli({"vm", "migrate", "m1", "--to", target.socket(), "--bandwidth", "1"});
+  });
+  std::string op_id;
+  for (auto deadline = std::chrono::steady_clock::now() + 20s;
+       op_id.empty() && std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(50ms))  // the operation has no event the CLI can await here
+    for (const auto& op : cli_json(source, {"operation", "ls"}))
+      if (op.value("description", "") == "migrate VM m1" && op.value("status", "") == "running")
+        op_id = op.value("id", "");
+  ASSERT_FALSE(op_id.empty());
+  EXPECT_EQ(source.cli({"operation", "cancel", op_id}).exit_code, 0);
+  migrating.join();
+  EXPECT_EQ(slow.exit_code, 1) << slow.out;
+  EXPECT_NE(slow.err.find("cancelled"), std::string::npos) << slow.err;
+  EXPECT_EQ(status_of(source, "m1"), "running");
+  EXPECT_EQ(target.cli({"vm", "show", "m1"}).exit_code, 1) << "nothing left on the target";
+  expect_refused(source, {"vm", "migrate", "m1", "--to", target.socket(), "--bandwidth", "70000"},
+                 "bandwidth");
+
   auto moved = source.cli({"--format", "json", "vm", "migrate", "m1", "--to", target.socket()});
   ASSERT_EQ(moved.exit_code, 0) << moved.err;
   Json stats = parse_json(moved.out).value_or(Json());
