@@ -1,6 +1,11 @@
 #include "compute/migration.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+
 #include <thread>
+
+#include "base/fd.h"
 
 namespace vireo::compute {
 
@@ -40,6 +45,17 @@ MigrationStats parse_query_migrate(const Json& reply) {
 Result<void> start_incoming(QmpClient& destination, const std::string& uri) {
   TRY(destination.execute("migrate-incoming", {{"uri", uri}}));
   return {};
+}
+
+Result<std::string> incoming_uri(QmpClient& destination) {
+  Json info = TRY(destination.execute("query-migrate"));
+  for (const auto& a : info.value("socket-address", Json::array()))
+    if (a.value("type", "") == "inet") {
+      const std::string host = a.value("host", "");
+      const bool v6 = host.find(':') != std::string::npos && !host.starts_with('[');
+      return fmt::format("tcp:{}{}{}:{}", v6 ? "[" : "", host, v6 ? "]" : "", a.value("port", ""));
+    }
+  return make_error(ErrorCode::kUnavailable, "QEMU reports no TCP address it listens on");
 }
 
 Result<MigrationStats> migrate(QmpClient& source, const std::string& uri,
@@ -83,10 +99,9 @@ Result<void> cancel_migration(QmpClient& source) {
   return {};
 }
 
-Result<void> serve_disks(QmpClient& destination, const std::string& nbd_socket,
-                         const std::vector<std::string>& disk_ids) {
-  TRY(destination.execute("nbd-server-start",
-                          {{"addr", {{"type", "unix"}, {"data", {{"path", nbd_socket}}}}}}));
+namespace {
+
+Result<void> export_disks(QmpClient& destination, const std::vector<std::string>& disk_ids) {
   for (const auto& id : disk_ids)
     TRY(destination.execute("block-export-add", {{"type", "nbd"},
                                                  {"id", "export-" + id},
@@ -94,6 +109,50 @@ Result<void> serve_disks(QmpClient& destination, const std::string& nbd_socket,
                                                  {"name", id},
                                                  {"writable", true}}));
   return {};
+}
+
+// A listening TCP socket on host, any free port.
+Result<Fd> listen_tcp(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (int rc = ::getaddrinfo(host.c_str(), "0", &hints, &found); rc != 0)
+    return make_error(ErrorCode::kInvalidArgument, "listen on {}: {}", host, gai_strerror(rc));
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(found, freeaddrinfo);
+  Fd fd(::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd || ::bind(fd.get(), found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd.get(), 4) != 0)
+    return errno_error("listen on " + host);
+  return fd;
+}
+
+uint16_t port_of(int fd) {
+  sockaddr_storage a{};
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  return ntohs(a.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&a)->sin6_port
+                                       : reinterpret_cast<sockaddr_in*>(&a)->sin_port);
+}
+
+}  // namespace
+
+Result<void> serve_disks(QmpClient& destination, const std::string& nbd_socket,
+                         const std::vector<std::string>& disk_ids) {
+  TRY(destination.execute("nbd-server-start",
+                          {{"addr", {{"type", "unix"}, {"data", {{"path", nbd_socket}}}}}}));
+  return export_disks(destination, disk_ids);
+}
+
+Result<std::string> serve_disks_tcp(QmpClient& destination, const std::string& host,
+                                    const std::vector<std::string>& disk_ids) {
+  // QEMU cannot tell which port it chose: it gets a socket listening already.
+  Fd listener = TRY(listen_tcp(host));
+  TRY(destination.execute_with_fd("getfd", {{"fdname", "vireo-nbd-listen"}}, listener.get()));
+  TRY(destination.execute("nbd-server-start",
+                          {{"addr", {{"type", "fd"}, {"data", {{"str", "vireo-nbd-listen"}}}}}}));
+  TRY(export_disks(destination, disk_ids));
+  const bool v6 = host.find(':') != std::string::npos;
+  return fmt::format("tcp:{}{}{}:{}", v6 ? "[" : "", host, v6 ? "]" : "", port_of(listener.get()));
 }
 
 namespace {
@@ -118,6 +177,19 @@ Result<size_t> mirrors_not_ready(QmpClient& source, const std::vector<std::strin
   return waiting;
 }
 
+// "tcp:HOST:PORT" ([v6] allowed) or a unix socket path, as blockdev-add's nbd "server".
+Result<Json> nbd_server_address(const std::string& where) {
+  if (!where.starts_with("tcp:")) return Json{{"type", "unix"}, {"path", where}};
+  std::string rest = where.substr(4);
+  size_t colon = rest.rfind(':');
+  if (colon == std::string::npos || colon + 1 == rest.size())
+    return make_error(ErrorCode::kInvalidArgument, "NBD address {} has no port", where);
+  std::string host = rest.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  return Json{{"type", "inet"}, {"host", host}, {"port", rest.substr(colon + 1)}};
+}
+
 void cancel_mirrors(QmpClient& source, const std::vector<std::string>& disk_ids) {
   for (const auto& id : disk_ids) {
     (void)source.execute("block-job-cancel", {{"device", "mirror-" + id}, {"force", true}});
@@ -130,12 +202,12 @@ void cancel_mirrors(QmpClient& source, const std::vector<std::string>& disk_ids)
 Result<void> mirror_disks(QmpClient& source, const std::string& nbd_socket,
                           const std::vector<std::string>& disk_ids,
                           std::chrono::milliseconds timeout, std::stop_token stop) {
+  const Json server = TRY(nbd_server_address(nbd_socket));
   for (const auto& id : disk_ids) {
-    auto added =
-        source.execute("blockdev-add", {{"driver", "nbd"},
-                                        {"node-name", "mirror-target-" + id},
-                                        {"server", {{"type", "unix"}, {"path", nbd_socket}}},
-                                        {"export", id}});
+    auto added = source.execute("blockdev-add", {{"driver", "nbd"},
+                                                 {"node-name", "mirror-target-" + id},
+                                                 {"server", server},
+                                                 {"export", id}});
     Result<Json> started =
         added ? source.execute("blockdev-mirror", {{"job-id", "mirror-" + id},
                                                    {"device", id + "-fmt"},

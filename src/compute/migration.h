@@ -44,8 +44,10 @@ struct MigrationStats {
 // The stats in QMP query-migrate's answer (separate for the unit tests).
 MigrationStats parse_query_migrate(const Json& reply);
 
-// On the destination: listen for the migration stream on uri ("unix:PATH" or "tcp:HOST:PORT").
+// On the destination: listen for the migration stream on uri ("unix:PATH" or "tcp:HOST:PORT";
+// port 0: any free one, which incoming_uri then tells).
 [[nodiscard]] Result<void> start_incoming(QmpClient& destination, const std::string& uri);
+[[nodiscard]] Result<std::string> incoming_uri(QmpClient& destination);
 
 // On the source: sets the downtime limit and bandwidth, starts the migration to uri and waits
 // until it completed (the stats), failed or was cancelled (an error with QEMU's reason). On
@@ -60,7 +62,11 @@ MigrationStats parse_query_migrate(const Json& reply);
 // Destination: an NBD server on a unix socket exporting each disk writable as "<id>".
 [[nodiscard]] Result<void> serve_disks(QmpClient& destination, const std::string& nbd_socket,
                                        const std::vector<std::string>& disk_ids);
-// Source: mirrors every disk into the destination's export and waits until all are in sync
+// The same on a TCP port of host that the system picks; returns "tcp:HOST:PORT".
+[[nodiscard]] Result<std::string> serve_disks_tcp(QmpClient& destination, const std::string& host,
+                                                  const std::vector<std::string>& disk_ids);
+// Source: mirrors every disk into the destination's export (nbd_socket: a unix socket path or
+// "tcp:HOST:PORT") and waits until all are in sync
 // (BLOCK_JOB_READY: from then on each guest write goes to both). On failure or timeout the
 // mirrors are cancelled and nothing changed for the guest.
 [[nodiscard]] Result<void> mirror_disks(QmpClient& source, const std::string& nbd_socket,

@@ -125,6 +125,26 @@ Result<compute::MigrationOptions> migration_options(const Json& body) {
   return options;
 }
 
+// "listen": the address by which a source on another host reached this vireod (an IP address
+// or a host name); absent for a source on this host.
+Result<std::string> parse_listen(const Json& body) {
+  if (!body.contains("listen")) return std::string();
+  const Json& host = body["listen"];
+  if (!host.is_string() || host.get<std::string>().empty() ||
+      host.get<std::string>().size() > 253 ||
+      host.get<std::string>().find_first_not_of(
+          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:") != std::string::npos)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "field 'listen' must be this host's address (IP or name)");
+  return host.get<std::string>();
+}
+
+// The host part of HOST:PORT or [V6]:PORT.
+std::string host_of(const std::string& remote) {
+  if (remote.starts_with('[')) return remote.substr(1, remote.find(']') - 1);
+  return remote.substr(0, remote.rfind(':'));
+}
+
 // The leases sent along: [{"nic": N, "ip", "hostname"?}], checked on the target.
 Result<std::vector<std::pair<size_t, Json>>> parse_leases(const Json& body, size_t nic_count) {
   std::vector<std::pair<size_t, Json>> out;
@@ -184,6 +204,7 @@ Result<Json> VmManager::receive_incoming(const std::string& name, const Json& bo
   const Json nics = spec["nics"];
   auto leases = TRY(parse_leases(body, nics.size()));
   auto volumes = TRY(parse_volumes(body, spec));
+  const std::string listen = TRY(parse_listen(body));
   for (const auto& nic : nics) {
     if (!networks_) return make_error(ErrorCode::kUnavailable, "networks are not available here");
     TRY_CTX(networks_->require(nic["network"]), "the VM's NIC needs network {} here",
@@ -192,7 +213,8 @@ Result<Json> VmManager::receive_incoming(const std::string& name, const Json& bo
   TRY(store_.insert_object(kCollection, name, spec, "ready"));
   Rollback undo;
   undo.add([this, name] { (void)store_.delete_object(kCollection, name); });
-  Json result = TRY_CTX(prepare_incoming(name, spec, leases, volumes, undo), "receive VM {}", name);
+  Json result =
+      TRY_CTX(prepare_incoming(name, spec, leases, volumes, listen, undo), "receive VM {}", name);
   undo.commit();
   lifecycle(name, "incoming");
   return result;
@@ -201,7 +223,7 @@ Result<Json> VmManager::receive_incoming(const std::string& name, const Json& bo
 Result<Json> VmManager::prepare_incoming(const std::string& name, const Json& spec,
                                          const std::vector<std::pair<size_t, Json>>& leases,
                                          const std::vector<IncomingVolume>& volumes,
-                                         Rollback& undo) {
+                                         const std::string& listen, Rollback& undo) {
   for (const auto& v : volumes) {
     Json created = TRY(storaged_call({{"op", "vol.create"},
                                       {"pool", v.pool},
@@ -223,14 +245,25 @@ Result<Json> VmManager::prepare_incoming(const std::string& name, const Json& sp
   undo.add([this, name] { (void)stop(name, true, 0); });
   auto process = running(name);
   if (!process) return make_error(ErrorCode::kUnavailable, "QEMU exited at start");
-  const std::string uri = "unix:" + (run_dir(name) / "migration.sock").string();
-  TRY(compute::start_incoming(process->qmp(), uri));
-  Json result = {{"name", name}, {"uri", uri}};
-  if (!volumes.empty()) {
-    const std::string nbd = (run_dir(name) / "mirror.sock").string();
-    TRY(compute::serve_disks(process->qmp(), nbd, disk_ids(volumes)));
-    result["nbd"] = nbd;
+  // Another host's source reaches this one at the address it called (any free port there);
+  // one on this host through unix sockets in the run directory.
+  std::string uri = "unix:" + (run_dir(name) / "migration.sock").string();
+  if (listen.empty()) {
+    TRY(compute::start_incoming(process->qmp(), uri));
+  } else {
+    const bool v6 = listen.find(':') != std::string::npos;
+    TRY(compute::start_incoming(process->qmp(),
+                                fmt::format("tcp:{}{}{}:0", v6 ? "[" : "", listen, v6 ? "]" : "")));
+    uri = TRY(compute::incoming_uri(process->qmp()));
   }
+  Json result = {{"name", name}, {"uri", uri}};
+  if (volumes.empty()) return result;
+  std::string nbd = (run_dir(name) / "mirror.sock").string();
+  if (listen.empty())
+    TRY(compute::serve_disks(process->qmp(), nbd, disk_ids(volumes)));
+  else
+    nbd = TRY(compute::serve_disks_tcp(process->qmp(), listen, disk_ids(volumes)));
+  result["nbd"] = nbd;
   return result;
 }
 
@@ -241,7 +274,7 @@ Result<Json> VmManager::complete_incoming(const std::string& name) {
   if (!process) return make_error(ErrorCode::kConflict, "VM '{}' is not running", name);
   auto row = TRY(store_.get_object(kCollection, name));
   // The guest's state is here now: it runs even if the NBD server lingers.
-  if (fs::exists(run_dir(name) / "mirror.sock"))
+  if (!volume_disks(row.spec).empty())
     if (auto r = compute::stop_serving_disks(process->qmp(), disk_ids(volume_disks(row.spec))); !r)
       spdlog::warn("vm {}: stop serving the mirrored disks: {}", name, r.error().message());
   TRY(process->resume());
@@ -291,6 +324,8 @@ Result<Json> VmManager::migrate_to(const std::string& name, const Json& target_j
   Json request = {{"definition", portable_definition(row)},
                   {"leases", TRY(guest_leases(networks_, nics))},
                   {"volumes", sizes}};
+  // A target on another host listens for the stream and the disks where we reached it.
+  if (target_json.contains("remote")) request["listen"] = host_of(target_json["remote"]);
   auto target = TRY_CTX(client::Client::connect(TRY(target_options(target_json))), "the target");
   const std::string path = "/1.0/vms/" + name;
   Json incoming = TRY(target_operation(*target, "POST", path + "/incoming", &request));
@@ -316,7 +351,8 @@ Result<Json> VmManager::migrate_to(const std::string& name, const Json& target_j
                  {"total_ms", stats->total_ms},
                  {"downtime_ms", stats->downtime_ms},
                  {"ram_transferred", stats->ram_transferred},
-                 {"disks_copied", volumes.size()}};
+                 {"disks_copied", volumes.size()},
+                 {"stream", incoming.value("uri", "")}};
   spdlog::info("vm {}: migrated in {} ms, downtime {} ms", name, stats->total_ms,
                stats->downtime_ms);
   lifecycle(name, "migrated", result);

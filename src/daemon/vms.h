@@ -68,7 +68,7 @@ class VmManager {
   [[nodiscard]] Result<Json> prepare_incoming(const std::string& name, const Json& spec,
                                               const std::vector<std::pair<size_t, Json>>& leases,
                                               const std::vector<IncomingVolume>& volumes,
-                                              Rollback& undo);
+                                              const std::string& listen, Rollback& undo);
   [[nodiscard]] Result<compute::MigrationStats> copy_to(compute::VmProcess& process,
                                                         const Json& incoming,
                                                         const std::vector<std::string>& disks,

@@ -16,6 +16,7 @@
 #include "guest_shell.h"
 #include "netd_fixture.h"
 #include "pty_cli.h"
+#include "tls_fixture.h"
 
 namespace vireo::testing {
 namespace {
@@ -452,14 +453,29 @@ TEST(VmDaemonTest, MigrationWithANicKeepsTheAddressAndPingsAnswer) {
   EXPECT_EQ(target.cli({"vm", "rm", "n1"}).exit_code, 0);
 }
 
-// A VM on a volume migrates with its disk copied while it runs (NBD mirror into a volume the
-// target makes): what the guest wrote before is read back from the target's disk, the source's
+// A VM on a volume migrates to a vireod reached over TCP+TLS, as on another host: the stream
+// and the disk copy (NBD mirror into a volume the target makes) go over TCP to the address the
+// source called. What the guest wrote before is read back from the target's disk, the source's
 // volume is gone (a move). A target that already has a volume of that name refuses, and the
 // guest runs on at the source with nothing left on the target.
-TEST(VmDaemonTest, MigrationCopiesVolumeDisks) {
+TEST(VmDaemonTest, MigrationOverTcpCopiesVolumeDisks) {
   DaemonProcess source, target;
   ASSERT_TRUE(source.start());
-  ASSERT_TRUE(target.start());
+  make_cert(target.dir(), "server");
+  auto token = run_process({bin_dir() + "/vireod", "--root", target.root().string(), "token",
+                            "create", "--name", "source"});
+  ASSERT_TRUE(token && token->ok()) << (token ? token->err : "");
+  const std::string remote = "127.0.0.1:" + std::to_string(free_port());
+  ASSERT_TRUE(
+      target.start({"--listen", remote, "--tls-cert", (target.dir() / "server.crt").string(),
+                    "--tls-key", (target.dir() / "server.key").string()}));
+  const std::vector<std::string> to = {"--to",       remote,
+                                       "--to-token", std::string(trim(token->out)),
+                                       "--to-ca",    (target.dir() / "server.crt").string()};
+  auto migrate = [&](std::vector<std::string> args) {
+    args.insert(args.end(), to.begin(), to.end());
+    return source.cli(args);
+  };
   ASSERT_EQ(source.cli({"vol", "create", "default/md", "--size", "16M"}).exit_code, 0);
   auto r = source.cli({"vm", "create", "v1", "--kernel", guest().kernel, "--initrd", guest().initrd,
                        "--cmdline", "console=ttyS0 quiet", "--disk", "default/md", "--start"});
@@ -471,19 +487,22 @@ TEST(VmDaemonTest, MigrationCopiesVolumeDisks) {
     ASSERT_TRUE(sh.run(write_marker("/dev/vda", "moved-disk"))) << sh.output();
   }
   ASSERT_EQ(target.cli({"vol", "create", "default/md", "--size", "1M"}).exit_code, 0);
-  expect_refused(source, {"vm", "migrate", "v1", "--to", target.socket()}, "md");
+  auto clash = migrate({"vm", "migrate", "v1"});
+  EXPECT_EQ(clash.exit_code, 1);
+  EXPECT_NE(clash.err.find("md"), std::string::npos) << clash.err;
   EXPECT_EQ(status_of(source, "v1"), "running");
   EXPECT_EQ(target.cli({"vm", "show", "v1"}).exit_code, 1) << "nothing left on the target";
   ASSERT_EQ(target.cli({"vol", "rm", "default/md"}).exit_code, 0);
 
-  auto moved = source.cli({"--format", "json", "vm", "migrate", "v1", "--to", target.socket()});
+  auto moved = migrate({"--format", "json", "vm", "migrate", "v1"});
   ASSERT_EQ(moved.exit_code, 0) << moved.err;
   StopAtEnd stop_target{target, "v1"};
   Json stats = parse_json(moved.out).value_or(Json());
-  std::printf("migration with a 16 MiB volume copied: total %s ms, downtime %s ms\n",
+  std::printf("migration over TCP with a 16 MiB volume copied: total %s ms, downtime %s ms\n",
               stats.value("total_ms", Json()).dump().c_str(),
               stats.value("downtime_ms", Json()).dump().c_str());
   EXPECT_EQ(stats.value("disks_copied", 0), 1) << moved.out;
+  EXPECT_TRUE(stats.value("stream", "").starts_with("tcp:127.0.0.1:")) << moved.out;
   EXPECT_EQ(status_of(target, "v1"), "running");
   EXPECT_EQ(source.cli({"vol", "show", "default/md"}).exit_code, 1) << "the source's copy went";
   EXPECT_EQ(cli_json(target, {"vol", "show", "default/md"}).value("size", 0ull), 16ull << 20);
