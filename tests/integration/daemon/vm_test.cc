@@ -95,9 +95,10 @@ bool sh(const std::vector<std::string>& argv) {
   return r && r->ok();
 }
 
-// The VM's NIC is a TAP on the default network: the guest gets a DHCP lease from vireo-netd and
-// answers a ping from a namespace (standing in for a container) on the same network.
-TEST(VmDaemonTest, NicOnAVireoNetworkGetsDhcpAndAnswersANamespace) {
+// The VM's NIC is a TAP on the default network: the guest gets a DHCP lease from vireo-netd,
+// pings a container on the same network (a veth, vireod's IPAM) and the container pings it back;
+// a namespace attached with `net port add` reaches it too.
+TEST(VmDaemonTest, NicOnAVireoNetworkGetsDhcpAndPingsAContainer) {
   DaemonProcess d;
   ASSERT_TRUE(d.start());
   const std::string ns = fmt::format("vtvm{}", ::getpid()), veth = fmt::format("vtv{}", ::getpid());
@@ -126,6 +127,21 @@ TEST(VmDaemonTest, NicOnAVireoNetworkGetsDhcpAndAnswersANamespace) {
   ASSERT_NE(at, std::string::npos) << log;
   std::string ip = log.substr(at + 18, log.find('/', at) - at - 18);
   EXPECT_TRUE(sh({"ip", "netns", "exec", ns, "ping", "-c", "2", "-W", "5", ip})) << ip;
+  ASSERT_EQ(import_busybox(d, {"sh", "sleep", "ping"}), "");
+  auto peer = d.cli({"ct", "run", "-d", "--name", "peer", "busybox:1", "sleep", "1000"});
+  ASSERT_EQ(peer.exit_code, 0) << peer.err;
+  const std::string container_ip =
+      cli_json(d, {"ct", "inspect", "peer"}).value("network", Json::object()).value("ip", "");
+  ASSERT_TRUE(container_ip.starts_with("10.99.0.")) << container_ip;
+  {
+    GuestShell guest_sh(d, "n1");
+    ASSERT_TRUE(guest_sh.ready()) << guest_sh.output();
+    EXPECT_TRUE(guest_sh.run("ping -c 2 -W 5 " + container_ip + " && echo pinged-$((6*7))"));
+    EXPECT_NE(guest_sh.output().find("pinged-42"), std::string::npos) << guest_sh.output();
+  }
+  auto back = d.cli({"ct", "exec", "peer", "ping", "-c", "1", "-W", "5", ip});
+  EXPECT_EQ(back.exit_code, 0) << back.out << back.err;
+  EXPECT_EQ(d.cli({"ct", "rm", "-f", "peer"}).exit_code, 0);
   // The NIC's counters (guest's view) saw the DHCP exchange and the pings.
   Json nics = cli_json(d, {"vm", "stats", "n1"}).value("nics", Json::array());
   ASSERT_EQ(nics.size(), 1u);
