@@ -17,6 +17,13 @@
 namespace vireo::net {
 namespace {
 
+// The clock DHCP leases are aged by (the router's).
+uint64_t lease_clock_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 constexpr uint16_t kFirstUntaggedId = 4096;
 constexpr const char* kStateFile = "netd.json";
 
@@ -479,10 +486,13 @@ Result<Json> Controller::dhcp(const std::string& op, const Json& r) {
   MacKey mac = TRY(parse_mac_key(TRY(get_string(r, "mac"))));
   if (op == "dhcp.lease.add") {
     uint32_t ip = TRY(parse_ipv4(TRY(get_string(r, "ip"))));
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);  // the router's clock, which ages leases
-    TRY(dhcp_->adopt_lease(n->id, mac, ip, TRY(get_string(r, "hostname", false)),
-                           static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + ts.tv_nsec));
+    uint64_t seconds =
+        TRY(get_uint(r, "seconds", DhcpServer::kLeaseSeconds, DhcpServer::kLeaseSeconds));
+    if (seconds == 0)
+      return make_error(ErrorCode::kInvalidArgument, "'seconds' must be at least 1");
+    TRY(dhcp_->adopt_lease(n->id, mac, ip, TRY(get_string(r, "hostname", false)), lease_clock_ns(),
+                           seconds * 1'000'000'000ull));
+    TRY(save());
     return Json{{"ip", format_ipv4(ip)}};
   }
   if (op == "dhcp.unreserve") {
@@ -640,6 +650,13 @@ void Controller::tick(uint64_t now_ns) {
   datapath_.sw().fdb().expire(now_ns);
   router_->tick(now_ns);
   if (VxlanPort* port = vxlan_port()) port->expire(now_ns);
+  save_leases();
+}
+
+void Controller::save_leases() {
+  if (dhcp_->lease_generation() == saved_lease_generation_) return;
+  if (auto r = save(); !r) spdlog::warn("save DHCP leases: {}", r.error().message());
+  saved_lease_generation_ = dhcp_->lease_generation();
 }
 
 Result<void> Controller::save() const {
@@ -656,6 +673,18 @@ Result<void> Controller::save() const {
       Json r{{"network", name}, {"mac", format_mac(mac)}, {"ip", format_ipv4(lease.ip)}};
       if (!lease.hostname.empty()) r["name"] = lease.hostname;
       j["reservations"].push_back(r);
+    }
+  // Dynamic leases with the seconds they have left (the clock does not survive a reboot).
+  j["leases"] = Json::array();
+  const uint64_t now = lease_clock_ns();
+  for (const auto& [name, n] : networks_)
+    for (const auto& [mac, lease] : dhcp_->dynamic_leases(n.id, now)) {
+      Json l{{"network", name},
+             {"mac", format_mac(mac)},
+             {"ip", format_ipv4(lease.ip)},
+             {"seconds", std::max<uint64_t>(1, (lease.expires_ns - now) / 1'000'000'000ull)}};
+      if (!lease.hostname.empty()) l["hostname"] = lease.hostname;
+      j["leases"].push_back(l);
     }
   j["dns"] = Json::array();
   for (const auto& [name, n] : networks_)
@@ -690,6 +719,7 @@ Result<void> Controller::restore() {
   each("forwards", [&](const Json& f) -> Result<Json> { return forward("forward.add", f); });
   each("dns", [&](const Json& d) -> Result<Json> { return dns("dns.register", d); });
   each("reservations", [&](const Json& r) -> Result<Json> { return dhcp("dhcp.reserve", r); });
+  each("leases", [&](const Json& l) -> Result<Json> { return dhcp("dhcp.lease.add", l); });
   each("firewall", [&](const Json& f) -> Result<Json> {
     TRY(firewall("firewall.policy", f));
     if (f.contains("rules") && f["rules"].is_array())

@@ -68,8 +68,11 @@ class Controller {
   std::string handle_line(std::string_view line);
   // Re-creates the saved networks and ports; ports whose device is gone are logged and skipped.
   [[nodiscard]] Result<void> restore();
-  // Periodic work (FDB aging, router neighbour aging).
+  // Periodic work (FDB aging, router neighbour aging, saving DHCP leases).
   void tick(uint64_t now_ns);
+  // Saves the state if DHCP leases were granted, renewed or released on the packet path since
+  // the last save (so that work stays off it).
+  void save_leases();
 
  private:
   struct Network {
@@ -118,8 +121,9 @@ class Controller {
   std::unique_ptr<Router> router_;
   std::map<std::string, Network> networks_;
   std::map<std::string, PortEntry> ports_;
-  PortId vxlan_port_ = kNoPort;  // the VXLAN endpoint, while a network has a VNI
-  bool restoring_ = false;       // no saving while the saved state is being replayed
+  PortId vxlan_port_ = kNoPort;          // the VXLAN endpoint, while a network has a VNI
+  bool restoring_ = false;               // no saving while the saved state is being replayed
+  uint64_t saved_lease_generation_ = 0;  // the DHCP leases as last saved
 };
 
 [[nodiscard]] Result<NetworkSpec> network_spec_from_json(const Json& j);

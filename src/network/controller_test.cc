@@ -166,6 +166,36 @@ TEST_F(ControllerTest, ForwardsAndNamesSurviveRestart) {
     }
 }
 
+TEST_F(ControllerTest, AdoptedLeasesAreValidatedAndSurviveRestart) {
+  {
+    Controller c(dp_, dir_, nullptr);
+    call(
+        c,
+        R"({"op":"network.create","name":"mv","subnet":"10.6.0.0/24","gateway":"10.6.0.1","dhcp":true})");
+    Json ok = call(
+        c,
+        R"({"op":"dhcp.lease.add","network":"mv","mac":"02:00:00:00:00:07","ip":"10.6.0.7","hostname":"vm1","seconds":600})");
+    EXPECT_EQ(ok["ok"], true) << ok;
+    for (
+        const char* bad :
+        {R"({"op":"dhcp.lease.add","network":"mv","mac":"02:00:00:00:00:08","ip":"10.6.0.7"})",
+         R"({"op":"dhcp.lease.add","network":"mv","mac":"02:00:00:00:00:08","ip":"10.6.0.1"})",
+         R"({"op":"dhcp.lease.add","network":"mv","mac":"02:00:00:00:00:08","ip":"10.9.0.2"})",
+         R"({"op":"dhcp.lease.add","network":"mv","mac":"02:00:00:00:00:08","ip":"10.6.0.8","seconds":0})",
+         R"({"op":"dhcp.lease.add","network":"mv","mac":"02:00:00:00:00:08","ip":"10.6.0.8","seconds":99999})",
+         R"({"op":"dhcp.lease.add","network":"mv","mac":"02:00:00:00:00:08"})"})
+      EXPECT_EQ(call(c, bad)["ok"], false) << bad;
+  }
+  Datapath fresh;
+  Controller c(fresh, dir_, nullptr);
+  ASSERT_TRUE(c.restore());
+  Json leases = call(c, R"({"op":"dhcp.leases","network":"mv"})")["leases"];
+  ASSERT_EQ(leases.size(), 1u) << leases;
+  EXPECT_EQ(leases[0]["ip"], "10.6.0.7");
+  EXPECT_EQ(leases[0]["static"], false);
+  EXPECT_EQ(leases[0]["hostname"], "vm1");
+}
+
 TEST_F(ControllerTest, CorruptStateIsAnErrorNotACrash) {
   std::filesystem::create_directories(dir_);
   ASSERT_TRUE(

@@ -93,7 +93,8 @@ Result<void> DhcpServer::reserve(uint16_t network, MacKey mac, uint32_t ip,
 }
 
 Result<void> DhcpServer::adopt_lease(uint16_t network, MacKey mac, uint32_t ip,
-                                     const std::string& hostname, uint64_t now_ns) {
+                                     const std::string& hostname, uint64_t now_ns,
+                                     uint64_t lifetime_ns) {
   auto it = pools_.find(network);
   if (it == pools_.end()) return make_error(ErrorCode::kConflict, "DHCP is off in this network");
   Pool& p = it->second;
@@ -106,8 +107,18 @@ Result<void> DhcpServer::adopt_lease(uint16_t network, MacKey mac, uint32_t ip,
   for (const auto& [m, lease] : p.leases)
     if (lease.ip == ip && m != mac && (lease.expires_ns == 0 || lease.expires_ns >= now_ns))
       return make_error(ErrorCode::kConflict, "{} is leased to {}", format_ipv4(ip), format_mac(m));
-  p.leases[mac] = DhcpLease{ip, now_ns + kLeaseSeconds * kSec, hostname};
+  p.leases[mac] = DhcpLease{ip, now_ns + lifetime_ns, hostname};
+  ++lease_generation_;
   return {};
+}
+
+std::vector<std::pair<MacKey, DhcpLease>> DhcpServer::dynamic_leases(uint16_t network,
+                                                                     uint64_t now_ns) const {
+  std::vector<std::pair<MacKey, DhcpLease>> out;
+  if (auto it = pools_.find(network); it != pools_.end())
+    for (const auto& [mac, lease] : it->second.leases)
+      if (lease.expires_ns != 0 && lease.expires_ns > now_ns) out.emplace_back(mac, lease);
+  return out;
 }
 
 std::vector<std::pair<MacKey, DhcpLease>> DhcpServer::reservations(uint16_t network) const {
@@ -173,7 +184,10 @@ uint32_t DhcpServer::free_address(Pool& p, uint64_t now_ns) {
 uint32_t DhcpServer::allocate(Pool& p, MacKey mac, uint64_t now_ns) {
   if (auto it = p.leases.find(mac); it != p.leases.end()) return it->second.ip;
   uint32_t ip = free_address(p, now_ns);
-  if (ip != 0) p.leases[mac] = DhcpLease{ip, now_ns + kLeaseSeconds * kSec};
+  if (ip != 0) {
+    p.leases[mac] = DhcpLease{ip, now_ns + kLeaseSeconds * kSec};
+    ++lease_generation_;
+  }
   return ip;
 }
 
@@ -217,6 +231,7 @@ uint32_t DhcpServer::handle(uint16_t network, MacKey leg_mac, const uint8_t* fra
     bool ours = lease != p.leases.end() && lease->second.ip == want;
     if (ours && lease->second.expires_ns) {
       lease->second.expires_ns = now_ns + kLeaseSeconds * kSec;
+      ++lease_generation_;
       if (std::string name = client_hostname(msg, len); !name.empty())
         lease->second.hostname = name;
     }
@@ -224,7 +239,10 @@ uint32_t DhcpServer::handle(uint16_t network, MacKey leg_mac, const uint8_t* fra
     reply_type = ours ? kAck : kNak;
   } else if (parsed.dhcp_type == kRelease) {
     auto lease = p.leases.find(mac);
-    if (lease != p.leases.end() && lease->second.expires_ns) p.leases.erase(lease);
+    if (lease != p.leases.end() && lease->second.expires_ns) {
+      p.leases.erase(lease);
+      ++lease_generation_;
+    }
     return 0;
   }
   if (!reply_type) return 0;

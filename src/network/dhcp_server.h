@@ -2,9 +2,9 @@
 // DhcpServer: answers DHCP (RFC 2131) on the networks that enable it, through the router's leg
 // there: DISCOVER → OFFER, REQUEST → ACK or NAK, RELEASE frees the address. Addresses come from
 // the subnet (gateway, network and broadcast addresses excluded); static reservations pin a MAC
-// to an address. Replies are broadcast, which every client accepts. Leases are kept in memory
-// and reported to the owner through a callback so it can persist them. Builds replies in its
-// own small buffer ring; allocates only when a lease is created. Not thread-safe.
+// to an address. Replies are broadcast, which every client accepts. Leases are kept in memory;
+// lease_generation() tells the owner when they changed so it can persist them. Builds replies in
+// its own small buffer ring; allocates only when a lease is created. Not thread-safe.
 #include <array>
 #include <functional>
 #include <map>
@@ -43,7 +43,14 @@ class DhcpServer {
   // that brings its address along (a migrated VM), so its renewals are acknowledged. kConflict
   // when another MAC holds ip; a reservation of mac is left as it is.
   [[nodiscard]] Result<void> adopt_lease(uint16_t network, MacKey mac, uint32_t ip,
-                                         const std::string& hostname, uint64_t now_ns);
+                                         const std::string& hostname, uint64_t now_ns,
+                                         uint64_t lifetime_ns = uint64_t{kLeaseSeconds} *
+                                                                1'000'000'000ull);
+  // The network's dynamic leases still valid at now_ns (for persistence).
+  std::vector<std::pair<MacKey, DhcpLease>> dynamic_leases(uint16_t network, uint64_t now_ns) const;
+  // Changes whenever a dynamic lease is granted, renewed or released, so the owner can tell
+  // when to save them (off the packet path).
+  uint64_t lease_generation() const { return lease_generation_; }
   // Drops mac's reservation or lease; false when it had none.
   bool unreserve(uint16_t network, MacKey mac);
   Json leases_json(uint16_t network) const;
@@ -70,6 +77,7 @@ class DhcpServer {
   // found on the way are dropped); 0 when none.
   static uint32_t free_address(Pool& pool, uint64_t now_ns);
   uint64_t now_ns_ = 0;  // of the last message handled, to tell expired leases
+  uint64_t lease_generation_ = 0;
   std::map<uint16_t, Pool> pools_;
 };
 

@@ -112,6 +112,7 @@ Result<void> Server::run() {
       next_tick = now + kTickNs;
     }
   }
+  controller_->save_leases();  // those granted since the last tick
   return {};
 }
 

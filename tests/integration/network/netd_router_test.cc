@@ -190,6 +190,14 @@ TEST(NetdDhcpTest, ClientInNamespaceGetsLeaseFromNetwork) {
   Json leases = netd.call({{"op", "dhcp.leases"}, {"network", "dyn"}})["leases"];
   ASSERT_EQ(leases.size(), 1u);
   EXPECT_EQ(leases[0]["ip"], "10.86.0.2");
+  // The lease is persisted: after a restart of netd it is still the client's.
+  netd.stop();
+  netd.start();
+  Json kept = netd.call({{"op", "dhcp.leases"}, {"network", "dyn"}})["leases"];
+  ASSERT_EQ(kept.size(), 1u) << kept.dump();
+  EXPECT_EQ(kept[0]["ip"], "10.86.0.2");
+  EXPECT_EQ(kept[0]["mac"], leases[0]["mac"]);
+  EXPECT_EQ(kept[0]["static"], false);
 }
 
 }  // namespace
