@@ -59,7 +59,12 @@ Flow* Conntrack::create_nat(const FlowKey& key, const FlowKey& translated, uint6
 }
 
 Flow* Conntrack::create_snat(const FlowKey& key, uint32_t nat_ip, uint64_t now_ns) {
-  FlowKey t = key;
+  return create_snat(key, key, nat_ip, now_ns);
+}
+
+Flow* Conntrack::create_snat(const FlowKey& key, const FlowKey& destination, uint32_t nat_ip,
+                             uint64_t now_ns) {
+  FlowKey t = destination;
   t.src = nat_ip;
   bool icmp = key.proto == kIpProtoIcmp;
   if (!nat_index_.contains(t)) return create_nat(key, t, now_ns);

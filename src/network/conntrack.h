@@ -61,6 +61,10 @@ class Conntrack {
   // Source NAT: picks a source port (ICMP echo: identifier) on nat_ip that no other translated
   // connection to the same destination uses, keeping the original one when it is free.
   Flow* create_snat(const FlowKey& key, uint32_t nat_ip, uint64_t now_ns);
+  // Both: the destination becomes destination's (a port forward), the source nat_ip with a
+  // free port (so the forward's target answers through the router: hairpin NAT).
+  Flow* create_snat(const FlowKey& key, const FlowKey& destination, uint32_t nat_ip,
+                    uint64_t now_ns);
   // Advances the connection's state with one packet (tcp_flags 0 for UDP/ICMP).
   void update(Flow& flow, Direction direction, uint8_t tcp_flags, uint64_t now_ns);
   // The NAT connection a packet quoted in an ICMP error belongs to, seen after translation

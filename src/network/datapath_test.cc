@@ -349,6 +349,40 @@ TEST_F(NatDatapathTest, IcmpErrorAboutTranslatedPacketReachesInnerHost) {
   EXPECT_EQ(checksum(quoted, 20), 0);  // and its header checksum is right
 }
 
+// Hairpin: an instance inside reaching the forward of the uplink address gets to the target on
+// its own network, both addresses translated (so the answer comes back through the router),
+// and the answer arrives from the uplink address and forwarded port.
+TEST_F(NatDatapathTest, PortForwardWorksFromInsideThroughHairpin) {
+  ASSERT_TRUE(router_.forwards().add(PortForward{kIpProtoTcp, 8080, "lan", kHost1, 80}));
+  const uint32_t neighbour = ip4(10, 1, 0, 3);
+  receive(
+      lan_, lan_id_,
+      concat(ethernet(kBroadcast, mac(6), kEtherTypeArp), arp(1, mac(6), neighbour, Mac{}, kGw1)));
+  lan_->sent.clear();
+  Bytes syn = concat(ethernet(to_mac(Router::leg_mac(kGw1)), mac(6), kEtherTypeIpv4),
+                     ipv4(neighbour, kGw2, kIpProtoTcp, tcp(40001, 8080, 0x02)));
+  receive(lan_, lan_id_, syn);
+  ASSERT_EQ(lan_->sent.size(), 1u);
+  ParsedFrame p = parsed(lan_->sent[0]);
+  const uint8_t* ip = lan_->sent[0].data() + p.l3;
+  EXPECT_EQ(load_be32(ip + 16), kHost1);
+  EXPECT_EQ(p.dst_port, 80);
+  EXPECT_EQ(load_be32(ip + 12), kGw1) << "the target must answer the router, not the neighbour";
+  const uint16_t translated_port = p.src_port;
+  Bytes synack = concat(ethernet(to_mac(Router::leg_mac(kGw1)), mac(5), kEtherTypeIpv4),
+                        ipv4(kHost1, kGw1, kIpProtoTcp, tcp(80, translated_port, 0x12)));
+  receive(lan_, lan_id_, synack);
+  ASSERT_EQ(lan_->sent.size(), 2u);
+  p = parsed(lan_->sent[1]);
+  ip = lan_->sent[1].data() + p.l3;
+  EXPECT_EQ(load_be32(ip + 12), kGw2);
+  EXPECT_EQ(load_be32(ip + 16), neighbour);
+  EXPECT_EQ(p.src_port, 8080);
+  EXPECT_EQ(p.dst_port, 40001);
+  EXPECT_EQ(mac_key(lan_->sent[1].data()), mac_key(mac(6).b));
+  EXPECT_TRUE(wan_->sent.empty());
+}
+
 TEST_F(NatDatapathTest, PortForwardReachesInstanceAndUnsupportedIsCounted) {
   ASSERT_TRUE(router_.forwards().add(PortForward{kIpProtoTcp, 8080, "lan", kHost1, 80}));
   Bytes syn = concat(ethernet(to_mac(Router::leg_mac(kGw2)), mac(7), kEtherTypeIpv4),

@@ -214,7 +214,10 @@ bool Router::translate(const Leg& in, RxFrame f, const ParsedFrame& p) {
     forward(in, f, p, true);
     return true;
   }
-  if (in.nat != LegNat::kUplink || key.dst != in.gateway || p.l4_kind == L4::kIcmp) return false;
+  // A port forward of the uplink address: from outside (DNAT), or from an instance inside
+  // (hairpin: DNAT and SNAT to this leg's gateway, so the target answers through the router).
+  const Leg* uplink = in.nat == LegNat::kUplink ? &in : uplink_with_address(key.dst);
+  if (!uplink || key.dst != uplink->gateway || p.l4_kind == L4::kIcmp) return false;
   const PortForward* pf = forwards_.find(p.ip_proto, p.dst_port);
   if (!pf) return false;
   const Leg* out = leg_for(pf->ip);
@@ -223,15 +226,23 @@ bool Router::translate(const Leg& in, RxFrame f, const ParsedFrame& p) {
     return true;
   }
   FlowKey to{key.src, pf->ip, key.sport, pf->port, key.proto};
-  Flow* flow = ct.create_nat(key, to, now);
+  Flow* flow =
+      uplink == &in ? ct.create_nat(key, to, now) : ct.create_snat(key, to, in.gateway, now);
   if (!flow) {
     datapath_.count_drop(DropReason::kNatExhausted);
     return true;
   }
+  to = flow->translated;
   nat_rewrite(f.data, p, to, partial);
   ct.update(*flow, Direction::kOriginal, p.tcp_flags, now);
   forward(in, f, p, true);
   return true;
+}
+
+const Router::Leg* Router::uplink_with_address(uint32_t ip) const {
+  for (const Leg& l : legs_)
+    if (l.nat == LegNat::kUplink && l.gateway == ip) return &l;
+  return nullptr;
 }
 
 bool Router::masquerade(const Leg& in, const Leg& out, RxFrame f, const ParsedFrame& p) {

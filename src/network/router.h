@@ -83,6 +83,7 @@ class Router final : public InternalPortHandler {
   // forwards it; false when NAT has nothing to do with it.
   bool translate(const Leg& in, RxFrame frame, const ParsedFrame& parsed);
   // Masquerades a new connection leaving in's network through out; false when it was dropped.
+  const Leg* uplink_with_address(uint32_t ip) const;
   bool masquerade(const Leg& in, const Leg& out, RxFrame frame, const ParsedFrame& parsed);
   void send_arp_request(const Leg& leg, uint32_t target);
   void send_arp(const Leg& leg, uint16_t op, MacKey eth_dst, MacKey target_mac, uint32_t target_ip);

@@ -140,6 +140,22 @@ TEST_F(NetdNatTest, PortForwardReachesServerInsideNetwork) {
   ProcessResult closed = lab_.in(remote_, {"iperf3", "-c", "192.168.87.1", "-p", "8081", "-t", "1",
                                            "--connect-timeout", "1000"});
   EXPECT_FALSE(closed.ok());
+  // Hairpin: a neighbour on lan itself reaches the forward at the uplink address too, and the
+  // server sees it coming from the router (lan's gateway), so its answers go back through it.
+  std::string neighbour = lab_.add_namespace("nb");
+  netd_.call({{"op", "port.attach"},
+              {"network", "lan"},
+              {"iface", lab_.add_host(neighbour, "10.87.0.3/24", "hn")}});
+  lab_.in(neighbour, {"ip", "route", "add", "default", "via", "10.87.0.1"});
+  ASSERT_TRUE(lab_.in(lan_, {"iperf3", "-s", "-D", "-1", "-p", "5302"}).ok());
+  ProcessResult hairpin;
+  for (auto end = Clock::now() + std::chrono::seconds(10); Clock::now() < end;) {
+    hairpin =
+        lab_.in(neighbour, {"iperf3", "-c", "192.168.87.1", "-p", "8080", "-t", "1", "-J"}, 30000);
+    if (hairpin.ok()) break;
+  }
+  ASSERT_TRUE(hairpin.ok()) << hairpin.out << hairpin.err;
+  EXPECT_EQ((*parse_json(hairpin.out))["start"]["connected"][0]["remote_host"], "192.168.87.1");
 }
 
 TEST_F(NetdNatTest, ForwardValidationAndPersistence) {
