@@ -43,8 +43,12 @@ Result<void> check_socket_path(const std::string& path, std::string_view what) {
 
 // The blockdev protocol node for an NBD URI: nbd+unix:///EXPORT?socket=PATH or
 // nbd://HOST[:PORT]/EXPORT.
+// How long a guest's I/O waits for a lost NBD server (vireo-storaged restarting) before it
+// fails; QEMU reconnects meanwhile and reruns the waiting requests.
+constexpr int kNbdReconnectDelayS = 60;
+
 Result<Json> nbd_node(const std::string& uri) {
-  Json node = {{"driver", "nbd"}};
+  Json node = {{"driver", "nbd"}, {"reconnect-delay", kNbdReconnectDelayS}};
   if (uri.starts_with("nbd+unix:///")) {
     std::string rest = uri.substr(std::string_view("nbd+unix:///").size());
     auto q = rest.find("?socket=");

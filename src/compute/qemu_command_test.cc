@@ -137,6 +137,7 @@ TEST_F(QemuCommandTest, DisksBecomeBlockdevNodesAndVirtioDevices) {
   auto nbd = parse_json(value_of(*argv, "-blockdev", 2));
   ASSERT_TRUE(nbd);
   EXPECT_EQ((*nbd)["driver"], "nbd");
+  EXPECT_EQ((*nbd)["reconnect-delay"], 60) << "a restarted vireo-storaged is reconnected to";
   EXPECT_EQ((*nbd)["export"], "vol1");
   EXPECT_EQ((*nbd)["server"]["path"], "/run/vireo/nbd.sock");
   EXPECT_EQ((*nbd)["read-only"], true);

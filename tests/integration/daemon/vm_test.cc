@@ -2,6 +2,7 @@
 // resume, a daemon kill -9 and restart that the VM survives (and re-attach), ACPI stop, delete;
 // and definitions the daemon must refuse.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <map>
 #include <regex>
@@ -526,6 +527,33 @@ TEST(VmDaemonTest, MigrationOverTcpCopiesVolumeDisks) {
   ASSERT_TRUE(sh.attached()) << sh.output();
   ASSERT_TRUE(sh.run("echo 3 > /proc/sys/vm/drop_caches")) << sh.output();
   EXPECT_TRUE(sh.shows("/dev/vda", "moved-disk")) << sh.output();
+}
+
+// vireo-storaged killed under a running VM whose disk it serves: QEMU reconnects to the one
+// vireod starts again, and the guest's I/O goes on (held, not failed, while it was away).
+TEST(VmDaemonTest, VolumeDiskSurvivesAStoragedRestart) {
+  DaemonProcess d;
+  ASSERT_TRUE(d.start());
+  ASSERT_EQ(d.cli({"vol", "create", "default/sr", "--size", "16M"}).exit_code, 0);
+  auto r = d.cli({"vm", "create", "s1", "--kernel", guest().kernel, "--initrd", guest().initrd,
+                  "--cmdline", "console=ttyS0 quiet", "--disk", "default/sr", "--start"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  StopAtEnd stop_at_end{d, "s1"};
+  GuestShell sh(d, "s1");
+  ASSERT_TRUE(sh.ready()) << sh.output();
+  ASSERT_TRUE(sh.run(write_marker("/dev/vda", "before-restart"))) << sh.output();
+  const pid_t storaged = d.storaged_pid();
+  ASSERT_GT(storaged, 0);
+  ASSERT_EQ(::kill(storaged, SIGKILL), 0);
+  for (auto end = std::chrono::steady_clock::now() + 10s;
+       ::kill(storaged, 0) == 0 && std::chrono::steady_clock::now() < end;)
+    std::this_thread::sleep_for(10ms);  // reaped by init: no event reaches the test
+  ASSERT_EQ(d.cli({"vol", "ls", "default"}).exit_code, 0) << "vireod starts vireo-storaged again";
+  EXPECT_NE(d.storaged_pid(), storaged);
+  ASSERT_TRUE(sh.run(write_marker("/dev/vda", "after-restart"))) << sh.output();
+  ASSERT_TRUE(sh.run("echo 3 > /proc/sys/vm/drop_caches")) << sh.output();
+  EXPECT_TRUE(sh.shows("/dev/vda", "after-restart")) << sh.output();
+  EXPECT_EQ(sh.output().find("I/O error"), std::string::npos) << sh.output();
 }
 
 // `vm edit` through $EDITOR (here a sed script): a valid change is saved, an invalid one is
