@@ -279,10 +279,18 @@ std::vector<VolumeUser> VmManager::volume_users() {
   std::vector<VolumeUser> out;
   auto rows = store_.list_objects(kCollection);
   if (!rows) return out;
-  for (const auto& row : *rows)
+  for (const auto& row : *rows) {
     for (const auto& d : row.spec.value("disks", Json::array()))
       if (d.is_object() && d.contains("volume") && d["volume"].is_string())
         out.push_back({d["volume"].get<std::string>(), "VM", row.name});
+    // A snapshot's volumes belong to it: vm snapshot rm (or vm rm) removes them.
+    auto snapshots = list_snapshots(row.name);
+    for (const auto& snap : snapshots ? *snapshots : Json::array())
+      for (const auto& d : snap.value("disks", Json::array()))
+        if (d.is_object() && d.contains("snapshot") && d["snapshot"].is_string())
+          out.push_back({d["snapshot"].get<std::string>(), "VM snapshot",
+                         row.name + "/" + snap.value("name", "?")});
+  }
   return out;
 }
 

@@ -81,6 +81,7 @@ TEST(VmSnapshotTest, DiskSnapshotOfRunningVmOnThinVolumeRestores) {
 
   ASSERT_EQ(d.cli({"vm", "stop", "s1", "--force"}).exit_code, 0);
   EXPECT_EQ(volume_names(d, "tp"), (std::vector<std::string>{"d1", "d1.vmsnap.snap1"}));
+  expect_refused(d, {"vol", "rm", "tp/d1.vmsnap.snap1"}, "VM snapshot s1/snap1");
   ASSERT_EQ(d.cli({"vm", "rm", "s1"}).exit_code, 0);
   EXPECT_EQ(volume_names(d, "tp"), (std::vector<std::string>{"d1"}));
   EXPECT_EQ(d.cli({"pool", "check", "tp"}).exit_code, 0);
