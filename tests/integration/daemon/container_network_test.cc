@@ -17,22 +17,13 @@
 #include "base/json.h"
 #include "cli_expect.h"
 #include "daemon_process.h"
+#include "tls_fixture.h"
 
 namespace vireo::testing {
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-// A TCP port nobody listens on right now (the kernel's pick, released again).
-uint16_t free_port() {
-  Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}};
-  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return 0;
-  socklen_t len = sizeof a;
-  ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len);
-  return ntohs(a.sin_port);
-}
 
 // Sends request to 127.0.0.1:port and reads until the peer closes; "" when the connection
 // failed or was closed without a reply.

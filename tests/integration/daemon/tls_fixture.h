@@ -1,5 +1,6 @@
 #pragma once
-// For tests of vireod over TCP+TLS: a free loopback port and a self-signed certificate.
+// For tests that listen on TCP (vireod over TCP+TLS, published ports): a free loopback port and
+// a self-signed certificate.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -8,20 +9,19 @@
 #include <filesystem>
 #include <string>
 
+#include "base/fd.h"
 #include "base/subprocess.h"
 
 namespace vireo::testing {
 
+// A TCP port nobody listens on right now (the kernel's pick, released again); 0 on failure.
 inline uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{.sin_family = AF_INET, .sin_port = 0, .sin_addr = {htonl(INADDR_LOOPBACK)}};
+  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return 0;
+  socklen_t len = sizeof a;
+  ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len);
+  return ntohs(a.sin_port);
 }
 
 // A self-signed certificate and key for CN=name, made with the openssl tool.
