@@ -25,11 +25,14 @@ void run(CLI::App* cmd, Context& ctx, F body) {
 void add_import_command(CLI::App* noun, Context& ctx, ImageFlags& f) {
   auto* cmd =
       noun->add_subcommand("import", "Import an image from a file or directory on vireod's host");
-  cmd->add_option("source", f.source, "Root file system tar, OCI layout, OCI or docker archive")
+  cmd->add_option("source", f.source,
+                  "Root file system tar, OCI layout, OCI or docker archive, or a VM disk image "
+                  "(qcow2 or raw)")
       ->required();
   cmd->add_option("--tag,-t", f.tag, "NAME[:TAG] to store it under (optional for docker-archive)");
   cmd->add_option("--type", f.type, "Source type (detected when omitted)")
-      ->check(CLI::IsMember({"rootfs-tar", "oci-layout", "oci-archive", "docker-archive"}));
+      ->check(CLI::IsMember(
+          {"rootfs-tar", "oci-layout", "oci-archive", "docker-archive", "qcow2", "raw"}));
   run(cmd, ctx, [&ctx, &f]() -> Result<void> {
     Json source = {{"path", std::filesystem::absolute(f.source).lexically_normal().string()}};
     if (!f.type.empty()) source["type"] = f.type;
@@ -62,10 +65,12 @@ void add_export_command(CLI::App* noun, Context& ctx, ImageFlags& f) {
 void add_query_commands(CLI::App* noun, Context& ctx, ImageFlags& f) {
   run(noun->add_subcommand("ls", "List images"), ctx, [&ctx]() -> Result<void> {
     Json images = TRY(image_request(ctx, "GET", kImages));
-    std::vector<std::vector<std::string>> rows = {{"NAME", "DIGEST", "SIZE", "LAYERS", "CREATED"}};
+    std::vector<std::vector<std::string>> rows = {
+        {"NAME", "TYPE", "DIGEST", "SIZE", "LAYERS", "CREATED"}};
     for (const auto& img : images)
       for (const auto& tag : img.value("tags", Json::array()))
-        rows.push_back({plain(tag), short_digest(img.value("digest", Json())),
+        rows.push_back({plain(tag), plain(img.value("type", Json("container"))),
+                        short_digest(img.value("digest", Json())),
                         bytes_text(img.value("size", Json())), plain(img.value("layers", Json())),
                         plain(img.value("created", Json()))});
     print(ctx.format(), images, rows);

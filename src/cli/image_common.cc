@@ -45,13 +45,19 @@ void print_image(Context& ctx, const Json& img) {
   std::string tags;
   for (const auto& t : img.value("tags", Json::array()))
     tags += (tags.empty() ? "" : ", ") + plain(t);
+  const Json disk = img.value("disk", Json());
   std::vector<std::vector<std::string>> rows = {
       {"tags:", tags},
+      {"type:", plain(img.value("type", Json("container")))},
       {"digest:", plain(img.value("digest", Json()))},
       {"size:", bytes_text(img.value("size", Json()))},
-      {"platform:",
-       plain(img.value("os", Json())) + "/" + plain(img.value("architecture", Json()))},
   };
+  if (disk.is_object())
+    rows.push_back({"disk:", plain(disk.value("format", Json())) + ", virtual size " +
+                                 bytes_text(disk.value("virtual_size", Json()))});
+  else
+    rows.push_back({"platform:", plain(img.value("os", Json())) + "/" +
+                                     plain(img.value("architecture", Json()))});
   if (img.contains("created")) rows.push_back({"created:", plain(img["created"])});
   const Json layers = img.value("layers", Json::array());
   if (layers.is_array()) {

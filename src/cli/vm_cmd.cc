@@ -28,6 +28,7 @@ struct VmFlags {
   std::vector<std::string> ssh_keys;          // files of OpenSSH public keys
   std::string cpu_model;
   std::vector<int> cpu_pinning;  // host CPU of each vCPU
+  std::string image, pool, disk_size;  // --image: the first disk, volume POOL/NAME-root
 };
 
 // vm rm --volumes: the volume disks of a deleted VM; each failure named, the rest still tried.
@@ -289,6 +290,11 @@ void add_vm_commands(CLI::App& app, Context& ctx) {
                      "cloud-init: a file of OpenSSH public keys to authorize (repeatable)");
   create->add_option("--user-data", f.user_data, "cloud-init: a user-data file, sent verbatim");
   create->add_option("--firmware", f.firmware, "bios (SeaBIOS, the default) or uefi (OVMF)");
+  create->add_option("--image", f.image,
+                     "A VM disk image (vireo image import disk.qcow2): copied into volume "
+                     "POOL/NAME-root, the first disk");
+  create->add_option("--pool", f.pool, "With --image: the pool of the root volume (default)");
+  create->add_option("--disk-size", f.disk_size, "With --image: grow the root volume to this size");
   create->add_flag("--autostart", f.autostart, "Start with the daemon");
   create->add_flag("--start", f.start, "Start the VM once defined");
   create->callback([&ctx] {
@@ -311,7 +317,17 @@ void add_vm_commands(CLI::App& app, Context& ctx) {
         body["nics"] = Json::array();
         for (const auto& n : f.nics) body["nics"].push_back(Json{{"network", n}});
       }
-      TRY(TRY(ctx.client())->create(kCollection, body));
+      if (f.image.empty() && (!f.pool.empty() || !f.disk_size.empty()))
+        return make_error(ErrorCode::kInvalidArgument, "--pool and --disk-size need --image");
+      if (!f.image.empty()) {
+        body.erase("name");
+        body["image"] = f.image;
+        if (!f.pool.empty()) body["pool"] = f.pool;
+        if (!f.disk_size.empty()) body["disk_size"] = f.disk_size;
+        TRY(run_operation(ctx, "POST", "/1.0/vms/" + f.name + "/from-image", &body));
+      } else {
+        TRY(TRY(ctx.client())->create(kCollection, body));
+      }
       if (f.start) TRY(change_state(ctx, f.name, "start", false, f.timeout));
       return {};
     }();

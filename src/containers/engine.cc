@@ -378,6 +378,9 @@ Result<Container> Engine::create(const CreateRequest& request) {
       return make_error(ErrorCode::kNotFound, "image {} not found", req.image);
     return std::unexpected(std::move(info.error()));
   }
+  if (info->kind == image::ImageKind::kVm)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "{} is a VM disk image; use vireo vm create --image", req.image);
   auto layers = TRY(m.o.images->unpack(req.image));
   fs::path bundle = r->dir / "bundle";
   Json spec = TRY(build_spec(req, req.name, info->config, layers, bundle / "rootfs",

@@ -137,6 +137,7 @@ void Daemon::Impl::add_routes() {
   storage->add_routes(router);
   add_sandbox_routes(router, events, operations, (config.root / "apps").string());
   auto images = add_image_routes(router, events, operations, config.root);
+  vms->set_images(images);
   add_container_routes(router, events, operations, io, images, config.root, networks.get(),
                        storage.get());
   if (config.debug_api) add_debug_routes();

@@ -30,7 +30,11 @@ Json image_json(const image::ImageInfo& info, bool detail) {
             {"size", info.size},
             {"layers", info.manifest.layers.size()},
             {"os", info.config.os},
-            {"architecture", info.config.architecture}};
+            {"architecture", info.config.architecture},
+            {"type", info.kind == image::ImageKind::kVm ? "vm" : "container"}};
+  if (info.vm)
+    j["disk"] = {{"format", std::string(image::to_string(info.vm->format))},
+                 {"virtual_size", info.vm->virtual_size}};
   const Json& raw = info.config.raw;
   if (raw.is_object() && raw.contains("created") && raw["created"].is_string())
     j["created"] = raw["created"];
@@ -39,6 +43,7 @@ Json image_json(const image::ImageInfo& info, bool detail) {
   for (const auto& layer : info.manifest.layers) j["layers"].push_back(descriptor_json(layer));
   j["config"] = descriptor_json(info.manifest.config);
   j["manifest_media_type"] = info.manifest.media_type;
+  if (info.kind == image::ImageKind::kVm) return j;  // no diff_ids, no process
   Json diff_ids = Json::array();
   for (const auto& d : info.config.diff_ids) diff_ids.push_back(d.str());
   j["diff_ids"] = diff_ids;

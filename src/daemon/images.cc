@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include "api/event.h"
 #include "api/operation.h"
@@ -101,6 +102,25 @@ Result<std::string> detect_tar_type(const fs::path& path) {
   return std::string(manifest_json ? "docker-archive" : "rootfs-tar");
 }
 
+// A VM disk (qcow2, or raw with a boot signature or an ext superblock) unless the file is a
+// POSIX tar ("ustar" at 257): a tar header can hold anything at 510 or 1080.
+Result<std::optional<std::string>> detect_disk_type(const fs::path& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return errno_error("open " + path.string());
+  std::string head(2048, '\0');
+  ssize_t n = ::pread(fd.get(), head.data(), head.size(), 0);
+  if (n < 0) return errno_error("read " + path.string());
+  head.resize(static_cast<size_t>(n));
+  if (head.size() >= 262 && head.compare(257, 5, "ustar") == 0) return std::nullopt;
+  auto format = image::detect_disk_format(std::string_view(head));
+  if (!format) return std::nullopt;
+  return std::string(image::to_string(*format));
+}
+
+bool is_disk_type(const std::string& type) {
+  return type == "qcow2" || type == "raw";
+}
+
 Result<std::string> detect_type(const fs::path& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return errno_error("import source " + path.string());
@@ -115,6 +135,7 @@ Result<std::string> detect_type(const fs::path& path) {
   if (!S_ISREG(st.st_mode))
     return make_error(ErrorCode::kInvalidArgument,
                       "import source {}: not a regular file or a directory", path.string());
+  if (auto disk = TRY(detect_disk_type(path))) return *disk;
   return detect_tar_type(path);
 }
 
@@ -123,6 +144,8 @@ Result<image::ImageInfo> import(image::ImageStore& store, const std::string& typ
   if (type == "rootfs-tar") return store.import_rootfs_tar(path, ref);
   if (type == "oci-layout") return store.import_oci_layout(path, ref);
   if (type == "oci-archive") return store.import_oci_archive(path, ref);
+  if (is_disk_type(type))
+    return store.import_vm_disk(path, ref, TRY(image::parse_disk_format(type)));
   return store.import_docker_archive(path, ref);
 }
 
@@ -138,10 +161,10 @@ void add_import_route(server::Router& router, const std::shared_ptr<ImageManager
     if (!source.contains("type") || type == "auto") {
       type = TRY(detect_type(path));
     } else if (type != "rootfs-tar" && type != "oci-layout" && type != "oci-archive" &&
-               type != "docker-archive") {
+               type != "docker-archive" && !is_disk_type(type)) {
       return make_error(ErrorCode::kInvalidArgument,
                         "source.type '{}': expected rootfs-tar, oci-layout, oci-archive, "
-                        "docker-archive or auto",
+                        "docker-archive, qcow2, raw or auto",
                         type);
     } else if (::access(path.c_str(), R_OK) != 0) {
       return errno_error("import source " + path.string());
@@ -155,6 +178,8 @@ void add_import_route(server::Router& router, const std::shared_ptr<ImageManager
         return make_error(ErrorCode::kInvalidArgument, "tag '{}': must not name a digest", tag);
       tag = ref.tagged();
     }
+    // A disk is checked now (header and tables: quick), so a bad one is a 400, not an operation.
+    if (is_disk_type(type)) TRY(image::inspect_disk(path, TRY(image::parse_disk_format(type))));
     TRY(m->store());
     auto op = m->operations().start(
         fmt::format("Import image {} ({} {})", tag.empty() ? "from archive" : tag, type,

@@ -398,6 +398,8 @@ Result<void> VmManager::check_volumes_free(const store::ObjectRow& row) {
 Result<void> VmManager::start(const std::string& name, StartMode mode) {
   if (running(name)) return make_error(ErrorCode::kConflict, "VM '{}' is already running", name);
   auto row = TRY(store_.get_object(kCollection, name));
+  if (row.status == "creating")  // its disk may still be being copied (vm_image.cc)
+    return make_error(ErrorCode::kConflict, "VM '{}' is still being created", name);
   compute::VmSpec spec = TRY(vm_spec(row));
   TRY(check_volumes_free(row));
   if (row.spec.value("firmware", "bios") == "uefi") TRY(use_uefi(spec, run_dir(name)));
@@ -543,6 +545,7 @@ server::ObjectKind VmManager::kind() {
         return {};
       },
       .remove = [this](const store::ObjectRow& row) { return remove(row); },
+      .abandon = [this](const store::ObjectRow& row) { abandon_from_image(row); },
       .state = [this](const store::ObjectRow& row) { return state(row); },
   };
 }
@@ -574,6 +577,7 @@ void VmManager::add_routes(server::Router& router) {
   add_device_routes(router);
   add_migration_routes(router);
   add_snapshot_routes(router);
+  add_from_image_route(router);
   add_vm_console_route(router,
                        [this](const std::string& name) { return running_or_conflict(name); });
   router.add_sync(

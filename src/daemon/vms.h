@@ -27,6 +27,8 @@
 
 namespace vireo::daemon {
 
+class ImageManager;
+
 // A volume disk of a migrating VM: its place, POOL/VOL, and (once known) size and format.
 struct IncomingVolume {
   size_t disk = 0;
@@ -50,6 +52,8 @@ class VmManager {
   void add_routes(server::Router& router);
   // At daemon start: re-attach to running QEMUs, start the autostart VMs that are not running.
   void reconcile();
+  // The image store, for VMs created from VM disk images (vm_image.cc). Set before serving.
+  void set_images(std::shared_ptr<ImageManager> images) { images_ = std::move(images); }
 
  private:
   std::vector<VolumeUser> volume_users();
@@ -114,6 +118,13 @@ class VmManager {
   std::shared_ptr<compute::VmProcess> running(const std::string& name);
   std::filesystem::path run_dir(const std::string& name) const;
   void lifecycle(const std::string& name, const std::string& verb, Json extra = {});
+  // POST /1.0/vms/{name}/from-image (vm_image.cc): volume POOL/NAME-root made from a VM disk
+  // image, then the VM defined with it as its first disk; a failure leaves neither.
+  void add_from_image_route(server::Router& router);
+  [[nodiscard]] Result<Json> create_from_image(const store::ObjectRow& row, const std::string& ref,
+                                               const std::string& pool, uint64_t disk_size,
+                                               server::OperationContext& ctx);
+  void abandon_from_image(const store::ObjectRow& row);
 
   std::filesystem::path root_;
   store::Store& store_;
@@ -122,6 +133,7 @@ class VmManager {
   std::string accelerator_;
   NetworkManager* networks_;
   StorageManager* storage_;
+  std::shared_ptr<ImageManager> images_;
   std::mutex mutex_;  // guards processes_ and last_exit_; held briefly, never across QEMU calls
   std::map<std::string, std::shared_ptr<compute::VmProcess>> processes_;
   std::map<std::string, std::string> last_exit_;

@@ -250,6 +250,9 @@ Result<void> ImageStore::export_oci_archive(std::string_view ref, const fs::path
 Result<void> ImageStore::export_docker_archive(std::string_view ref, const fs::path& tar) {
   std::lock_guard lock(mu_);
   ImageInfo image = TRY(load_image(TRY(resolve(ref))));
+  if (image.kind == ImageKind::kVm)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "image {} is a VM disk image: export it as an OCI layout or archive", ref);
   auto parsed = Reference::parse(ref);
   std::string repo_tag = parsed && !parsed->tag.empty() ? parsed->tagged()
                          : image.tags.empty()           ? std::string()

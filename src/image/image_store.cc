@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <sys/file.h>
 
+#include <optional>
 #include <set>
 
 #include "base/file.h"
+#include "base/time.h"
 #include "image/media_types.h"
 #include "image/tree.h"
 
@@ -75,7 +77,14 @@ Result<ImageInfo> ImageStore::load_image(const Digest& manifest_digest) {
   info.manifest = TRY_CTX(parse_manifest(text), "manifest {}", manifest_digest.str());
   std::string config = TRY_CTX(blobs_->read(info.manifest.config.digest), "config {}",
                                info.manifest.config.digest.str());
-  info.config = TRY_CTX(parse_config(config), "config {}", info.manifest.config.digest.str());
+  if (info.manifest.is_vm()) {
+    info.kind = ImageKind::kVm;
+    info.vm = TRY_CTX(parse_vm_config(config), "config {}", info.manifest.config.digest.str());
+    info.config.architecture = info.vm->architecture;
+    info.config.raw = info.vm->to_json();
+  } else {
+    info.config = TRY_CTX(parse_config(config), "config {}", info.manifest.config.digest.str());
+  }
   for (const auto& l : info.manifest.layers) info.size += l.size;
   info.tags = tags_of(manifest_digest);
   return info;
@@ -95,6 +104,12 @@ Result<ImageInfo> ImageStore::commit_image(const std::string& manifest_json, con
   if (!blobs_->has(m.config.digest))
     return make_error(ErrorCode::kNotFound, "config blob {} is missing", m.config.digest.str());
   std::string config_json = TRY_CTX(blobs_->read(m.config.digest), "config");
+  if (m.is_vm()) {
+    TRY(check_vm_image(m, config_json));
+    BlobInfo stored = TRY_CTX(blobs_->put(manifest_json), "store manifest");
+    TRY(tags_.set(ref.tagged(), stored.digest));
+    return load_image(stored.digest);
+  }
   ImageConfig config = TRY(parse_config(config_json));
   if (config.diff_ids.size() != m.layers.size())
     return make_error(ErrorCode::kInvalidArgument,
@@ -109,6 +124,67 @@ Result<ImageInfo> ImageStore::commit_image(const std::string& manifest_json, con
   BlobInfo stored = TRY_CTX(blobs_->put(manifest_json), "store manifest");
   TRY(tags_.set(ref.tagged(), stored.digest));
   return load_image(stored.digest);
+}
+
+Result<void> ImageStore::check_vm_image(const Manifest& m, const std::string& config_json) {
+  VmDiskConfig config = TRY(parse_vm_config(config_json));
+  const Descriptor& disk = m.layers.at(0);
+  DiskFormat format = TRY(disk_format_of_media_type(disk.media_type));
+  if (format != config.format)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "invalid VM disk image: the config says {} but the disk layer is {}",
+                      to_string(config.format), to_string(format));
+  if (!blobs_->has(disk.digest))
+    return make_error(ErrorCode::kNotFound, "disk blob {} is missing", disk.digest.str());
+  if (TRY(blobs_->size_of(disk.digest)) != disk.size)
+    return make_error(ErrorCode::kInvalidArgument, "disk blob {}: size is not {}",
+                      disk.digest.str(), disk.size);
+  uint64_t virtual_size =
+      TRY_CTX(inspect_disk(blobs_->path_of(disk.digest), format), "disk {}", disk.digest.str());
+  if (virtual_size != config.virtual_size)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "invalid VM disk image: the config says a virtual size of {} but the disk "
+                      "has {}",
+                      config.virtual_size, virtual_size);
+  return {};
+}
+
+Result<ImageInfo> ImageStore::import_vm_disk(const fs::path& file, std::string_view ref_text,
+                                             std::optional<DiskFormat> format) {
+  std::lock_guard lock(mu_);
+  Reference ref = TRY(Reference::parse(ref_text));
+  if (!format) {
+    format = TRY(detect_disk_format(file));
+    if (!format)
+      return make_error(ErrorCode::kInvalidArgument,
+                        "{}: not a disk image (no qcow2 magic, MBR/GPT boot signature or ext "
+                        "superblock)",
+                        file.string());
+  }
+  VmDiskConfig config{.format = *format,
+                      .virtual_size = TRY(inspect_disk(file, *format)),
+                      .created = now_timestamp()};
+  BlobInfo disk = TRY_CTX(blobs_->put_file(file, std::nullopt), "{}", file.string());
+  BlobInfo config_blob = TRY(blobs_->put(config.to_json().dump()));
+  Manifest m;
+  m.media_type = media::kOciManifest;
+  m.config = {std::string(media::kVmConfig), config_blob.digest, config_blob.size, {}, {}};
+  m.layers.push_back({std::string(disk_media_type(*format)), disk.digest, disk.size, {}, {}});
+  return with_context(commit_image(m.to_json().dump(), ref), file.string());
+}
+
+Result<VmDiskBlob> ImageStore::vm_disk(std::string_view ref) {
+  VmDiskBlob out;
+  {
+    std::lock_guard lock(mu_);
+    ImageInfo image = TRY(load_image(TRY(resolve(ref))));
+    if (image.kind != ImageKind::kVm)
+      return make_error(ErrorCode::kInvalidArgument, "image {} is not a VM disk image", ref);
+    out = {blobs_->path_of(image.manifest.layers[0].digest), image.vm->format,
+           image.vm->virtual_size, image.manifest.layers[0].digest};
+  }
+  TRY_CTX(blobs_->verify(out.digest), "image {}", ref);  // outside the lock: it reads it all
+  return out;
 }
 
 Result<std::vector<ImageInfo>> ImageStore::list() {
@@ -150,6 +226,10 @@ Result<void> ImageStore::remove(std::string_view text) {
 }
 
 Result<std::vector<Layer>> ImageStore::unpack_layers(const ImageInfo& image) {
+  if (image.kind == ImageKind::kVm)
+    return make_error(ErrorCode::kInvalidArgument,
+                      "image {} is a VM disk image, not a container image",
+                      image.tags.empty() ? image.manifest_digest.str() : image.tags.front());
   std::vector<Layer> out;
   for (size_t i = 0; i < image.config.diff_ids.size(); ++i) {
     const Digest& diff_id = image.config.diff_ids[i];

@@ -26,15 +26,31 @@
 #include "image/reference.h"
 #include "image/rootfs.h"
 #include "image/tag_store.h"
+#include "image/vm_disk.h"
 
 namespace vireo::image {
+
+enum class ImageKind {
+  kContainer,  // tar layers: a container's root file system
+  kVm,         // one disk layer (vm_disk.h): a VM's first disk
+};
 
 struct ImageInfo {
   std::vector<std::string> tags;  // "name:tag", sorted
   Digest manifest_digest;
   Manifest manifest;
-  ImageConfig config;
-  uint64_t size = 0;  // compressed layer bytes
+  ImageConfig config;  // of a VM image: architecture and raw only
+  uint64_t size = 0;   // compressed layer bytes
+  ImageKind kind = ImageKind::kContainer;
+  std::optional<VmDiskConfig> vm;  // kVm: the disk's format and virtual size
+};
+
+// The disk of a VM image, as a file in the store that must not be written.
+struct VmDiskBlob {
+  std::filesystem::path file;
+  DiskFormat format = DiskFormat::kRaw;
+  uint64_t virtual_size = 0;
+  Digest digest;
 };
 
 struct PruneReport {
@@ -84,6 +100,11 @@ class ImageStore {
   // RepoTags entry names the image.
   [[nodiscard]] Result<ImageInfo> import_docker_archive(const std::filesystem::path& tar,
                                                         std::string_view ref);
+  // A qcow2 or raw disk file as a VM disk image (vm_disk.h); format nullopt: detected from the
+  // content. The file is checked (inspect_disk) before anything is stored.
+  [[nodiscard]] Result<ImageInfo> import_vm_disk(const std::filesystem::path& file,
+                                                 std::string_view ref,
+                                                 std::optional<DiskFormat> format = std::nullopt);
   // Writes the image as an OCI layout into dir (created; must be empty if it exists).
   [[nodiscard]] Result<void> export_oci_layout(std::string_view ref,
                                                const std::filesystem::path& dir);
@@ -129,6 +150,10 @@ class ImageStore {
   };
   [[nodiscard]] Work begin_work() { return Work(*this); }
 
+  // The disk of a VM image, its digest verified again (kInvalidArgument for a container image).
+  // The caller holds a Work while it reads the file, so that a prune cannot remove it.
+  [[nodiscard]] Result<VmDiskBlob> vm_disk(std::string_view ref);
+
   // The image's unpacked layers, bottom first (unpacking again any that is missing).
   [[nodiscard]] Result<std::vector<Layer>> unpack(std::string_view ref);
 
@@ -157,6 +182,8 @@ class ImageStore {
   [[nodiscard]] Result<ImageInfo> commit_image(const std::string& manifest_json,
                                                const Reference& ref);
   [[nodiscard]] Result<ImageInfo> load_image(const Digest& manifest_digest);
+  // A VM disk image's config and disk blob agree and the disk is a valid image of its format.
+  [[nodiscard]] Result<void> check_vm_image(const Manifest& m, const std::string& config_json);
   [[nodiscard]] Result<Digest> resolve(std::string_view ref);
   [[nodiscard]] Result<std::vector<Layer>> unpack_layers(const ImageInfo& image);
   [[nodiscard]] Result<ImageInfo> import_layout_locked(const std::filesystem::path& dir,

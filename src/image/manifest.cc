@@ -93,7 +93,8 @@ Result<Manifest> manifest_from(const Json& j) {
     return invalid("mediaType", fmt::format("'{}' is not an image manifest", m.media_type));
   if (!j.contains("config")) return invalid("config", "missing");
   m.config = TRY(descriptor_at(j["config"], "config"));
-  if (!media::is_config(m.config.media_type))
+  const bool vm = m.is_vm();
+  if (!vm && !media::is_config(m.config.media_type))
     return invalid("config.mediaType",
                    fmt::format("unsupported config media type '{}'", m.config.media_type));
   auto layers = j.find("layers");
@@ -103,11 +104,13 @@ Result<Manifest> manifest_from(const Json& j) {
   for (size_t i = 0; i < layers->size(); ++i) {
     std::string path = fmt::format("layers[{}]", i);
     Descriptor d = TRY(descriptor_at((*layers)[i], path));
-    if (!media::is_layer(d.media_type))
+    if (vm ? !media::is_vm_disk(d.media_type) : !media::is_layer(d.media_type))
       return invalid(path + ".mediaType",
                      fmt::format("unsupported layer media type '{}'", d.media_type));
     m.layers.push_back(std::move(d));
   }
+  if (vm && m.layers.size() != 1)
+    return invalid("layers", "a VM disk image has exactly one layer, the disk");
   m.annotations = TRY(annotations(j, ""));
   return m;
 }
@@ -179,6 +182,10 @@ Json Manifest::to_json() const {
   for (const auto& l : layers) j["layers"].push_back(l.to_json());
   if (!annotations.empty()) j["annotations"] = annotations;
   return j;
+}
+
+bool Manifest::is_vm() const {
+  return config.media_type == media::kVmConfig;
 }
 
 Result<DocumentKind> detect_kind(std::string_view json, std::string_view media_type_hint) {

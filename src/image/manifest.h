@@ -35,11 +35,13 @@ struct Descriptor {
 
 struct Manifest {
   std::string media_type;  // kOciManifest or kDockerManifest
-  Descriptor config;
-  std::vector<Descriptor> layers;
+  Descriptor config;       // an image config, or a VM disk config (media::kVmConfig)
+  std::vector<Descriptor> layers;  // tar layers, or one VM disk (media::is_vm_disk)
   std::map<std::string, std::string> annotations;
 
   Json to_json() const;
+  // A VM disk image (vm_disk.h): its single layer is a disk, never a tar.
+  bool is_vm() const;
 };
 
 struct Index {

@@ -1,5 +1,6 @@
 #pragma once
-// Media types of the OCI image spec and of Docker's v2 schema 2, which the store reads.
+// Media types of the OCI image spec and of Docker's v2 schema 2, which the store reads, and
+// Vireo's own for VM disk images (an OCI manifest whose config and single layer are ours).
 #include <string_view>
 
 namespace vireo::image::media {
@@ -20,6 +21,11 @@ inline constexpr std::string_view kDockerLayer =
 inline constexpr std::string_view kDockerForeignLayer =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
+// A VM disk image: this config (format, virtual size) and one layer that is the disk file as is.
+inline constexpr std::string_view kVmConfig = "application/vnd.vireo.vm.config.v1+json";
+inline constexpr std::string_view kVmDiskQcow2 = "application/vnd.vireo.vm.disk.qcow2";
+inline constexpr std::string_view kVmDiskRaw = "application/vnd.vireo.vm.disk.raw";
+
 inline bool is_manifest(std::string_view t) {
   return t == kOciManifest || t == kDockerManifest;
 }
@@ -37,6 +43,11 @@ inline bool is_layer(std::string_view t) {
          t == "application/vnd.oci.image.layer.nondistributable.v1.tar" ||
          t == "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip" ||
          t == "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
+}
+
+// A disk is never a tar: these layers are neither unpacked nor a container's root.
+inline bool is_vm_disk(std::string_view t) {
+  return t == kVmDiskQcow2 || t == kVmDiskRaw;
 }
 
 }  // namespace vireo::image::media

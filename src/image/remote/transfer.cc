@@ -358,11 +358,22 @@ Result<ImageInfo> pull(ImageStore& store, std::string_view ref_text, const PullO
   Document doc = TRY(resolve_manifest(session, client, o));
   Manifest manifest = TRY_CTX(parse_manifest(doc.body), "{}", remote.str());
   std::string config_json = TRY(fetch_small_blob(session, client, manifest.config));
-  ImageConfig config = TRY_CTX(parse_config(config_json), "config of {}", remote.str());
-  if (config.diff_ids.size() != manifest.layers.size())
-    return make_error(ErrorCode::kInvalidArgument, "{}: config has {} diff_ids for {} layers",
-                      remote.str(), config.diff_ids.size(), manifest.layers.size());
+  // A VM disk image's one layer is the disk: downloaded, never unpacked (commit checks it).
+  const bool vm = manifest.is_vm();
+  ImageConfig config;
+  if (vm) {
+    TRY_CTX(parse_vm_config(config_json), "config of {}", remote.str());
+  } else {
+    config = TRY_CTX(parse_config(config_json), "config of {}", remote.str());
+    if (config.diff_ids.size() != manifest.layers.size())
+      return make_error(ErrorCode::kInvalidArgument, "{}: config has {} diff_ids for {} layers",
+                        remote.str(), config.diff_ids.size(), manifest.layers.size());
+  }
   TRY(store.blobs().put(config_json, manifest.config.digest));
+  auto have = [&](size_t i) {
+    return vm ? store.blobs().has(manifest.layers[i].digest)
+              : store.layers().has(config.diff_ids[i]);
+  };
 
   fs::path partial_dir = store.root() / "tmp" / "pull";
   std::error_code ec;
@@ -370,7 +381,7 @@ Result<ImageInfo> pull(ImageStore& store, std::string_view ref_text, const PullO
   if (ec) return make_error(ErrorCode::kIo, "create {}: {}", partial_dir.string(), ec.message());
   uint64_t total = 0;
   for (size_t i = 0; i < manifest.layers.size(); ++i)
-    if (!store.layers().has(config.diff_ids[i])) total += manifest.layers[i].size;
+    if (!have(i)) total += manifest.layers[i].size;
   progress.start("downloading", total, static_cast<int>(manifest.layers.size()));
 
   WorkerPool pool;
@@ -378,8 +389,7 @@ Result<ImageInfo> pull(ImageStore& store, std::string_view ref_text, const PullO
   TRY(pool.run(manifest.layers.size(), o.parallel, session.options().tls,
                [&](size_t i, HttpClient& c) -> Result<void> {
                  const Descriptor& layer = manifest.layers[i];
-                 const Digest& diff_id = config.diff_ids[i];
-                 if (store.layers().has(diff_id)) {
+                 if (have(i)) {
                    progress.blob_done();
                    return {};
                  }
@@ -391,6 +401,11 @@ Result<ImageInfo> pull(ImageStore& store, std::string_view ref_text, const PullO
                    progress.add(layer.size);
                  }
                  if (stop()) return make_error(ErrorCode::kCancelled, "pull cancelled");
+                 if (vm) {
+                   progress.blob_done();
+                   return {};
+                 }
+                 const Digest& diff_id = config.diff_ids[i];
                  auto reader = TRY(store.blobs().open(layer.digest));
                  TRY_CTX(store.layers().unpack(read_blob(reader), diff_id), "layer {} ({})", i,
                          layer.digest.str());
