@@ -48,6 +48,17 @@ bool console_shows(const DaemonProcess& d, const std::string& name, const std::s
   return false;
 }
 
+// The test guest started as vm with a new 16 MiB volume as its disk.
+::testing::AssertionResult start_on_new_volume(const DaemonProcess& d, const std::string& vm,
+                                               const std::string& volume) {
+  if (auto v = d.cli({"vol", "create", volume, "--size", "16M"}); v.exit_code != 0)
+    return ::testing::AssertionFailure() << v.err;
+  auto r = d.cli({"vm", "create", vm, "--kernel", guest().kernel, "--initrd", guest().initrd,
+                  "--cmdline", "console=ttyS0 quiet", "--disk", volume, "--start"});
+  if (r.exit_code != 0) return ::testing::AssertionFailure() << r.err;
+  return ::testing::AssertionSuccess();
+}
+
 TEST(VmDaemonTest, LifecycleSurvivesADaemonKillAndEndsWithAcpiStop) {
   DaemonProcess d;
   ASSERT_TRUE(d.start());
@@ -493,10 +504,7 @@ TEST(VmDaemonTest, MigrationOverTcpCopiesVolumeDisks) {
     args.insert(args.end(), to.begin(), to.end());
     return source.cli(args);
   };
-  ASSERT_EQ(source.cli({"vol", "create", "default/md", "--size", "16M"}).exit_code, 0);
-  auto r = source.cli({"vm", "create", "v1", "--kernel", guest().kernel, "--initrd", guest().initrd,
-                       "--cmdline", "console=ttyS0 quiet", "--disk", "default/md", "--start"});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(start_on_new_volume(source, "v1", "default/md"));
   StopAtEnd stop_source{source, "v1"};
   {
     GuestShell sh(source, "v1");
@@ -534,10 +542,7 @@ TEST(VmDaemonTest, MigrationOverTcpCopiesVolumeDisks) {
 TEST(VmDaemonTest, VolumeDiskSurvivesAStoragedRestart) {
   DaemonProcess d;
   ASSERT_TRUE(d.start());
-  ASSERT_EQ(d.cli({"vol", "create", "default/sr", "--size", "16M"}).exit_code, 0);
-  auto r = d.cli({"vm", "create", "s1", "--kernel", guest().kernel, "--initrd", guest().initrd,
-                  "--cmdline", "console=ttyS0 quiet", "--disk", "default/sr", "--start"});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(start_on_new_volume(d, "s1", "default/sr"));
   StopAtEnd stop_at_end{d, "s1"};
   GuestShell sh(d, "s1");
   ASSERT_TRUE(sh.ready()) << sh.output();
