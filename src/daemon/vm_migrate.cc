@@ -36,7 +36,6 @@ namespace vireo::daemon {
 
 namespace {
 
-namespace fs = std::filesystem;
 constexpr const char* kCollection = "vms";
 constexpr auto kIncomingTimeout = std::chrono::seconds(60);
 constexpr auto kMirrorTimeout = std::chrono::minutes(30);
@@ -285,10 +284,11 @@ Result<Json> VmManager::complete_incoming(const std::string& name) {
 Result<Json> VmManager::abort_incoming(const std::string& name) {
   std::lock_guard serial(action_mutex_);
   // A QEMU that no longer answers (an incoming stream that broke off ends it) is aborted too.
-  auto process = running(name);
-  if (auto status = process ? process->status() : Result<std::string>("gone");
-      status && *status != "inmigrate" && *status != "gone")
-    return make_error(ErrorCode::kConflict, "VM '{}' is not waiting for a migration", name);
+  if (auto process = running(name)) {
+    auto status = process->status();
+    if (status && *status != "inmigrate")
+      return make_error(ErrorCode::kConflict, "VM '{}' is not waiting for a migration", name);
+  }
   (void)stop(name, true, 0);
   auto row = TRY(store_.get_object(kCollection, name));
   TRY(remove(row));
@@ -415,20 +415,22 @@ void VmManager::add_migration_routes(server::Router& router) {
                     return start_op("receive", name,
                                     [this, name, body] { return receive_incoming(name, body); });
                   });
-  router.add_sync(server::Method::kPost, "/1.0/vms/{name}/incoming/complete",
-                  [this, start_op](server::Request& req) -> Result<server::Response> {
-                    const std::string name = req.params["name"];
-                    TRY(store_.get_object(kCollection, name));
-                    return start_op("complete the migration of", name,
-                                    [this, name] { return complete_incoming(name); });
-                  });
-  router.add_sync(server::Method::kDelete, "/1.0/vms/{name}/incoming",
-                  [this, start_op](server::Request& req) -> Result<server::Response> {
-                    const std::string name = req.params["name"];
-                    TRY(store_.get_object(kCollection, name));
-                    return start_op("abort the migration of", name,
-                                    [this, name] { return abort_incoming(name); });
-                  });
+  // The target's last steps, on a VM it is receiving.
+  using Step = Result<Json> (VmManager::*)(const std::string&);
+  auto on_incoming = [this, &router, start_op](server::Method method, const std::string& path,
+                                               const char* what, Step step) {
+    router.add_sync(method, path,
+                    [this, start_op, what, step](server::Request& req) -> Result<server::Response> {
+                      const std::string name = req.params["name"];
+                      TRY(store_.get_object(kCollection, name));
+                      return start_op(what, name,
+                                      [this, name, step] { return (this->*step)(name); });
+                    });
+  };
+  on_incoming(server::Method::kPost, "/1.0/vms/{name}/incoming/complete",
+              "complete the migration of", &VmManager::complete_incoming);
+  on_incoming(server::Method::kDelete, "/1.0/vms/{name}/incoming", "abort the migration of",
+              &VmManager::abort_incoming);
 }
 
 }  // namespace vireo::daemon

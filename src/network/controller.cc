@@ -17,13 +17,6 @@
 namespace vireo::net {
 namespace {
 
-// The clock DHCP leases are aged by (the router's).
-uint64_t lease_clock_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 constexpr uint16_t kFirstUntaggedId = 4096;
 constexpr const char* kStateFile = "netd.json";
 
@@ -490,7 +483,7 @@ Result<Json> Controller::dhcp(const std::string& op, const Json& r) {
         TRY(get_uint(r, "seconds", DhcpServer::kLeaseSeconds, DhcpServer::kLeaseSeconds));
     if (seconds == 0)
       return make_error(ErrorCode::kInvalidArgument, "'seconds' must be at least 1");
-    TRY(dhcp_->adopt_lease(n->id, mac, ip, TRY(get_string(r, "hostname", false)), lease_clock_ns(),
+    TRY(dhcp_->adopt_lease(n->id, mac, ip, TRY(get_string(r, "hostname", false)), router_->now_ns(),
                            seconds * 1'000'000'000ull));
     TRY(save());
     return Json{{"ip", format_ipv4(ip)}};
@@ -676,7 +669,7 @@ Result<void> Controller::save() const {
     }
   // Dynamic leases with the seconds they have left (the clock does not survive a reboot).
   j["leases"] = Json::array();
-  const uint64_t now = lease_clock_ns();
+  const uint64_t now = router_->now_ns();
   for (const auto& [name, n] : networks_)
     for (const auto& [mac, lease] : dhcp_->dynamic_leases(n.id, now)) {
       Json l{{"network", name},

@@ -46,6 +46,8 @@ class Router final : public InternalPortHandler {
   [[nodiscard]] Result<void> remove_route(const Cidr& destination);
   Json routes_json() const;
   void tick(uint64_t now_ns);
+  // The router's clock (CLOCK_MONOTONIC_COARSE): connections, neighbours and DHCP leases age by it.
+  uint64_t now_ns() const;
 
   void handle(PortId port, const RxFrame& frame, const ParsedFrame& parsed, uint16_t vlan) override;
 
@@ -91,7 +93,6 @@ class Router final : public InternalPortHandler {
                        uint8_t type, uint8_t code);
   uint8_t* next_buffer();
   void emit(const Leg& leg, uint8_t* data, uint32_t len);
-  uint64_t now_ns() const;
 
   Datapath& datapath_;
   Firewall* firewall_;
