@@ -92,17 +92,26 @@ void Store::commit_loop() {
     queue_.pop_front();
     Pending& p = pending_.at(key);  // std::map: the reference survives other insertions
     lock.unlock();
-    make_durable(key, p);
+    // GC waits until the blob is linked: renamed but unlinked it would look like garbage.
+    std::shared_lock gc(gc_mu_);
+    bool durable = make_durable(key, p);
     lock.lock();
+    // Linked and no longer pending in one step: a push or DELETE of it in between would
+    // otherwise change p.repos after the links were made, and be lost.
+    Digest d = *parse_digest(key);
+    for (const auto& repo : durable ? p.repos : std::set<std::string>{}) {
+      std::lock_guard index_lock(mu_);
+      if (auto l = link_locked(repo, d); !l)
+        spdlog::error("link blob {} into {}: {}", key, repo, l.error().message());
+    }
     pending_.erase(key);
     pending_cv_.notify_all();
   }
 }
 
-// fsync, rename into the blob store, link into every repository that pushed or mounted it.
-// A failure drops the blob: the repositories never see it (and a manifest naming it fails).
-void Store::make_durable(const std::string& key, Pending& p) {
-  std::shared_lock gc(gc_mu_);
+// fsync and rename into the blob store; false (the blob dropped, the repositories never see it,
+// a manifest naming it fails) when that does not work.
+bool Store::make_durable(const std::string& key, Pending& p) {
   Digest d = *parse_digest(key);
   fs::path dest = blob_path(d);
   Result<void> r;
@@ -117,14 +126,8 @@ void Store::make_durable(const std::string& key, Pending& p) {
   if (!r) {
     spdlog::error("commit blob {}: {}", key, r.error().message());
     ::unlink(p.tmp.c_str());
-    return;
   }
-  std::lock_guard lock(pending_mu_);
-  for (const auto& repo : p.repos) {
-    std::lock_guard index_lock(mu_);
-    if (auto l = link_locked(repo, d); !l)
-      spdlog::error("link blob {} into {}: {}", key, repo, l.error().message());
-  }
+  return bool(r);
 }
 
 fs::path Store::blob_path(const Digest& d) const {

@@ -111,7 +111,7 @@ class Store {
     std::set<std::string> repos;
   };
   void commit_loop();
-  void make_durable(const std::string& key, Pending& p);
+  bool make_durable(const std::string& key, Pending& p);
   bool pending_has(const std::string& repo, const std::string& key);
   void wait_durable(const Manifest& m);
 
