@@ -6,7 +6,8 @@
 # VIREO_BIN_DIR points at the build's bin/ (default build/bin). UDP_RATE sets the
 # offered UDP load in bit/s of payload (default 40M, i.e. ~280 kpps of 18-byte payloads; the
 # sender may not reach it on a small machine: the offered rate is printed). RING=v3 uses
-# TPACKET_V3 rings on the vireo-netd ports instead of V2.
+# TPACKET_V3 rings on the vireo-netd ports instead of V2. THREADS sets vireo-netd's datapath
+# threads (default: one per CPU; each of the two ports then has its own).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -14,6 +15,7 @@ secs=${1:-10}
 bin=${VIREO_BIN_DIR:-$root/build/bin}
 udp_rate=${UDP_RATE:-40M}
 ring=${RING:-v2}  # AF_PACKET ring of the vireo-netd ports
+threads=${THREADS:+--threads $THREADS}
 p=vb$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')
 work=$(mktemp -d)
 netd_pid=""
@@ -51,7 +53,7 @@ PY
 }
 
 # Setup: vireo-netd between va/vb, a bridge between ba/bb.
-"$bin/vireo-netd" --control "$work/netd.sock" >"$work/netd.log" 2>&1 &
+"$bin/vireo-netd" --control "$work/netd.sock" $threads >"$work/netd.log" 2>&1 &
 netd_pid=$!
 for _ in $(seq 100); do [ -S "$work/netd.sock" ] && break; sleep 0.05; done
 host ${p}va ${p}hva 10.91.0.1; host ${p}vb ${p}hvb 10.91.0.2
@@ -118,6 +120,7 @@ print(f"{'ping p99 us':24}{r['netd']['p99']:14.0f}{r['bridge']['p99']:14.0f}{r['
 for k, label in (("tcp", "TCP"), ("udp", "UDP")):
     print(f"{label+' CPU busy % (all)':24}{cpu('netd', k+'.cpu'):14.0f}{cpu('bridge', k+'.cpu'):14.0f}")
     print(f"{label+' CPU % vireo-netd':24}{cpu('netd', k+'.netdcpu'):14.0f}{'-':>14}")
+threads = open(f"{work}/netd.log").read().split(" datapath threads")[0].rsplit("(", 1)[-1]
 print(f"(each test {secs:.0f} s, UDP offered {rate} bit/s of 18-byte payloads = 64-byte frames,"
-      f" {__import__('os').cpu_count()} CPUs)")
+      f" {__import__('os').cpu_count()} CPUs, {threads} vireo-netd datapath threads)")
 PY

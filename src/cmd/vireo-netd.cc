@@ -5,17 +5,22 @@
 #include "base/log.h"
 #include "network/ipv4.h"
 #include "network/server.h"
+#include "network/worker.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"vireo-netd: Vireo's virtual switch, router and network functions"};
   std::string control;
   std::string state;
   std::string vxlan_local;
+  size_t threads = 0;
   bool debug = false;
   app.add_option("--control", control, "Unix socket for control requests (JSON lines)")->required();
   app.add_option("--state", state, "Directory where the configuration is kept across restarts");
   app.add_option("--vxlan-local", vxlan_local,
                  "This host's VTEP address: VXLAN is sent from and received on it (default: any)");
+  app.add_option("--threads", threads,
+                 "Datapath threads, each polling its share of the ports (default: one per CPU)")
+      ->check(CLI::Range(size_t{1}, vireo::net::kMaxWorkers));
   app.add_flag("--debug", debug, "Log debug messages");
   CLI11_PARSE(app, argc, argv);
   vireo::init_logging(debug ? vireo::LogLevel::kDebug : vireo::LogLevel::kInfo);
@@ -29,7 +34,7 @@ int main(int argc, char** argv) {
     }
     vtep = *ip;
   }
-  auto server = vireo::net::Server::create({control, state, vtep});
+  auto server = vireo::net::Server::create({control, state, vtep, threads});
   if (!server) {
     spdlog::error("vireo-netd: {}", server.error().message());
     return 1;

@@ -354,6 +354,7 @@ Result<Json> Controller::list_ports() const {
     Json j = to_json(p.spec);
     j["id"] = p.id;
     j["mtu"] = datapath_.sw().config(p.id).mtu;
+    j["worker"] = datapath_.owner(p.id);
     j["stats"] =
         Json{{"rx_packets", s.rx_packets}, {"rx_bytes", s.rx_bytes}, {"rx_dropped", s.rx_dropped},
              {"tx_packets", s.tx_packets}, {"tx_bytes", s.tx_bytes}, {"tx_dropped", s.tx_dropped}};

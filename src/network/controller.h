@@ -3,7 +3,7 @@
 // one per line on the control socket) into changes of the datapath: networks, ports, routes;
 // it answers queries (ports with statistics, FDB, drops) and persists the configuration under
 // the state directory so a restarted vireo-netd comes back with the same networks and ports.
-// Runs on the datapath's thread (see datapath.h); not thread-safe.
+// Not thread-safe: the control thread calls it while the datapath workers are paused.
 #include <filesystem>
 #include <functional>
 #include <map>

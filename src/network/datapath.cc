@@ -2,9 +2,7 @@
 
 namespace vireo::net {
 
-Datapath::Datapath() : is_dirty_(Switch::kMaxPorts, false) {
-  dirty_.reserve(Switch::kMaxPorts);
-}
+Datapath::Datapath() = default;
 
 Result<PortId> Datapath::free_id() const {
   for (size_t i = 0; i < Switch::kMaxPorts; ++i)
@@ -50,7 +48,10 @@ void Datapath::poll_port(PortId id, uint64_t now_ns) {
   // Bounded so one busy port cannot starve the others or the control socket.
   for (int round = 0; round < 16; ++round) {
     size_t n = p->receive(frames);
-    for (size_t i = 0; i < n; ++i) handle(id, frames[i], now_ns);
+    if (n) {
+      std::lock_guard lock(mu_);
+      for (size_t i = 0; i < n; ++i) handle(id, frames[i], now_ns);
+    }
     flush();
     p->release_rx();
     if (n == 0) break;
@@ -102,25 +103,29 @@ void Datapath::output(PortId out, const RxFrame& frame, const Egress& e, uint16_
   ++stats.tx_packets;
   stats.tx_bytes += frame.len;
   slot.device->enqueue(frame, e.tag, vlan);
-  if (!is_dirty_[out]) {
-    is_dirty_[out] = true;
-    dirty_.push_back(out);
+  Dirty& dirty = dirty_.mine();
+  if (!dirty.marked[out]) {
+    dirty.marked[out] = true;
+    dirty.ports[dirty.count++] = out;
   }
 }
 
 void Datapath::flush() {
-  for (PortId id : dirty_) {
-    is_dirty_[id] = false;
+  Dirty& dirty = dirty_.mine();
+  for (size_t i = 0; i < dirty.count; ++i) {
+    PortId id = dirty.ports[i];
+    dirty.marked[id] = false;
     if (!ports_[id].device) continue;
     uint64_t failed = ports_[id].device->flush();
     if (failed) {
+      std::lock_guard lock(mu_);
       PortStats& stats = switch_.stats(id);
       stats.tx_dropped += failed;
       stats.tx_packets -= failed;
       drops_.add(DropReason::kTxFailed, failed);
     }
   }
-  dirty_.clear();
+  dirty.count = 0;
 }
 
 }  // namespace vireo::net

@@ -5,18 +5,23 @@
 // and flushes every touched port once per batch before the input buffers are released. Nothing
 // on this path allocates.
 //
-// Threading: one Datapath per poll-loop thread; every method must be called from that thread.
-// The control server runs on the same loop, between batches, so configuration needs no locks.
-// Several cores would run one Datapath each over disjoint port sets, with configuration
-// published to them by message; that split is not implemented yet.
+// Threading: vireo-netd runs one poll loop (worker) per core, each polling its own ports (see
+// worker.h). A worker receives without a lock (a port's receive side belongs to one worker),
+// handles the batch under the datapath's lock (switch, FDB, router, firewall, conntrack, NAT
+// and DHCP state are shared), and sends it after releasing the lock, through its own
+// transmit queues: the system calls, where the time goes, run in parallel. Configuration
+// changes happen only while every worker is paused between batches (server.h), so they need
+// no lock of their own.
 #include <array>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "base/result.h"
 #include "network/drop_reason.h"
 #include "network/port.h"
 #include "network/switch.h"
+#include "network/worker.h"
 
 namespace vireo::net {
 
@@ -43,13 +48,19 @@ class Datapath {
   void remove_port(PortId id);
   Port* port(PortId id) const { return id < ports_.size() ? ports_[id].device.get() : nullptr; }
   bool is_internal(PortId id) const { return id < ports_.size() && ports_[id].handler; }
+  // The worker polling device port id.
+  size_t owner(PortId id) const { return id < ports_.size() ? ports_[id].owner : 0; }
+  void set_owner(PortId id, size_t worker) {
+    if (id < ports_.size()) ports_[id].owner = worker;
+  }
 
-  // Reads and forwards what is waiting on port id.
+  // Reads and forwards what is waiting on port id; called by the worker owning it.
   void poll_port(PortId id, uint64_t now_ns);
   // Injects a frame from an internal port (router output) as if received on it. The frame's
   // memory must stay valid until the current batch is flushed.
   void inject(PortId from, const RxFrame& frame, uint64_t now_ns);
-  // Sends everything queued; called at the end of each batch.
+  // Sends everything the calling worker queued; called at the end of each batch, without
+  // the lock.
   void flush();
 
   Switch& sw() { return switch_; }
@@ -61,17 +72,24 @@ class Datapath {
   struct PortSlot {
     std::unique_ptr<Port> device;
     InternalPortHandler* handler = nullptr;
+    size_t owner = 0;
+  };
+  // The ports a worker queued frames on during its current batch.
+  struct Dirty {
+    std::array<PortId, Switch::kMaxPorts> ports{};
+    size_t count = 0;
+    std::vector<bool> marked = std::vector<bool>(Switch::kMaxPorts, false);
   };
   Result<PortId> free_id() const;
   void handle(PortId in, const RxFrame& frame, uint64_t now_ns);
   void output(PortId out, const RxFrame& frame, const Egress& e, uint16_t vlan);
 
   std::vector<PortSlot> ports_;
+  std::mutex mu_;  // held by a worker while it handles a batch: guards all below
   Switch switch_;
   DropCounters drops_;
   std::array<Egress, Switch::kMaxPorts> egress_{};
-  std::vector<PortId> dirty_;  // ports with queued frames; capacity reserved up front
-  std::vector<bool> is_dirty_;
+  PerWorker<Dirty> dirty_;
 };
 
 // The L3 size of one packet on the wire: for a GSO frame, one segment's.

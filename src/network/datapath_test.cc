@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <deque>
+#include <mutex>
+#include <thread>
 
 #include "network/firewall.h"
 #include "network/router.h"
@@ -424,6 +426,103 @@ TEST(TxFrameTest, PushAndPopShiftVnetOffsets) {
   t.build(in2, TagOp::kPop, 0);
   EXPECT_EQ(t.len, tagged.size() - 4);
   EXPECT_EQ(t.vnet.csum_start, 34);
+}
+
+}  // namespace
+}  // namespace vireo::net
+
+namespace vireo::net {
+namespace {
+
+// A port that queues transmissions per worker and delivers them at flush, as the real ports
+// do: a frame queued by one worker and flushed by another would never be delivered.
+class WorkerPort final : public Port {
+ public:
+  std::vector<Bytes> inbox;  // read by the one worker polling this port
+  size_t next = 0;
+  std::mutex mu;
+  std::vector<Bytes> delivered;
+
+  PortKind kind() const override { return PortKind::kTap; }
+  size_t receive(std::span<RxFrame> out) override {
+    size_t n = 0;
+    for (; n < out.size() && next < inbox.size(); ++n, ++next)
+      out[n] = RxFrame{inbox[next].data(), uint32_t(inbox[next].size()), VnetHdr{}, 0};
+    return n;
+  }
+  void release_rx() override {}
+  void enqueue(const RxFrame& frame, TagOp, uint16_t) override {
+    queued_.mine().emplace_back(frame.data, frame.data + frame.len);
+  }
+  uint64_t flush() override {
+    std::vector<Bytes>& queued = queued_.mine();
+    std::lock_guard lock(mu);
+    for (Bytes& b : queued) delivered.push_back(std::move(b));
+    queued.clear();
+    return 0;
+  }
+
+ private:
+  PerWorker<std::vector<Bytes>> queued_;
+};
+
+size_t arp_replies_to(const std::vector<Bytes>& frames, Mac to) {
+  return std::count_if(frames.begin(), frames.end(), [&](const Bytes& f) {
+    return f.size() >= 42 && load_be16(f.data() + 12) == kEtherTypeArp &&
+           load_be16(f.data() + 20) == 2 && std::equal(to.b, to.b + 6, f.data());
+  });
+}
+
+// Two workers forward through one datapath at once, each polling its own port: every frame
+// arrives, the router answers each worker's ARP requests from that worker's buffers, and the
+// shared counters add up.
+TEST(DatapathWorkersTest, TwoWorkersForwardAtOnce) {
+  set_worker_count(2);
+  Datapath dp;
+  Router router(dp, nullptr);
+  PortConfig c;
+  c.access_vlan = 4096;
+  auto a = std::make_unique<WorkerPort>(), b = std::make_unique<WorkerPort>();
+  WorkerPort* port_a = a.get();
+  WorkerPort* port_b = b.get();
+  PortId id_a = *dp.add_port(std::move(a), c), id_b = *dp.add_port(std::move(b), c);
+  PortId leg = *dp.add_internal_port(&router, c);
+  router.add_leg(leg, Cidr{ip4(10, 1, 0, 0), 24}, kGw1, 1500);
+
+  constexpr size_t kFrames = 20000, kArpEvery = 10;
+  auto fill = [&](WorkerPort* port, Mac self, uint32_t self_ip, Mac peer) {
+    for (size_t i = 0; i < kFrames; ++i)
+      port->inbox.push_back(i % kArpEvery == 0
+                                ? concat(ethernet(kBroadcast, self, kEtherTypeArp),
+                                         arp(1, self, self_ip, Mac{}, kGw1))
+                                : concat(ethernet(peer, self, kEtherTypeIpv4),
+                                         ipv4(self_ip, ip4(10, 1, 0, 99), kIpProtoUdp,
+                                              udp(1000, 2000, Bytes(32, 7)))));
+  };
+  fill(port_a, mac(5), kHost1, mac(6));
+  fill(port_b, mac(6), ip4(10, 1, 0, 6), mac(5));
+
+  auto run = [&](size_t worker, WorkerPort* port, PortId id) {
+    set_this_worker(worker);
+    uint64_t now = router.now_ns();  // the router's replies are switched at its clock
+    while (port->next < port->inbox.size()) dp.poll_port(id, now);
+  };
+  std::thread t0(run, 0, port_a, id_a), t1(run, 1, port_b, id_b);
+  t0.join();
+  t1.join();
+  set_this_worker(0);
+
+  // Each port gets every frame of the other (unicast, or flooded ARP requests) plus the
+  // router's replies to its own ARP requests.
+  constexpr size_t kReplies = kFrames / kArpEvery;
+  EXPECT_EQ(port_a->delivered.size(), kFrames + kReplies);
+  EXPECT_EQ(port_b->delivered.size(), kFrames + kReplies);
+  EXPECT_EQ(arp_replies_to(port_a->delivered, mac(5)), kReplies);
+  EXPECT_EQ(arp_replies_to(port_b->delivered, mac(6)), kReplies);
+  EXPECT_EQ(dp.sw().stats(id_a).rx_packets, kFrames);
+  EXPECT_EQ(dp.sw().stats(id_a).tx_packets, kFrames + kReplies);
+  EXPECT_EQ(dp.sw().stats(id_b).tx_packets, kFrames + kReplies);
+  dp.remove_port(leg);
 }
 
 }  // namespace

@@ -198,21 +198,23 @@ void PacketPort::release_rx() {
 }
 
 void PacketPort::enqueue(const RxFrame& frame, TagOp tag, uint16_t vlan) {
-  if (tx_count_ == kTxQueue) flush();
-  TxFrame& t = tx_[tx_count_];
+  TxQueue& q = tx_.mine();
+  if (q.count == kTxQueue) flush();
+  TxFrame& t = q.frames[q.count];
   t.build(frame, tag, vlan);
-  msgs_[tx_count_].msg_hdr = msghdr{};
-  msgs_[tx_count_].msg_hdr.msg_iov = t.iov;
-  msgs_[tx_count_].msg_hdr.msg_iovlen = static_cast<size_t>(t.iovcnt);
-  ++tx_count_;
+  q.msgs[q.count].msg_hdr = msghdr{};
+  q.msgs[q.count].msg_hdr.msg_iov = t.iov;
+  q.msgs[q.count].msg_hdr.msg_iovlen = static_cast<size_t>(t.iovcnt);
+  ++q.count;
 }
 
 uint64_t PacketPort::flush() {
+  TxQueue& q = tx_.mine();
   uint64_t failed = 0;
   size_t sent = 0;
-  while (sent < tx_count_) {
-    int n = ::sendmmsg(sock_.get(), msgs_ + sent, static_cast<unsigned>(tx_count_ - sent),
-                       MSG_DONTWAIT);
+  while (sent < q.count) {
+    int n =
+        ::sendmmsg(sock_.get(), q.msgs + sent, static_cast<unsigned>(q.count - sent), MSG_DONTWAIT);
     if (n > 0) {
       sent += static_cast<size_t>(n);
       continue;
@@ -223,7 +225,7 @@ uint64_t PacketPort::flush() {
     ++failed;
     ++sent;
   }
-  tx_count_ = 0;
+  q.count = 0;
   return failed;
 }
 

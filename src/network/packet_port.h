@@ -10,6 +10,7 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "network/port.h"
+#include "network/worker.h"
 
 namespace vireo::net {
 
@@ -71,9 +72,12 @@ class PacketPort final : public Port {
   uint32_t frames_held_ = 0;
   uint64_t truncated_ = 0;
 
-  TxFrame tx_[kTxQueue];
-  mmsghdr msgs_[kTxQueue]{};
-  size_t tx_count_ = 0;
+  struct TxQueue {
+    TxFrame frames[kTxQueue];
+    mmsghdr msgs[kTxQueue]{};
+    size_t count = 0;
+  };
+  PerWorker<TxQueue> tx_;
 };
 
 }  // namespace vireo::net

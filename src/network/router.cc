@@ -34,13 +34,7 @@ RxFrame strip_tag(RxFrame frame, const ParsedFrame& parsed) {
 }  // namespace
 
 Router::Router(Datapath& datapath, Firewall* firewall, DhcpServer* dhcp, DnsResponder* dns)
-    : datapath_(datapath),
-      firewall_(firewall),
-      dhcp_(dhcp),
-      dns_(dns),
-      dns_buffers_(16),
-      dhcp_buffers_(16),
-      buffers_(kBufferCount) {
+    : datapath_(datapath), firewall_(firewall), dhcp_(dhcp), dns_(dns) {
   neighbours_.reserve(4096);
 }
 
@@ -107,12 +101,6 @@ const Router::Leg* Router::leg_for(uint32_t ip) const {
   return nullptr;
 }
 
-uint8_t* Router::next_buffer() {
-  uint8_t* b = buffers_[next_buffer_].data();
-  next_buffer_ = (next_buffer_ + 1) % kBufferCount;
-  return b;
-}
-
 void Router::emit(const Leg& leg, uint8_t* data, uint32_t len) {
   RxFrame f;
   f.data = data;
@@ -125,8 +113,7 @@ void Router::handle(PortId port, const RxFrame& frame, const ParsedFrame& parsed
   if (!leg) return;
   if (parsed.is_arp()) return handle_arp(*leg, frame, parsed);
   if (parsed.app == App::kDhcp && dhcp_) {
-    uint8_t* out = dhcp_buffers_[next_dhcp_buffer_].data();
-    next_dhcp_buffer_ = (next_dhcp_buffer_ + 1) % dhcp_buffers_.size();
+    uint8_t* out = buffers_.mine().dhcp.take();
     uint32_t n = dhcp_->handle(leg->network, leg->mac, frame.data, parsed, now_ns(), out);
     if (n) emit(*leg, out, n);
     return;
@@ -157,8 +144,7 @@ void Router::handle_arp(const Leg& leg, const RxFrame& frame, const ParsedFrame&
 // ICMP echo to a gateway address: turned into the reply in place.
 void Router::handle_local(const Leg& leg, RxFrame f, const ParsedFrame& p) {
   if (p.l4_kind == L4::kUdp && p.dst_port == 53 && dns_) {
-    uint8_t* out = dns_buffers_[next_dns_buffer_].data();
-    next_dns_buffer_ = (next_dns_buffer_ + 1) % dns_buffers_.size();
+    uint8_t* out = buffers_.mine().dns.take();
     DropReason drop = DropReason::kNone;
     uint32_t n = dns_->handle(leg.network, leg.mac, f.data, p, out, drop);
     if (drop != DropReason::kNone) datapath_.count_drop(drop);
@@ -317,7 +303,7 @@ void Router::send_arp_request(const Leg& leg, uint32_t target) {
 // An ARP packet (op 1 request, 2 reply) from the leg's gateway address.
 void Router::send_arp(const Leg& leg, uint16_t op, MacKey eth_dst, MacKey target_mac,
                       uint32_t target_ip) {
-  uint8_t* b = next_buffer();
+  uint8_t* b = buffers_.mine().generated.take();
   put_mac(b, eth_dst);
   put_mac(b + 6, leg.mac);
   store_be16(b + 12, kEtherTypeArp);
@@ -341,7 +327,7 @@ void Router::send_icmp_error(const Leg& leg, const RxFrame& f, const ParsedFrame
   const uint8_t* ip = f.data + p.l3;
   if (p.l4_kind == L4::kIcmp && f.data[p.l4] != kIcmpEchoRequest) return;
   uint32_t quoted = std::min<uint32_t>(p.l4 - p.l3 + 8, p.ip_len);
-  uint8_t* b = next_buffer();
+  uint8_t* b = buffers_.mine().generated.take();
   if (kEthHeaderLen + 20 + 8 + quoted > kBufferSize) return;
   std::memcpy(b, f.data + 6, 6);
   put_mac(b + 6, leg.mac);

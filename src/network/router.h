@@ -10,7 +10,8 @@
 // networks marked "nat" are masqueraded behind the gateway address of an uplink network they
 // route to, and port forwards send connections to an uplink's gateway address to an instance
 // (see nat.h).
-// Not thread-safe: runs on the datapath's thread.
+// Threads: runs under the datapath's lock; each worker has its own buffers for generated
+// packets, since they are sent after the lock is released.
 #include <array>
 #include <unordered_map>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "network/firewall.h"
 #include "network/ipv4.h"
 #include "network/nat.h"
+#include "network/worker.h"
 
 namespace vireo::net {
 
@@ -74,6 +76,23 @@ class Router final : public InternalPortHandler {
   };
   static constexpr size_t kBufferCount = 256;
   static constexpr size_t kBufferSize = 128;
+  // Rings of buffers for the packets the router generates; a buffer is reused only after the
+  // batch that sent it was flushed (a batch holds at most 64 frames).
+  template <size_t Size, size_t Count>
+  struct Ring {
+    std::vector<std::array<uint8_t, Size>> buffers = std::vector<std::array<uint8_t, Size>>(Count);
+    size_t next = 0;
+    uint8_t* take() {
+      uint8_t* b = buffers[next].data();
+      next = (next + 1) % Count;
+      return b;
+    }
+  };
+  struct Buffers {
+    Ring<kBufferSize, kBufferCount> generated;  // ARP, ICMP errors
+    Ring<DhcpServer::kReplySize, Datapath::kBatch> dhcp;
+    Ring<DnsResponder::kReplySize, Datapath::kBatch> dns;
+  };
 
   const Leg* leg_by_port(PortId port) const;
   const Leg* leg_for(uint32_t ip) const;
@@ -91,23 +110,17 @@ class Router final : public InternalPortHandler {
   void send_arp(const Leg& leg, uint16_t op, MacKey eth_dst, MacKey target_mac, uint32_t target_ip);
   void send_icmp_error(const Leg& leg, const RxFrame& frame, const ParsedFrame& parsed,
                        uint8_t type, uint8_t code);
-  uint8_t* next_buffer();
   void emit(const Leg& leg, uint8_t* data, uint32_t len);
 
   Datapath& datapath_;
   Firewall* firewall_;
   DhcpServer* dhcp_;
   DnsResponder* dns_;
-  std::vector<std::array<uint8_t, DnsResponder::kReplySize>> dns_buffers_;
-  size_t next_dns_buffer_ = 0;
-  std::vector<std::array<uint8_t, DhcpServer::kReplySize>> dhcp_buffers_;
-  size_t next_dhcp_buffer_ = 0;
   std::vector<Leg> legs_;
   std::vector<Route> routes_;
   PortForwards forwards_;
   std::unordered_map<uint32_t, Neighbour> neighbours_;
-  std::vector<std::array<uint8_t, kBufferSize>> buffers_;
-  size_t next_buffer_ = 0;
+  PerWorker<Buffers> buffers_;
 };
 
 }  // namespace vireo::net

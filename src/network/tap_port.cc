@@ -81,16 +81,18 @@ size_t TapPort::receive(std::span<RxFrame> out) {
 }
 
 void TapPort::enqueue(const RxFrame& frame, TagOp tag, uint16_t vlan) {
-  if (tx_count_ == kTxQueue) flush();
-  tx_[tx_count_++].build(frame, tag, vlan);
+  TxQueue& q = tx_.mine();
+  if (q.count == kTxQueue) flush();
+  q.frames[q.count++].build(frame, tag, vlan);
 }
 
 uint64_t TapPort::flush() {
   uint64_t failed = 0;
   // A TAP is a character device: one writev per frame is the only way in.
-  for (size_t i = 0; i < tx_count_; ++i)
-    if (::writev(tap_.get(), tx_[i].iov, tx_[i].iovcnt) < 0) ++failed;
-  tx_count_ = 0;
+  TxQueue& q = tx_.mine();
+  for (size_t i = 0; i < q.count; ++i)
+    if (::writev(tap_.get(), q.frames[i].iov, q.frames[i].iovcnt) < 0) ++failed;
+  q.count = 0;
   return failed;
 }
 

@@ -9,6 +9,7 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "network/port.h"
+#include "network/worker.h"
 
 namespace vireo::net {
 
@@ -30,10 +31,14 @@ class TapPort final : public Port {
  private:
   explicit TapPort(Fd fd, std::string ifname);
 
+  struct TxQueue {
+    TxFrame frames[kTxQueue];
+    size_t count = 0;
+  };
+
   Fd tap_;
   std::vector<uint8_t> rx_buffers_;  // kBatch buffers of kBufferSize, allocated once
-  TxFrame tx_[kTxQueue];
-  size_t tx_count_ = 0;
+  PerWorker<TxQueue> tx_;
 };
 
 // Brings interface ifname up (SIOCSIFFLAGS); shared by the port kinds.

@@ -71,9 +71,7 @@ VxlanPort::VxlanPort(Fd rx, Fd tx, uint16_t udp_port)
     : rx_sock_(std::move(rx)),
       tx_sock_(std::move(tx)),
       udp_port_(udp_port),
-      rx_buffers_(kBatch * kRxSize),
-      tx_(kTxQueue),
-      scratch_(kTxQueue * kScratchFrame) {
+      rx_buffers_(kBatch * kRxSize) {
   ifname_ = fmt::format("vxlan:{}", udp_port);
   fd_ = rx_sock_.get();
   for (size_t i = 0; i < kBatch; ++i) {
@@ -85,6 +83,7 @@ VxlanPort::VxlanPort(Fd rx, Fd tx, uint16_t udp_port)
 
 Result<void> VxlanPort::add_segment(uint16_t network, uint32_t vni, std::vector<uint32_t> remotes,
                                     uint32_t mtu) {
+  std::lock_guard lock(table_mu_);
   if (vni == 0 || vni > 0xffffff)
     return make_error(ErrorCode::kInvalidArgument, "VNI {} is not in 1-16777215", vni);
   if (by_vni_.contains(vni))
@@ -100,6 +99,7 @@ Result<void> VxlanPort::add_segment(uint16_t network, uint32_t vni, std::vector<
 }
 
 void VxlanPort::remove_segment(uint16_t network) {
+  std::lock_guard lock(table_mu_);
   auto it = segments_.find(network);
   if (it == segments_.end()) return;
   by_vni_.erase(it->second.vni);
@@ -107,6 +107,7 @@ void VxlanPort::remove_segment(uint16_t network) {
 }
 
 Result<void> VxlanPort::add_remote(uint16_t network, uint32_t ip) {
+  std::lock_guard lock(table_mu_);
   Segment& s = segments_.at(network);
   if (std::find(s.remotes.begin(), s.remotes.end(), ip) != s.remotes.end())
     return make_error(ErrorCode::kAlreadyExists, "VTEP {} is already a remote", format_ipv4(ip));
@@ -116,6 +117,7 @@ Result<void> VxlanPort::add_remote(uint16_t network, uint32_t ip) {
 }
 
 Result<void> VxlanPort::remove_remote(uint16_t network, uint32_t ip) {
+  std::lock_guard lock(table_mu_);
   Segment& s = segments_.at(network);
   if (!std::erase(s.remotes, ip))
     return make_error(ErrorCode::kNotFound, "VTEP {} is not a remote", format_ipv4(ip));
@@ -124,12 +126,14 @@ Result<void> VxlanPort::remove_remote(uint16_t network, uint32_t ip) {
 }
 
 std::vector<uint16_t> VxlanPort::networks() const {
+  std::lock_guard lock(table_mu_);
   std::vector<uint16_t> out;
   for (const auto& [network, s] : segments_) out.push_back(network);
   return out;
 }
 
 Json VxlanPort::vteps_json(uint16_t network) const {
+  std::lock_guard lock(table_mu_);
   auto it = segments_.find(network);
   if (it == segments_.end()) return Json::object();
   const Segment& s = it->second;
@@ -162,6 +166,7 @@ void VxlanPort::learn(Segment& s, MacKey mac, uint32_t vtep) {
 }
 
 void VxlanPort::expire(uint64_t now_ns) {
+  std::lock_guard lock(table_mu_);
   for (auto& [network, s] : segments_) {
     size_t removed = std::erase_if(
         s.learned, [&](const auto& kv) { return kv.second.seen_ns + kLearnedAgingNs < now_ns; });
@@ -178,6 +183,7 @@ size_t VxlanPort::receive(std::span<RxFrame> out) {
   int got =
       ::recvmmsg(rx_sock_.get(), rx_msgs_, static_cast<unsigned>(want), MSG_DONTWAIT, nullptr);
   if (got <= 0) return 0;
+  std::lock_guard lock(table_mu_);
   now_ns_ = monotonic_ns();
   size_t n = 0;
   for (int i = 0; i < got; ++i) {
@@ -230,29 +236,31 @@ uint16_t VxlanPort::source_port(const uint8_t* frame, uint32_t len) {
   return static_cast<uint16_t>(49152 + h % 16384);
 }
 
-std::span<const uint32_t> VxlanPort::destinations(const Segment& s, MacKey dst) {
+std::span<const uint32_t> VxlanPort::destinations(const Segment& s, MacKey dst, TxQueue& q) {
   if (!is_multicast(dst)) {
     if (auto l = s.learned.find(dst); l != s.learned.end()) {
-      single_vtep_ = l->second.vtep;
-      return {&single_vtep_, 1};
+      q.single_vtep = l->second.vtep;
+      return {&q.single_vtep, 1};
     }
   }
   return s.flood;
 }
 
-uint8_t* VxlanPort::scratch_slot(size_t msgs) {
-  if (scratch_used_ == kTxQueue || tx_count_ + msgs > kTxQueue) flush();
-  return scratch_.data() + scratch_used_++ * kScratchFrame;
+uint8_t* VxlanPort::scratch_slot(TxQueue& q, size_t msgs) {
+  if (q.scratch_used == kTxQueue || q.count + msgs > kTxQueue) flush();
+  return q.scratch.data() + q.scratch_used++ * kScratchFrame;
 }
 
 void VxlanPort::enqueue(const RxFrame& in, TagOp tag, uint16_t vlan) {
+  std::lock_guard lock(table_mu_);
   auto it = segments_.find(vlan);
   if (it == segments_.end() || in.len < kEthHeaderLen + (tag == TagOp::kPop ? kVlanTagLen : 0)) {
     drops_.add(DropReason::kVxlanNoSegment);
     return;
   }
   const Segment& s = it->second;
-  std::span<const uint32_t> vteps = destinations(s, mac_key(in.data));
+  TxQueue& q = tx_.mine();
+  std::span<const uint32_t> vteps = destinations(s, mac_key(in.data), q);
   if (vteps.empty()) return;
   if (in.vnet.gso_type != kVnetGsoNone) return segment_tcp(s, in, tag, vteps);
   uint32_t l3_len = in.len - kEthHeaderLen - (tag == TagOp::kPop ? kVlanTagLen : 0);
@@ -267,7 +275,7 @@ void VxlanPort::enqueue(const RxFrame& in, TagOp tag, uint16_t vlan) {
       drops_.add(DropReason::kMtuExceeded);
       return;
     }
-    uint8_t* copy = scratch_slot(vteps.size());
+    uint8_t* copy = scratch_slot(q, vteps.size());
     std::memcpy(copy, in.data, in.len);
     complete_checksum(copy, in.len, in.vnet);
     frame.data = copy;
@@ -310,7 +318,7 @@ void VxlanPort::segment_tcp(const Segment& s, const RxFrame& in, TagOp tag,
   uint8_t flags = ip[ihl + 13];
   for (uint32_t off = 0, i = 0; off < payload; off += mss, ++i) {
     uint32_t chunk = std::min(mss, payload - off);
-    uint8_t* out = scratch_slot(vteps.size());
+    uint8_t* out = scratch_slot(tx_.mine(), vteps.size());
     std::memcpy(out, in.data, 12);
     store_be16(out + 12, kEtherTypeIpv4);
     uint8_t* oip = out + kEthHeaderLen;
@@ -338,8 +346,9 @@ void VxlanPort::segment_tcp(const Segment& s, const RxFrame& in, TagOp tag,
 
 void VxlanPort::queue(const Segment& s, uint32_t vtep, const RxFrame& frame, TagOp tag,
                       uint16_t sport) {
-  if (tx_count_ == kTxQueue) flush();
-  Tx& t = tx_[tx_count_];
+  TxQueue& q = tx_.mine();
+  if (q.count == kTxQueue) flush();
+  Tx& t = q.tx[q.count];
   // Frames leave the overlay untagged: kPop takes a tag off, nothing is ever pushed.
   t.frame.build(frame, tag == TagOp::kPop ? TagOp::kPop : TagOp::kKeep, 0);
   uint8_t* h = t.header;
@@ -354,20 +363,21 @@ void VxlanPort::queue(const Segment& s, uint32_t vtep, const RxFrame& frame, Tag
   t.to = sockaddr_in{};
   t.to.sin_family = AF_INET;
   t.to.sin_addr.s_addr = htonl(vtep);
-  msghdr& m = tx_msgs_[tx_count_].msg_hdr;
+  msghdr& m = q.msgs[q.count].msg_hdr;
   m = msghdr{};
   m.msg_name = &t.to;
   m.msg_namelen = sizeof(t.to);
   m.msg_iov = t.frame.iov;
   m.msg_iovlen = static_cast<size_t>(t.frame.iovcnt);
-  ++tx_count_;
+  ++q.count;
 }
 
 uint64_t VxlanPort::flush() {
+  TxQueue& q = tx_.mine();
   uint64_t failed = 0;
   size_t sent = 0;
-  while (sent < tx_count_) {
-    int n = ::sendmmsg(tx_sock_.get(), tx_msgs_ + sent, static_cast<unsigned>(tx_count_ - sent),
+  while (sent < q.count) {
+    int n = ::sendmmsg(tx_sock_.get(), q.msgs + sent, static_cast<unsigned>(q.count - sent),
                        MSG_DONTWAIT);
     if (n > 0) {
       sent += static_cast<size_t>(n);
@@ -378,8 +388,8 @@ uint64_t VxlanPort::flush() {
     ++failed;
     ++sent;
   }
-  tx_count_ = 0;
-  scratch_used_ = 0;
+  q.count = 0;
+  q.scratch_used = 0;
   return failed;
 }
 

@@ -16,12 +16,15 @@
 // MTU is M needs an underlay MTU of M + 50; larger frames are dropped and counted. TCP/IPv4
 // GSO frames are segmented in software (the underlay cannot do it for us through a raw
 // socket) and other GSO frames dropped and counted; segments and frames with a partial
-// checksum are completed in copies. Not thread-safe: one datapath thread drives it.
+// checksum are completed in copies. Threads: one worker receives; any worker may send (each
+// through its own queue and copy buffers); the VNI map and the learned VTEPs are shared under
+// a lock, since receiving learns what sending looks up.
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -29,6 +32,7 @@
 #include "base/json.h"
 #include "base/result.h"
 #include "network/port.h"
+#include "network/worker.h"
 
 namespace vireo::net {
 
@@ -83,21 +87,32 @@ class VxlanPort final : public Port {
     sockaddr_in to;
     TxFrame frame;
   };
+  // What one worker has queued: messages and the copies some of them point into.
+  struct TxQueue {
+    std::vector<Tx> tx = std::vector<Tx>(kTxQueue);
+    mmsghdr msgs[kTxQueue]{};
+    size_t count = 0;
+    std::vector<uint8_t> scratch = std::vector<uint8_t>(kTxQueue * kScratchFrame);
+    size_t scratch_used = 0;
+    uint32_t single_vtep = 0;  // destinations() of a learned MAC
+  };
   VxlanPort(Fd rx, Fd tx, uint16_t udp_port);
   void learn(Segment& s, MacKey mac, uint32_t vtep);
   void rebuild_flood(Segment& s);
   void queue(const Segment& s, uint32_t vtep, const RxFrame& frame, TagOp tag, uint16_t sport);
-  // Where a frame to dst goes: its learned VTEP, else every VTEP of the segment.
-  std::span<const uint32_t> destinations(const Segment& s, MacKey dst);
+  // Where a frame to dst goes: its learned VTEP, else every VTEP of the segment. Valid while
+  // table_mu_ is held.
+  std::span<const uint32_t> destinations(const Segment& s, MacKey dst, TxQueue& q);
   // A copy buffer of kScratchFrame bytes that stays valid until the frames queued from it are
   // sent; flushes first when the copies or the queue for msgs more messages are full.
-  uint8_t* scratch_slot(size_t msgs);
+  uint8_t* scratch_slot(TxQueue& q, size_t msgs);
   void segment_tcp(const Segment& s, const RxFrame& frame, TagOp tag,
                    std::span<const uint32_t> vteps);
 
   Fd rx_sock_;
   Fd tx_sock_;
   uint16_t udp_port_;
+  mutable std::mutex table_mu_;           // guards the next four
   std::map<uint16_t, Segment> segments_;  // by network id
   std::unordered_map<uint32_t, uint16_t> by_vni_;
   DropCounters drops_;
@@ -108,12 +123,7 @@ class VxlanPort final : public Port {
   iovec rx_iov_[kBatch]{};
   sockaddr_in rx_from_[kBatch]{};
 
-  std::vector<Tx> tx_;  // kTxQueue entries
-  mmsghdr tx_msgs_[kTxQueue]{};
-  size_t tx_count_ = 0;
-  std::vector<uint8_t> scratch_;  // frames whose checksum is completed before encapsulation
-  size_t scratch_used_ = 0;
-  uint32_t single_vtep_ = 0;  // destinations() of a learned MAC
+  PerWorker<TxQueue> tx_;
 };
 
 }  // namespace vireo::net

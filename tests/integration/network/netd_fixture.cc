@@ -59,7 +59,8 @@ void Netd::start() {
   std::string sock = (dir_ / "netd.sock").string();
   std::string state = (dir_ / "state").string();
   std::string log = (dir_ / "netd.log").string();
-  std::vector<std::string> args = {bin, "--control", sock, "--state", state};
+  // Two datapath workers whatever the machine: ports land on both, so every test crosses them.
+  std::vector<std::string> args = {bin, "--control", sock, "--state", state, "--threads", "2"};
   // ip netns exec execs the daemon in place, so pid_ is vireo-netd's own.
   if (!netns_.empty()) args.insert(args.begin(), {"/usr/sbin/ip", "netns", "exec", netns_});
   std::vector<char*> argv;

@@ -46,6 +46,8 @@ TEST(NetdSwitchTest, TwoNamespacesPingAndRunIperf) {
 
   Json ports = netd.call({{"op", "port.list"}})["ports"];
   ASSERT_EQ(ports.size(), 2u);
+  // Each port is polled by its own worker: the data and the ACKs crossed threads.
+  EXPECT_NE(ports[0]["worker"], ports[1]["worker"]) << ports.dump();
   // The client's port received the data, the server's port the ACKs.
   uint64_t most = 0;
   for (const Json& p : ports) most = std::max(most, p["stats"]["rx_bytes"].get<uint64_t>());
