@@ -383,7 +383,7 @@ Result<void> ThinPool::replay_journal() {
     ++seq;
   }
   replaying_ = false;
-  // Nothing freed during replay needs protecting: the open writes a checkpoint right away.
+  // Nothing freed during replay needs protecting: the records that freed it are on disk.
   for (uint32_t e : pending_) pending_flag_[e] = false;
   pending_.clear();
   journal_pos_ = pos;

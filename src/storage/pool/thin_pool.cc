@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "base/endian.h"
+#include "base/log.h"
 #include "base/strings.h"
 #include "storage/io.h"
 
@@ -147,7 +148,14 @@ Result<std::shared_ptr<ThinPool>> ThinPool::open(const std::filesystem::path& pa
   TRY_CTX(p->replay_journal(), "{}", where);
   // A fresh checkpoint starts a new journal generation, so stale records behind the replayed
   // tail can never be mistaken for new ones.
-  TRY_CTX(p->checkpoint_locked(), "{}", where);
+  if (Result<void> c = p->checkpoint_locked(); !c) {
+    // A full metadata slot must not lock the pool out: it opens on its journal (the replayed
+    // records are durable, new ones follow the tail), so volumes and snapshots can be removed
+    // to make room; until then every checkpoint reports the slot full.
+    if (c.error().code() != ErrorCode::kTooLarge)
+      return std::unexpected(std::move(c.error()).with_context(where));
+    spdlog::warn("{}", c.error().message());
+  }
   return p;
 }
 

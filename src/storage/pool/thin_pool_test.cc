@@ -15,7 +15,9 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 
+#include "base/endian.h"
 #include "storage/io.h"
 
 namespace vireo::storage {
@@ -226,6 +228,50 @@ TEST_F(ThinPoolTest, FullPoolIsACleanErrorAndFreedSpaceIsReused) {
   ASSERT_TRUE(dev->trim(kExtent, 0));
   EXPECT_TRUE(dev->write(chunk, i * kExtent));
   expect_clean(*pool);
+}
+
+// Shrinks the checkpoint slots both superblocks describe to what the current checkpoint takes
+// (checksums redone), as a tampered or damaged superblock may: any growth of the metadata then
+// no longer fits a checkpoint.
+void shrink_checkpoint_slots(const fs::path& pool) {
+  Fd fd(::open(pool.c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(fd);
+  for (uint64_t at : {0u, 4096u}) {
+    uint8_t s[4096];
+    ASSERT_TRUE(pread_full(fd.get(), s, at));
+    if (load_be32(s) == 0) continue;  // the blank second superblock of a new pool
+    store_be64(s + 64, load_be64(s + 88));  // ckpt_bytes = ckpt_len
+    store_be32(s + 124, uint32_t(::crc32(0, s, 124)));
+    ASSERT_TRUE(pwrite_full(fd.get(), std::span<const uint8_t>(s, sizeof s), at));
+  }
+}
+
+// A checkpoint slot too small for the pool's metadata must not lock the pool out: it reopens on
+// its journal with the data written, and once what did not fit is removed, checkpoints work
+// again.
+TEST_F(ThinPoolTest, FullCheckpointSlotStillOpensOnItsJournal) {
+  ASSERT_TRUE(ThinPool::create(path_, {.size = 64 * kMiB}));
+  shrink_checkpoint_slots(path_);
+  auto data = pattern(3 * kExtent, 9);
+  {
+    auto pool = ThinPool::open(path_);
+    ASSERT_TRUE(pool) << pool.error().message();
+    ASSERT_TRUE((*pool)->create_volume("v", 8 * kMiB));
+    ASSERT_TRUE((*(*pool)->open_volume("v"))->write(data, kExtent));
+    ASSERT_TRUE((*pool)->flush());
+  }  // the closing checkpoint does not fit: the journal keeps the changes
+  {
+    auto pool = ThinPool::open(path_);
+    ASSERT_TRUE(pool) << pool.error().message();
+    auto dev = *(*pool)->open_volume("v");
+    EXPECT_EQ(read(*dev, kExtent, data.size()), data);
+    expect_clean(**pool);
+    ASSERT_TRUE((*pool)->remove_volume("v"));
+  }
+  auto pool = ThinPool::open(path_);
+  ASSERT_TRUE(pool) << pool.error().message();
+  EXPECT_TRUE((*pool)->volumes().empty());
+  expect_clean(**pool);
 }
 
 TEST_F(ThinPoolTest, AccountingPerVolumeAndPool) {
