@@ -42,7 +42,24 @@ MigrationStats parse_query_migrate(const Json& reply) {
   return s;
 }
 
-Result<void> start_incoming(QmpClient& destination, const std::string& uri) {
+Result<void> add_tls_creds(QmpClient& qmp, const std::string& id, const std::string& dir,
+                           bool server) {
+  // A failed earlier attempt may have left one behind.
+  (void)qmp.execute("object-del", {{"id", id}});
+  TRY_CTX(qmp.execute("object-add", {{"qom-type", "tls-creds-x509"},
+                                     {"id", id},
+                                     {"dir", dir},
+                                     {"endpoint", server ? "server" : "client"},
+                                     {"verify-peer", !server},
+                                     {"sanity-check", false}}),
+          "TLS credentials for the migration");
+  return {};
+}
+
+Result<void> start_incoming(QmpClient& destination, const std::string& uri,
+                            const MigrationTls& tls) {
+  if (!tls.creds.empty())
+    TRY(destination.execute("migrate-set-parameters", {{"tls-creds", tls.creds}}));
   TRY(destination.execute("migrate-incoming", {{"uri", uri}}));
   return {};
 }
@@ -60,8 +77,11 @@ Result<std::string> incoming_uri(QmpClient& destination) {
 
 Result<MigrationStats> migrate(QmpClient& source, const std::string& uri,
                                const MigrationOptions& options) {
-  TRY(source.execute("migrate-set-parameters", {{"downtime-limit", options.downtime_limit.count()},
-                                                {"max-bandwidth", options.max_bandwidth}}));
+  Json parameters = {{"downtime-limit", options.downtime_limit.count()},
+                     {"max-bandwidth", options.max_bandwidth},
+                     {"tls-creds", options.tls.creds}};  // "": plain
+  if (!options.tls.creds.empty()) parameters["tls-hostname"] = options.tls.hostname;
+  TRY(source.execute("migrate-set-parameters", parameters));
   TRY(source.execute("migrate", {{"uri", uri}}));
   const auto deadline = Clock::now() + options.timeout;
   for (;;) {
@@ -144,12 +164,14 @@ Result<void> serve_disks(QmpClient& destination, const std::string& nbd_socket,
 }
 
 Result<std::string> serve_disks_tcp(QmpClient& destination, const std::string& host,
-                                    const std::vector<std::string>& disk_ids) {
+                                    const std::vector<std::string>& disk_ids,
+                                    const MigrationTls& tls) {
   // QEMU cannot tell which port it chose: it gets a socket listening already.
   Fd listener = TRY(listen_tcp(host));
   TRY(destination.execute_with_fd("getfd", {{"fdname", "vireo-nbd-listen"}}, listener.get()));
-  TRY(destination.execute("nbd-server-start",
-                          {{"addr", {{"type", "fd"}, {"data", {{"str", "vireo-nbd-listen"}}}}}}));
+  Json start = {{"addr", {{"type", "fd"}, {"data", {{"str", "vireo-nbd-listen"}}}}}};
+  if (!tls.creds.empty()) start["tls-creds"] = tls.creds;
+  TRY(destination.execute("nbd-server-start", start));
   TRY(export_disks(destination, disk_ids));
   const bool v6 = host.find(':') != std::string::npos;
   return fmt::format("tcp:{}{}{}:{}", v6 ? "[" : "", host, v6 ? "]" : "", port_of(listener.get()));
@@ -201,13 +223,19 @@ void cancel_mirrors(QmpClient& source, const std::vector<std::string>& disk_ids)
 
 Result<void> mirror_disks(QmpClient& source, const std::string& nbd_socket,
                           const std::vector<std::string>& disk_ids,
-                          std::chrono::milliseconds timeout, std::stop_token stop) {
+                          std::chrono::milliseconds timeout, std::stop_token stop,
+                          const MigrationTls& tls) {
   const Json server = TRY(nbd_server_address(nbd_socket));
   for (const auto& id : disk_ids) {
-    auto added = source.execute("blockdev-add", {{"driver", "nbd"},
-                                                 {"node-name", "mirror-target-" + id},
-                                                 {"server", server},
-                                                 {"export", id}});
+    Json target = {{"driver", "nbd"},
+                   {"node-name", "mirror-target-" + id},
+                   {"server", server},
+                   {"export", id}};
+    if (!tls.creds.empty()) {
+      target["tls-creds"] = tls.creds;
+      target["tls-hostname"] = tls.hostname;
+    }
+    auto added = source.execute("blockdev-add", target);
     Result<Json> started =
         added ? source.execute("blockdev-mirror", {{"job-id", "mirror-" + id},
                                                    {"device", id + "-fmt"},

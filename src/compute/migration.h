@@ -19,6 +19,13 @@
 
 namespace vireo::compute {
 
+// TLS between hosts for the migration stream and the disk copy: a QEMU tls-creds-x509 object on
+// each side (add_tls_creds). Empty creds: plain.
+struct MigrationTls {
+  std::string creds;     // the object's id
+  std::string hostname;  // source: the name the destination's certificate must carry
+};
+
 struct MigrationOptions {
   std::chrono::milliseconds downtime_limit{300};  // Cloud Hypervisor's default target
   uint64_t max_bandwidth = 8ull << 30;            // bytes/s; QEMU's default is 128 MiB/s
@@ -28,6 +35,7 @@ struct MigrationOptions {
   std::function<Result<void>()> before_switchover;
   // Requested: the migration is cancelled (kCancelled), the guest keeps running on the source.
   std::stop_token stop;
+  MigrationTls tls;
 };
 
 struct MigrationStats {
@@ -44,9 +52,18 @@ struct MigrationStats {
 // The stats in QMP query-migrate's answer (separate for the unit tests).
 MigrationStats parse_query_migrate(const Json& reply);
 
+// Makes QEMU's TLS credentials object id from the PEM files in dir, read once here (dir may go
+// afterwards): the destination (server) presents server-cert.pem/server-key.pem, the source
+// (client) verifies the destination's certificate against ca-cert.pem. QEMU's own sanity
+// checks of the files are off: vireod verified the same certificate already when the source
+// reached the destination's API, and they refuse the self-signed certificates vireod accepts.
+[[nodiscard]] Result<void> add_tls_creds(QmpClient& qmp, const std::string& id,
+                                         const std::string& dir, bool server);
+
 // On the destination: listen for the migration stream on uri ("unix:PATH" or "tcp:HOST:PORT";
-// port 0: any free one, which incoming_uri then tells).
-[[nodiscard]] Result<void> start_incoming(QmpClient& destination, const std::string& uri);
+// port 0: any free one, which incoming_uri then tells), over TLS with tls.creds.
+[[nodiscard]] Result<void> start_incoming(QmpClient& destination, const std::string& uri,
+                                          const MigrationTls& tls = {});
 [[nodiscard]] Result<std::string> incoming_uri(QmpClient& destination);
 
 // On the source: sets the downtime limit and bandwidth, starts the migration to uri and waits
@@ -64,7 +81,8 @@ MigrationStats parse_query_migrate(const Json& reply);
                                        const std::vector<std::string>& disk_ids);
 // The same on a TCP port of host that the system picks; returns "tcp:HOST:PORT".
 [[nodiscard]] Result<std::string> serve_disks_tcp(QmpClient& destination, const std::string& host,
-                                                  const std::vector<std::string>& disk_ids);
+                                                  const std::vector<std::string>& disk_ids,
+                                                  const MigrationTls& tls = {});
 // Source: mirrors every disk into the destination's export (nbd_socket: a unix socket path or
 // "tcp:HOST:PORT") and waits until all are in sync
 // (BLOCK_JOB_READY: from then on each guest write goes to both). On failure or timeout the
@@ -72,7 +90,7 @@ MigrationStats parse_query_migrate(const Json& reply);
 [[nodiscard]] Result<void> mirror_disks(QmpClient& source, const std::string& nbd_socket,
                                         const std::vector<std::string>& disk_ids,
                                         std::chrono::milliseconds timeout,
-                                        std::stop_token stop = {});
+                                        std::stop_token stop = {}, const MigrationTls& tls = {});
 // With the guest stopped on the source (before_switchover): ends the mirrors without pivoting —
 // each first copies what is left, so both sides hold the same data. Also how mirrors are ended
 // when the migration fails (the source keeps its disks).

@@ -138,6 +138,7 @@ void Daemon::Impl::add_routes() {
   add_sandbox_routes(router, events, operations, (config.root / "apps").string());
   auto images = add_image_routes(router, events, operations, config.root);
   vms->set_images(images);
+  vms->set_tls_identity(config.tls_cert, config.tls_key);
   add_container_routes(router, events, operations, io, images, config.root, networks.get(),
                        storage.get());
   if (config.debug_api) add_debug_routes();

@@ -20,8 +20,13 @@
 // target plugs TAPs of its own into its networks of the same names (one L2 segment across the
 // hosts, such as a VXLAN network, is the user's to provide), and the guest keeps its address;
 // QEMU's self-announcement after the switch tells the switches where the MAC went.
+//
+// Between hosts (a target reached as HOST:PORT) the RAM stream and the disk copy go over TLS:
+// the target's QEMU presents the target vireod's own certificate, the source's QEMU checks it
+// against the CA the source reached the target's API with (--to-ca) and the host name called.
 #include <algorithm>
 
+#include "base/file.h"
 #include "base/log.h"
 #include "base/rollback.h"
 #include "base/strings.h"
@@ -39,6 +44,7 @@ namespace {
 constexpr const char* kCollection = "vms";
 constexpr auto kIncomingTimeout = std::chrono::seconds(60);
 constexpr auto kMirrorTimeout = std::chrono::minutes(30);
+constexpr const char* kTlsCreds = "vireo-migration-tls";
 
 struct NicPlace {
   size_t index = 0;
@@ -247,21 +253,24 @@ Result<Json> VmManager::prepare_incoming(const std::string& name, const Json& sp
   // Another host's source reaches this one at the address it called (any free port there);
   // one on this host through unix sockets in the run directory.
   std::string uri = "unix:" + (run_dir(name) / "migration.sock").string();
+  compute::MigrationTls tls;
   if (listen.empty()) {
     TRY(compute::start_incoming(process->qmp(), uri));
   } else {
+    // A vireod reached over TCP has a certificate (it serves TLS only).
+    if (!tls_cert_.empty()) tls = TRY(migration_tls(name, *process, "", ""));
     const bool v6 = listen.find(':') != std::string::npos;
-    TRY(compute::start_incoming(process->qmp(),
-                                fmt::format("tcp:{}{}{}:0", v6 ? "[" : "", listen, v6 ? "]" : "")));
+    TRY(compute::start_incoming(
+        process->qmp(), fmt::format("tcp:{}{}{}:0", v6 ? "[" : "", listen, v6 ? "]" : ""), tls));
     uri = TRY(compute::incoming_uri(process->qmp()));
   }
-  Json result = {{"name", name}, {"uri", uri}};
+  Json result = {{"name", name}, {"uri", uri}, {"tls", !tls.creds.empty()}};
   if (volumes.empty()) return result;
   std::string nbd = (run_dir(name) / "mirror.sock").string();
   if (listen.empty())
     TRY(compute::serve_disks(process->qmp(), nbd, disk_ids(volumes)));
   else
-    nbd = TRY(compute::serve_disks_tcp(process->qmp(), listen, disk_ids(volumes)));
+    nbd = TRY(compute::serve_disks_tcp(process->qmp(), listen, disk_ids(volumes), tls));
   result["nbd"] = nbd;
   return result;
 }
@@ -329,7 +338,12 @@ Result<Json> VmManager::migrate_to(const std::string& name, const Json& target_j
   auto target = TRY_CTX(client::Client::connect(TRY(target_options(target_json))), "the target");
   const std::string path = "/1.0/vms/" + name;
   Json incoming = TRY(target_operation(*target, "POST", path + "/incoming", &request));
-  auto stats = copy_to(*process, incoming, disk_ids(volumes), std::move(options));
+  auto stats = [&]() -> Result<compute::MigrationStats> {
+    if (incoming.value("tls", false))
+      options.tls = TRY(migration_tls(name, *process, target_json.value("ca", ""),
+                                      host_of(target_json["remote"])));
+    return copy_to(*process, incoming, disk_ids(volumes), options);
+  }();
   if (!stats) {
     if (auto r = target_operation(*target, "DELETE", path + "/incoming", nullptr); !r)
       spdlog::warn("vm {}: abort on the target: {}", name, r.error().message());
@@ -352,7 +366,8 @@ Result<Json> VmManager::migrate_to(const std::string& name, const Json& target_j
                  {"downtime_ms", stats->downtime_ms},
                  {"ram_transferred", stats->ram_transferred},
                  {"disks_copied", volumes.size()},
-                 {"stream", incoming.value("uri", "")}};
+                 {"stream", incoming.value("uri", "")},
+                 {"encrypted", !options.tls.creds.empty()}};
   spdlog::info("vm {}: migrated in {} ms, downtime {} ms", name, stats->total_ms,
                stats->downtime_ms);
   lifecycle(name, "migrated", result);
@@ -368,12 +383,42 @@ Result<compute::MigrationStats> VmManager::copy_to(compute::VmProcess& process,
   if (!disks.empty()) {
     const std::string nbd = incoming.value("nbd", "");
     if (nbd.empty()) return make_error(ErrorCode::kUnavailable, "the target serves no disks");
-    TRY(compute::mirror_disks(process.qmp(), nbd, disks, kMirrorTimeout, options.stop));
+    TRY(compute::mirror_disks(process.qmp(), nbd, disks, kMirrorTimeout, options.stop,
+                              options.tls));
     options.before_switchover = [&] { return compute::finish_mirrors(process.qmp(), disks); };
   }
   auto stats = compute::migrate(process.qmp(), incoming.value("uri", ""), options);
   if (!stats && !disks.empty()) (void)compute::finish_mirrors(process.qmp(), disks);
   return stats;
+}
+
+// The credentials' files go to a private directory, QEMU reads them once, the directory goes.
+// No ca_file: the destination's, from this vireod's certificate and key.
+Result<compute::MigrationTls> VmManager::migration_tls(const std::string& name,
+                                                       compute::VmProcess& process,
+                                                       const std::string& ca_file,
+                                                       const std::string& hostname) {
+  const bool destination = ca_file.empty();
+  std::vector<std::pair<std::string, std::string>> files;
+  if (destination) {
+    std::string cert = TRY_CTX(read_file(tls_cert_), "this vireod's TLS certificate");
+    std::string key = TRY_CTX(read_file(tls_key_), "this vireod's TLS key");
+    // QEMU wants a CA file on both sides; the destination does not verify the source with it.
+    files = {{"server-cert.pem", cert}, {"server-key.pem", key}, {"ca-cert.pem", cert}};
+  } else {
+    files = {{"ca-cert.pem", TRY_CTX(read_file(ca_file), "the target's CA certificate")}};
+  }
+  const auto dir = run_dir(name) / "migration-tls";
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  TRY(make_dirs(dir, 0700));
+  Result<void> added = {};
+  for (const auto& [file, pem] : files)
+    if (added) added = write_file_atomic(dir / file, pem, 0600);
+  if (added) added = compute::add_tls_creds(process.qmp(), kTlsCreds, dir.string(), destination);
+  std::filesystem::remove_all(dir, ec);
+  if (!added) return std::unexpected(added.error());
+  return compute::MigrationTls{kTlsCreds, hostname};
 }
 
 void VmManager::add_migration_routes(server::Router& router) {

@@ -54,6 +54,12 @@ class VmManager {
   void reconcile();
   // The image store, for VMs created from VM disk images (vm_image.cc). Set before serving.
   void set_images(std::shared_ptr<ImageManager> images) { images_ = std::move(images); }
+  // This vireod's TLS certificate and key (PEM files): a VM migrating in from another host
+  // comes over TLS with them. Set before serving.
+  void set_tls_identity(std::string cert, std::string key) {
+    tls_cert_ = std::move(cert);
+    tls_key_ = std::move(key);
+  }
 
  private:
   std::vector<VolumeUser> volume_users();
@@ -66,6 +72,12 @@ class VmManager {
   void add_migration_routes(server::Router& router);
   [[nodiscard]] Result<Json> migrate_to(const std::string& name, const Json& target,
                                         compute::MigrationOptions options);
+  // The TLS credentials object for a migration in QEMU (vm_migrate.cc): the destination's from
+  // this vireod's identity, the source's trusting ca_file.
+  [[nodiscard]] Result<compute::MigrationTls> migration_tls(const std::string& name,
+                                                            compute::VmProcess& process,
+                                                            const std::string& ca_file,
+                                                            const std::string& hostname);
   [[nodiscard]] Result<Json> receive_incoming(const std::string& name, const Json& body);
   [[nodiscard]] Result<Json> abort_incoming(const std::string& name);
   [[nodiscard]] Result<Json> complete_incoming(const std::string& name);
@@ -134,6 +146,7 @@ class VmManager {
   NetworkManager* networks_;
   StorageManager* storage_;
   std::shared_ptr<ImageManager> images_;
+  std::string tls_cert_, tls_key_;
   std::mutex mutex_;  // guards processes_ and last_exit_; held briefly, never across QEMU calls
   std::map<std::string, std::shared_ptr<compute::VmProcess>> processes_;
   std::map<std::string, std::string> last_exit_;

@@ -482,8 +482,42 @@ TEST(VmDaemonTest, MigrationWithANicKeepsTheAddressAndPingsAnswer) {
 }
 
 // A VM on a volume migrates to a vireod reached over TCP+TLS, as on another host: the stream
+// Starts tshark on loopback keeping the first 128 bytes of every TCP packet not to or from
+// port `except`; stop() ends it and returns the capture.
+class LoopbackCapture {
+ public:
+  LoopbackCapture(const fs::path& pcap, uint16_t except) : pcap_(pcap) {
+    thread_ = std::thread([this, except] {
+      auto r = run_process({"tshark", "-q", "-i", "lo", "-s", "128", "-f",
+                            "tcp and not port " + std::to_string(except), "-w", pcap_.string()},
+                           RunOptions{.timeout = std::chrono::milliseconds(300'000)});
+      if (r) result_ = *r;
+    });
+    // The file appears once the capture runs.
+    for (auto end = std::chrono::steady_clock::now() + 20s;
+         !fs::exists(pcap_) && std::chrono::steady_clock::now() < end;)
+      std::this_thread::sleep_for(10ms);
+  }
+  ~LoopbackCapture() { (void)stop(); }
+  std::string stop() {
+    if (!thread_.joinable()) return {};
+    (void)run_process({"pkill", "-INT", "-f", pcap_.string()});
+    thread_.join();
+    return read_file(pcap_).value_or("");
+  }
+  bool started() const { return fs::exists(pcap_); }
+
+ private:
+  fs::path pcap_;
+  std::thread thread_;
+  ProcessResult result_;
+};
+
+// Migration between two vireods over TCP (the target reached as HOST:PORT): the RAM stream
 // and the disk copy (NBD mirror into a volume the target makes) go over TCP to the address the
-// source called. What the guest wrote before is read back from the target's disk, the source's
+// source called, encrypted: a capture of loopback holds neither the start of a plain QEMU
+// migration stream ("QEVM") nor a plain NBD reply (magic 0x67446698; NBD switches to TLS with
+// STARTTLS). What the guest wrote before is read back from the target's disk, the source's
 // volume is gone (a move). A target that already has a volume of that name refuses, and the
 // guest runs on at the source with nothing left on the target.
 TEST(VmDaemonTest, MigrationOverTcpCopiesVolumeDisks) {
@@ -519,7 +553,11 @@ TEST(VmDaemonTest, MigrationOverTcpCopiesVolumeDisks) {
   EXPECT_EQ(target.cli({"vm", "show", "v1"}).exit_code, 1) << "nothing left on the target";
   ASSERT_EQ(target.cli({"vol", "rm", "default/md"}).exit_code, 0);
 
+  LoopbackCapture capture(target.dir() / "migration.pcap",
+                          static_cast<uint16_t>(std::stoi(remote.substr(remote.rfind(':') + 1))));
+  ASSERT_TRUE(capture.started());
   auto moved = migrate({"--format", "json", "vm", "migrate", "v1"});
+  const std::string wire = capture.stop();
   ASSERT_EQ(moved.exit_code, 0) << moved.err;
   StopAtEnd stop_target{target, "v1"};
   Json stats = parse_json(moved.out).value_or(Json());
@@ -528,6 +566,10 @@ TEST(VmDaemonTest, MigrationOverTcpCopiesVolumeDisks) {
               stats.value("downtime_ms", Json()).dump().c_str());
   EXPECT_EQ(stats.value("disks_copied", 0), 1) << moved.out;
   EXPECT_TRUE(stats.value("stream", "").starts_with("tcp:127.0.0.1:")) << moved.out;
+  EXPECT_TRUE(stats.value("encrypted", false)) << moved.out;
+  EXPECT_GT(wire.size(), 20'000u) << "the capture saw the migration";
+  EXPECT_EQ(wire.find("QEVM"), std::string::npos) << "a plain migration stream crossed";
+  EXPECT_EQ(wire.find("\x67\x44\x66\x98"), std::string::npos) << "plain NBD replies crossed";
   EXPECT_EQ(status_of(target, "v1"), "running");
   EXPECT_EQ(source.cli({"vol", "show", "default/md"}).exit_code, 1) << "the source's copy went";
   EXPECT_EQ(cli_json(target, {"vol", "show", "default/md"}).value("size", 0ull), 16ull << 20);
