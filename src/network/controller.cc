@@ -351,13 +351,16 @@ Result<Json> Controller::list_ports() const {
   Json list = Json::array();
   for (const auto& [name, p] : ports_) {
     const PortStats& s = datapath_.sw().stats(p.id);
+    Port* device = datapath_.port(p.id);
     Json j = to_json(p.spec);
     j["id"] = p.id;
     j["mtu"] = datapath_.sw().config(p.id).mtu;
     j["worker"] = datapath_.owner(p.id);
-    j["stats"] =
-        Json{{"rx_packets", s.rx_packets}, {"rx_bytes", s.rx_bytes}, {"rx_dropped", s.rx_dropped},
-             {"tx_packets", s.tx_packets}, {"tx_bytes", s.tx_bytes}, {"tx_dropped", s.tx_dropped}};
+    j["stats"] = Json{
+        {"rx_packets", s.rx_packets}, {"rx_bytes", s.rx_bytes},
+        {"rx_dropped", s.rx_dropped}, {"rx_device_dropped", device ? device->device_drops() : 0},
+        {"tx_packets", s.tx_packets}, {"tx_bytes", s.tx_bytes},
+        {"tx_dropped", s.tx_dropped}};
     list.push_back(j);
   }
   return Json{{"ports", list}};

@@ -197,6 +197,16 @@ void PacketPort::release_rx() {
   block_index_ = (block_index_ + 1) % config_.block_count;
 }
 
+uint64_t PacketPort::device_drops() {
+  // tpacket_stats_v3 begins with tpacket_stats; the kernel fills the one of the ring's version.
+  tpacket_stats_v3 st{};
+  socklen_t len =
+      config_.version == RingVersion::kV3 ? sizeof(tpacket_stats_v3) : sizeof(tpacket_stats);
+  if (::getsockopt(sock_.get(), SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0)
+    ring_drops_ += st.tp_drops;
+  return ring_drops_;
+}
+
 void PacketPort::enqueue(const RxFrame& frame, TagOp tag, uint16_t vlan) {
   TxQueue& q = tx_.mine();
   if (q.count == kTxQueue) flush();

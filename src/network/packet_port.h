@@ -44,6 +44,7 @@ class PacketPort final : public Port {
   void enqueue(const RxFrame& frame, TagOp tag, uint16_t vlan) override;
   uint64_t flush() override;
   uint64_t truncated() const { return truncated_; }
+  uint64_t device_drops() override;
 
  private:
   PacketPort(Fd sock, std::string ifname, uint8_t* ring, const PacketRingConfig& config);
@@ -71,6 +72,7 @@ class PacketPort final : public Port {
   uint32_t frame_index_ = 0;
   uint32_t frames_held_ = 0;
   uint64_t truncated_ = 0;
+  uint64_t ring_drops_ = 0;  // PACKET_STATISTICS resets on each read: the sum so far
 
   struct TxQueue {
     TxFrame frames[kTxQueue];

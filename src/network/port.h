@@ -58,6 +58,8 @@ class Port {
   virtual uint64_t flush() = 0;
   // Drops the port counted itself (bad encapsulation), or null.
   virtual const DropCounters* drops() const { return nullptr; }
+  // Frames the kernel dropped on their way to us (a full receive ring or queue) so far.
+  virtual uint64_t device_drops() { return 0; }
 
  protected:
   std::string ifname_;

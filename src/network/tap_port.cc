@@ -6,7 +6,10 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <cstdlib>
 #include <cstring>
+
+#include "base/file.h"
 
 namespace vireo::net {
 namespace {
@@ -78,6 +81,11 @@ size_t TapPort::receive(std::span<RxFrame> out) {
     f.len = static_cast<uint32_t>(got - static_cast<ssize_t>(sizeof(VnetHdr)));
   }
   return n;
+}
+
+uint64_t TapPort::device_drops() {
+  auto text = read_file("/sys/class/net/" + ifname_ + "/statistics/tx_dropped");
+  return text ? std::strtoull(text->c_str(), nullptr, 10) : 0;
 }
 
 void TapPort::enqueue(const RxFrame& frame, TagOp tag, uint16_t vlan) {

@@ -27,6 +27,8 @@ class TapPort final : public Port {
   void release_rx() override {}
   void enqueue(const RxFrame& frame, TagOp tag, uint16_t vlan) override;
   uint64_t flush() override;
+  // What the kernel dropped because our queue was full (the device's tx_dropped).
+  uint64_t device_drops() override;
 
  private:
   explicit TapPort(Fd fd, std::string ifname);

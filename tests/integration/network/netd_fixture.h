@@ -3,6 +3,7 @@
 // socket, and creates network namespaces and veth pairs with names unique to the test
 // ("vt" + random), all removed in the destructor even when the test fails.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <chrono>
 #include <filesystem>
@@ -28,6 +29,9 @@ class Netd {
   explicit Netd(const std::filesystem::path& dir, std::string netns = "");
   ~Netd();
   void stop();  // SIGTERM, then wait
+  // SIGSTOP / SIGCONT: frames arriving meanwhile wait in (or overflow) the ports' queues.
+  void pause() { ::kill(pid_, SIGSTOP); }
+  void resume() { ::kill(pid_, SIGCONT); }
   // Drops the control connection (the controller goes away) and opens a new one.
   void reconnect();
   void start();

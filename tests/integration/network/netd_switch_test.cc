@@ -183,6 +183,25 @@ TEST(NetdSwitchTest, HostileFramesAreCountedAndForwardingGoesOn) {
   EXPECT_GE(drops.value("vlan_stacked", 0), 1) << drops.dump();
 }
 
+// Frames the kernel drops before vireo-netd reads them (its receive ring full while it was
+// stopped) show in the port's statistics.
+TEST(NetdSwitchTest, FullReceiveRingIsCounted) {
+  Lab lab;
+  Netd netd(lab.dir());
+  auto [port, peer] = lab.add_wire("ring");
+  RawSocket wire(peer);
+  netd.call(network("lan", "10.84.0.0/24"));
+  netd.call(attach("lan", port));
+  Bytes frame = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0xcc, 0x08, 0x00};
+  frame.resize(60, 0);
+  netd.pause();
+  for (int i = 0; i < 1000; ++i) wire.send(frame);  // the ring holds a few hundred
+  netd.resume();
+  Json ports = netd.call({{"op", "port.list"}})["ports"];
+  ASSERT_EQ(ports.size(), 1u);
+  EXPECT_GE(ports[0]["stats"].value("rx_device_dropped", 0), 300u) << ports.dump();
+}
+
 TEST(NetdSwitchTest, TapPortCreatedByNetdCarriesTraffic) {
   Lab lab;
   Netd netd(lab.dir());
