@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
   app.add_option("--vxlan-local", vxlan_local,
                  "This host's VTEP address: VXLAN is sent from and received on it (default: any)");
   app.add_option("--threads", threads,
-                 "Datapath threads, each polling its share of the ports (default: one per CPU)")
+                 "Datapath threads, each polling its share of the ports (default: one per CPU, "
+                 "at most 8)")
       ->check(CLI::Range(size_t{1}, vireo::net::kMaxWorkers));
   app.add_flag("--debug", debug, "Log debug messages");
   CLI11_PARSE(app, argc, argv);

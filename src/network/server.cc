@@ -58,7 +58,7 @@ size_t usable_cpus() {
 }
 
 Result<std::unique_ptr<Server>> Server::create(const ServerOptions& options) {
-  size_t threads = options.threads ? options.threads : std::min(usable_cpus(), kMaxWorkers);
+  size_t threads = options.threads ? options.threads : std::min(usable_cpus(), kDefaultMaxWorkers);
   if (threads > kMaxWorkers)
     return make_error(ErrorCode::kInvalidArgument, "{} datapath threads: at most {}", threads,
                       kMaxWorkers);

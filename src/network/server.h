@@ -29,7 +29,7 @@ struct ServerOptions {
   std::filesystem::path control_socket;
   std::filesystem::path state_dir;  // empty: configuration is not persisted
   uint32_t vxlan_local = 0;         // this host's VTEP address (0: any)
-  size_t threads = 0;               // datapath workers (0: one per CPU this process may use)
+  size_t threads = 0;  // datapath workers (0: one per CPU this process may use, at most 8)
 };
 
 // Pauses the workers for the control thread: a worker holds it shared while it handles what

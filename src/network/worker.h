@@ -9,6 +9,10 @@
 namespace vireo::net {
 
 constexpr size_t kMaxWorkers = 64;
+// Without --threads: one worker per CPU up to this many. Each worker costs every port its
+// transmit queues (the VXLAN port's copy buffers are ~1 MiB), and a host with more cores than
+// this rarely has the ports to keep more busy.
+constexpr size_t kDefaultMaxWorkers = 8;
 
 // The number of workers; set before any port or router is made (default 1).
 void set_worker_count(size_t count);
