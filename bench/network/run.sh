@@ -95,6 +95,13 @@ measure() {
 }
 
 measure netd ${p}va ${p}vb 10.91.0.2
+# Frames the kernel dropped before netd read them, over the whole netd run (full rings).
+python3 - "$work/netd.sock" >"$work/netd.ringdrops" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(b'{"op":"port.list"}\n')
+print(sum(p["stats"].get("rx_device_dropped", 0) for p in json.loads(s.makefile().readline())["ports"]))
+PY
 measure bridge ${p}ba ${p}bb 10.92.0.2
 
 python3 - "$work" "$secs" "$udp_rate" <<'PY'
@@ -120,6 +127,7 @@ print(f"{'ping p99 us':24}{r['netd']['p99']:14.0f}{r['bridge']['p99']:14.0f}{r['
 for k, label in (("tcp", "TCP"), ("udp", "UDP")):
     print(f"{label+' CPU busy % (all)':24}{cpu('netd', k+'.cpu'):14.0f}{cpu('bridge', k+'.cpu'):14.0f}")
     print(f"{label+' CPU % vireo-netd':24}{cpu('netd', k+'.netdcpu'):14.0f}{'-':>14}")
+print(f"{'netd ring drops (run)':24}{open(f'{work}/netd.ringdrops').read().strip():>14}")
 threads = open(f"{work}/netd.log").read().split(" datapath threads")[0].rsplit("(", 1)[-1]
 print(f"(each test {secs:.0f} s, UDP offered {rate} bit/s of 18-byte payloads = 64-byte frames,"
       f" {__import__('os').cpu_count()} CPUs, {threads} vireo-netd datapath threads)")

@@ -6,6 +6,7 @@
 #include <net/if.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -51,8 +52,8 @@ Result<Fd> open_socket(int ifindex, const PacketRingConfig& ring) {
     req.tp_frame_nr = ring.block_size / 2048 * ring.block_count;
     req.tp_retire_blk_tov = ring.retire_ms;
   } else {
-    req.tp_block_size = PacketPort::kV2FrameSize;
-    req.tp_block_nr = ring.frame_count;
+    req.tp_block_size = PacketPort::kV2BlockSize;
+    req.tp_block_nr = ring.frame_count / PacketPort::kV2FramesPerBlock;
     req.tp_frame_size = PacketPort::kV2FrameSize;
     req.tp_frame_nr = ring.frame_count;
   }
@@ -79,16 +80,21 @@ Result<Fd> open_socket(int ifindex, const PacketRingConfig& ring) {
 }  // namespace
 
 Result<std::unique_ptr<PacketPort>> PacketPort::create(const std::string& ifname,
-                                                       const PacketRingConfig& ring) {
+                                                       const PacketRingConfig& requested) {
   int ifindex = TRY(interface_index(ifname));
+  PacketRingConfig ring = requested;
+  ring.frame_count = std::max<uint32_t>(ring.frame_count, 1);
+  ring.frame_count +=
+      (kV2FramesPerBlock - ring.frame_count % kV2FramesPerBlock) % kV2FramesPerBlock;
   // Up first: a socket bound to a down device keeps ENETDOWN pending for its first send.
   TRY_CTX(set_link_up(ifname), "AF_PACKET port {}", ifname);
   Fd sock = TRY_CTX(open_socket(ifindex, ring), "AF_PACKET port {}", ifname);
   int pending = 0;
   socklen_t pending_len = sizeof(pending);
   ::getsockopt(sock.get(), SOL_SOCKET, SO_ERROR, &pending, &pending_len);
-  size_t size = ring.version == RingVersion::kV3 ? size_t{ring.block_size} * ring.block_count
-                                                 : size_t{kV2FrameSize} * ring.frame_count;
+  size_t size = ring.version == RingVersion::kV3
+                    ? size_t{ring.block_size} * ring.block_count
+                    : size_t{kV2BlockSize} * (ring.frame_count / kV2FramesPerBlock);
   void* map =
       ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, sock.get(), 0);
   if (map == MAP_FAILED) return errno_error("mmap packet ring of " + ifname);
@@ -107,8 +113,9 @@ PacketPort::~PacketPort() {
 }
 
 size_t PacketPort::ring_size() const {
-  return config_.version == RingVersion::kV3 ? size_t{config_.block_size} * config_.block_count
-                                             : size_t{kV2FrameSize} * config_.frame_count;
+  return config_.version == RingVersion::kV3
+             ? size_t{config_.block_size} * config_.block_count
+             : size_t{kV2BlockSize} * (config_.frame_count / kV2FramesPerBlock);
 }
 
 size_t PacketPort::receive(std::span<RxFrame> out) {
@@ -143,7 +150,7 @@ size_t PacketPort::receive_v2(std::span<RxFrame> out) {
   size_t n = 0;
   while (n < out.size() && frames_held_ < config_.frame_count) {
     uint32_t index = (frame_index_ + frames_held_) % config_.frame_count;
-    uint8_t* base = ring_ + size_t{index} * kV2FrameSize;
+    uint8_t* base = v2_frame(index);
     auto* hdr = reinterpret_cast<tpacket2_hdr*>(base);
     uint32_t status = std::atomic_ref<uint32_t>(hdr->tp_status).load(std::memory_order_acquire);
     if (!(status & TP_STATUS_USER)) break;
@@ -184,7 +191,7 @@ size_t PacketPort::receive_v3(std::span<RxFrame> out) {
 void PacketPort::release_rx() {
   if (config_.version == RingVersion::kV2) {
     for (; frames_held_ > 0; --frames_held_) {
-      auto* hdr = reinterpret_cast<tpacket2_hdr*>(ring_ + size_t{frame_index_} * kV2FrameSize);
+      auto* hdr = reinterpret_cast<tpacket2_hdr*>(v2_frame(frame_index_));
       std::atomic_ref<uint32_t>(hdr->tp_status).store(TP_STATUS_KERNEL, std::memory_order_release);
       frame_index_ = (frame_index_ + 1) % config_.frame_count;
     }

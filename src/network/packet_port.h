@@ -25,7 +25,7 @@ struct PacketRingConfig {
   uint32_t block_size = 1u << 18;  // V3: holds several 64 KiB GSO frames
   uint32_t block_count = 64;
   uint32_t retire_ms = 1;      // V3: a partly filled block is handed over after this long
-  uint32_t frame_count = 256;  // V2: slots of kV2FrameSize bytes
+  uint32_t frame_count = 256;  // V2: slots of kV2FrameSize bytes (rounded up to whole blocks)
 };
 
 class PacketPort final : public Port {
@@ -33,6 +33,10 @@ class PacketPort final : public Port {
   static constexpr size_t kTxQueue = 64;
   // A GSO frame of 64 KiB, its virtio header and the TPACKET header fit in one V2 slot.
   static constexpr uint32_t kV2FrameSize = 65536 + 4096;
+  // The kernel backs each ring block with a power-of-two number of pages, so a block of one
+  // frame would take 128 KiB for 68 KiB; 1 MiB blocks hold 15 frames with 4 KiB to spare.
+  static constexpr uint32_t kV2BlockSize = 1u << 20;
+  static constexpr uint32_t kV2FramesPerBlock = kV2BlockSize / kV2FrameSize;
 
   [[nodiscard]] static Result<std::unique_ptr<PacketPort>> create(
       const std::string& ifname, const PacketRingConfig& ring = {});
@@ -50,6 +54,10 @@ class PacketPort final : public Port {
   PacketPort(Fd sock, std::string ifname, uint8_t* ring, const PacketRingConfig& config);
   uint8_t* block(uint32_t index) const { return ring_ + size_t{index} * config_.block_size; }
   size_t ring_size() const;
+  uint8_t* v2_frame(uint32_t index) const {
+    return ring_ + size_t{index / kV2FramesPerBlock} * kV2BlockSize +
+           size_t{index % kV2FramesPerBlock} * kV2FrameSize;
+  }
   size_t receive_v2(std::span<RxFrame> out);
   size_t receive_v3(std::span<RxFrame> out);
   struct RingFrame {
