@@ -143,7 +143,8 @@ void add_port_commands(CLI::App* noun, Context& ctx, NetFlags& f) {
   auto* ls = port->add_subcommand("ls", "List a network's ports");
   ls->add_option("network", f.name)->required();
   run(ls, ctx, [&ctx, &f]() -> Result<void> {
-    print_list(ctx, TRY(get(ctx, base(f.name) + "/ports")), {"iface", "tap", "mtu", "stats"});
+    print_list(ctx, TRY(get(ctx, base(f.name) + "/ports")),
+               {"iface", "tap", "mtu", "worker", "stats"});
     return {};
   });
   auto* rm = port->add_subcommand("rm", "Detach an interface");
