@@ -8,6 +8,7 @@
 #include "base/file.h"
 #include "base/subprocess.h"
 #include "image/media_types.h"
+#include "image/store_test_fixture.h"
 #include "image/tar_builder.h"
 #include "image/test_util.h"
 
@@ -34,17 +35,7 @@ std::string base_layer() {
       .build(Compression::kGzip);
 }
 
-class ImageStoreTest : public ::testing::Test {
- protected:
-  std::unique_ptr<ImageStore> open_store(const std::string& name, bool privileged = false) {
-    auto s = ImageStore::create(tmp_.path() / name, {.privileged = privileged});
-    EXPECT_TRUE(s) << s.error().message();
-    return std::move(*s);
-  }
-  fs::path path(const std::string& name) { return tmp_.path() / name; }
-
-  testing::TempDir tmp_;
-};
+using ImageStoreTest = testing::StoreTest;
 
 TEST_F(ImageStoreTest, OneStorePerRootAtATime) {
   auto first = open_store("shared");

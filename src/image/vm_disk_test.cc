@@ -6,6 +6,7 @@
 
 #include "image/image_store.h"
 #include "image/media_types.h"
+#include "image/store_test_fixture.h"
 #include "image/tar_builder.h"
 #include "image/test_util.h"
 #include "storage/qcow2/qcow2.h"
@@ -194,17 +195,7 @@ TEST(VmDiskTest, RefusesQcow2WithABackingFile) {
   EXPECT_NE(r.error().message().find("backing file"), std::string::npos) << r.error().message();
 }
 
-class VmImageStoreTest : public ::testing::Test {
- protected:
-  std::unique_ptr<ImageStore> open_store(const std::string& name) {
-    auto s = ImageStore::create(tmp_.path() / name, {.privileged = false});
-    EXPECT_TRUE(s) << s.error().message();
-    return std::move(*s);
-  }
-  fs::path path(const std::string& name) { return tmp_.path() / name; }
-
-  testing::TempDir tmp_;
-};
+using VmImageStoreTest = testing::StoreTest;
 
 TEST_F(VmImageStoreTest, ImportsARawDiskAsOneLayerKeptAsIs) {
   auto store = open_store("s");
