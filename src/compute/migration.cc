@@ -64,14 +64,15 @@ Result<void> start_incoming(QmpClient& destination, const std::string& uri,
   return {};
 }
 
+std::string tcp_uri(const std::string& host, std::string_view port) {
+  const bool v6 = host.find(':') != std::string::npos && !host.starts_with('[');
+  return fmt::format("tcp:{}{}{}:{}", v6 ? "[" : "", host, v6 ? "]" : "", port);
+}
+
 Result<std::string> incoming_uri(QmpClient& destination) {
   Json info = TRY(destination.execute("query-migrate"));
   for (const auto& a : info.value("socket-address", Json::array()))
-    if (a.value("type", "") == "inet") {
-      const std::string host = a.value("host", "");
-      const bool v6 = host.find(':') != std::string::npos && !host.starts_with('[');
-      return fmt::format("tcp:{}{}{}:{}", v6 ? "[" : "", host, v6 ? "]" : "", a.value("port", ""));
-    }
+    if (a.value("type", "") == "inet") return tcp_uri(a.value("host", ""), a.value("port", ""));
   return make_error(ErrorCode::kUnavailable, "QEMU reports no TCP address it listens on");
 }
 
@@ -173,8 +174,7 @@ Result<std::string> serve_disks_tcp(QmpClient& destination, const std::string& h
   if (!tls.creds.empty()) start["tls-creds"] = tls.creds;
   TRY(destination.execute("nbd-server-start", start));
   TRY(export_disks(destination, disk_ids));
-  const bool v6 = host.find(':') != std::string::npos;
-  return fmt::format("tcp:{}{}{}:{}", v6 ? "[" : "", host, v6 ? "]" : "", port_of(listener.get()));
+  return tcp_uri(host, std::to_string(port_of(listener.get())));
 }
 
 namespace {

@@ -11,6 +11,7 @@
 #include <functional>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/json.h"
@@ -59,6 +60,9 @@ MigrationStats parse_query_migrate(const Json& reply);
 // reached the destination's API, and they refuse the self-signed certificates vireod accepts.
 [[nodiscard]] Result<void> add_tls_creds(QmpClient& qmp, const std::string& id,
                                          const std::string& dir, bool server);
+
+// "tcp:HOST:PORT", an IPv6 host in brackets (as QEMU's migration and NBD addresses take it).
+std::string tcp_uri(const std::string& host, std::string_view port);
 
 // On the destination: listen for the migration stream on uri ("unix:PATH" or "tcp:HOST:PORT";
 // port 0: any free one, which incoming_uri then tells), over TLS with tls.creds.

@@ -207,6 +207,10 @@ Result<std::string> absolute_path(const Json& body, const char* key) {
 
 }  // namespace
 
+void StorageManager::volume_created(const std::string& pool, const std::string& volume) {
+  lifecycle("storage-volume-created", volume_url(pool, volume));
+}
+
 void StorageManager::add_routes(server::Router& router) {
   add_pool_routes(router);
   add_volume_routes(router);

@@ -61,6 +61,8 @@ class StorageManager {
   std::vector<VolumeUser> users_of(const std::string& pool, const std::string& volume);
   // vireo-storaged's vol.show of POOL/VOL (format, size, file for dir pools, ...).
   [[nodiscard]] Result<Json> show_volume(const std::string& pool, const std::string& volume);
+  // Announces a volume made on another manager's behalf (a VM's root volume from an image).
+  void volume_created(const std::string& pool, const std::string& volume);
 
  private:
   // A control connection; (re)starts vireo-storaged when nothing answers.

@@ -7,7 +7,6 @@
 // first disk is {"volume": "POOL/NAME-root"}. A failure removes the volume and the row.
 #include <algorithm>
 
-#include "api/event.h"
 #include "base/file.h"
 #include "base/log.h"
 #include "base/rollback.h"
@@ -25,10 +24,6 @@ constexpr const char* kCollection = "vms";
 // Written in the VM's run directory while its disk is copied: what a create interrupted by a
 // crash must remove (abandon_from_image).
 constexpr const char* kPendingFile = "from-image.json";
-
-std::string volume_source(const std::string& pool, const std::string& volume) {
-  return "/1.0/storage-pools/" + pool + "/volumes/" + volume;
-}
 
 Result<uint64_t> disk_size_field(const Json& value) {
   if (value.is_number_unsigned()) return value.get<uint64_t>();
@@ -148,18 +143,12 @@ Result<Json> VmManager::create_from_image(const store::ObjectRow& row, const std
                 {{"op", "vol.resize"}, {"pool", pool}, {"name", volume}, {"size", disk_size}}),
             "grow volume {}/{} to {}", pool, volume, format_bytes(disk_size));
   ctx.set_progress(90, "defining the VM");
-  // What the VM kind's create checks: its volumes resolve, its networks exist.
-  TRY(vm_spec(row));
-  for (const auto& nic : row.spec.value("nics", Json::array())) {
-    if (!networks_) return make_error(ErrorCode::kUnavailable, "networks are not available");
-    TRY(networks_->require(nic["network"]));
-  }
+  TRY(check_resolves(row));
   TRY(store_.update_object(kCollection, row.name, row.spec, "ready", row.revision));
   undo.commit();
   std::error_code ec;
   std::filesystem::remove(run_dir(row.name) / kPendingFile, ec);
-  events_.publish("lifecycle",
-                  api::lifecycle_metadata("storage-volume-created", volume_source(pool, volume)));
+  storage_->volume_created(pool, volume);
   lifecycle(row.name, "created");
   return Json{{"name", row.name},
               {"image", ref},

@@ -259,9 +259,7 @@ Result<Json> VmManager::prepare_incoming(const std::string& name, const Json& sp
   } else {
     // A vireod reached over TCP has a certificate (it serves TLS only).
     if (!tls_cert_.empty()) tls = TRY(migration_tls(name, *process, "", ""));
-    const bool v6 = listen.find(':') != std::string::npos;
-    TRY(compute::start_incoming(
-        process->qmp(), fmt::format("tcp:{}{}{}:0", v6 ? "[" : "", listen, v6 ? "]" : ""), tls));
+    TRY(compute::start_incoming(process->qmp(), compute::tcp_uri(listen, "0"), tls));
     uri = TRY(compute::incoming_uri(process->qmp()));
   }
   Json result = {{"name", name}, {"uri", uri}, {"tls", !tls.creds.empty()}};

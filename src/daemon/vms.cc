@@ -531,18 +531,22 @@ void VmManager::unplug_nics(const store::ObjectRow& row) {
   }
 }
 
+Result<void> VmManager::check_resolves(const store::ObjectRow& row) {
+  TRY(vm_spec(row));
+  for (const auto& nic : row.spec.value("nics", Json::array())) {
+    if (!networks_) return make_error(ErrorCode::kUnavailable, "networks are not available");
+    TRY(networks_->require(nic["network"]));
+  }
+  return {};
+}
+
 server::ObjectKind VmManager::kind() {
   return server::ObjectKind{
       .collection = kCollection,
       .noun = "vm",
       .validate = validate_vm,
       .create = [this](const store::ObjectRow& row, server::OperationContext*) -> Result<void> {
-        TRY(vm_spec(row));
-        for (const auto& nic : row.spec.value("nics", Json::array())) {
-          if (!networks_) return make_error(ErrorCode::kUnavailable, "networks are not available");
-          TRY(networks_->require(nic["network"]));
-        }
-        return {};
+        return check_resolves(row);
       },
       .remove = [this](const store::ObjectRow& row) { return remove(row); },
       .abandon = [this](const store::ObjectRow& row) { abandon_from_image(row); },

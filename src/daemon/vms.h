@@ -63,6 +63,8 @@ class VmManager {
 
  private:
   std::vector<VolumeUser> volume_users();
+  // What a create checks: the definition's volumes resolve and its networks exist.
+  [[nodiscard]] Result<void> check_resolves(const store::ObjectRow& row);
   [[nodiscard]] Result<void> check_volumes_free(const store::ObjectRow& row);
   [[nodiscard]] Result<std::shared_ptr<compute::VmProcess>> running_or_conflict(
       const std::string& name);

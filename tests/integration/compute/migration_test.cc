@@ -234,5 +234,12 @@ TEST(MigrationStatsTest, QueryMigrateIsRead) {
   EXPECT_EQ(parse_query_migrate(Json("junk")).status, "");
 }
 
+TEST(MigrationStatsTest, TcpUrisBracketIpv6Hosts) {
+  EXPECT_EQ(tcp_uri("127.0.0.1", "0"), "tcp:127.0.0.1:0");
+  EXPECT_EQ(tcp_uri("::1", "4444"), "tcp:[::1]:4444");
+  EXPECT_EQ(tcp_uri("[::1]", "4444"), "tcp:[::1]:4444");
+  EXPECT_EQ(tcp_uri("host.example", "80"), "tcp:host.example:80");
+}
+
 }  // namespace
 }  // namespace vireo::compute
