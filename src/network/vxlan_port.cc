@@ -262,7 +262,7 @@ void VxlanPort::enqueue(const RxFrame& in, TagOp tag, uint16_t vlan) {
   TxQueue& q = tx_.mine();
   std::span<const uint32_t> vteps = destinations(s, mac_key(in.data), q);
   if (vteps.empty()) return;
-  if (in.vnet.gso_type != kVnetGsoNone) return segment_tcp(s, in, tag, vteps);
+  if (in.vnet.gso_type != kVnetGsoNone) return segment_tcp(q, s, in, tag, vteps);
   uint32_t l3_len = in.len - kEthHeaderLen - (tag == TagOp::kPop ? kVlanTagLen : 0);
   if (l3_len > s.mtu) {
     drops_.add(DropReason::kMtuExceeded);
@@ -281,13 +281,13 @@ void VxlanPort::enqueue(const RxFrame& in, TagOp tag, uint16_t vlan) {
     frame.data = copy;
     frame.vnet = VnetHdr{};
   }
-  for (uint32_t vtep : vteps) queue(s, vtep, frame, tag, sport);
+  for (uint32_t vtep : vteps) queue(q, s, vtep, frame, tag, sport);
 }
 
 // Cuts a TCP/IPv4 GSO frame into segments of gso_size payload bytes, as the device would:
 // consecutive sequence numbers and IP ids, FIN and PSH on the last segment only, CWR on the
 // first only, checksums computed in full. Segments leave untagged.
-void VxlanPort::segment_tcp(const Segment& s, const RxFrame& in, TagOp tag,
+void VxlanPort::segment_tcp(TxQueue& q, const Segment& s, const RxFrame& in, TagOp tag,
                             std::span<const uint32_t> vteps) {
   constexpr uint8_t kFin = 0x01, kPsh = 0x08, kCwr = 0x80;
   uint32_t skip = tag == TagOp::kPop ? kVlanTagLen : 0;
@@ -318,7 +318,7 @@ void VxlanPort::segment_tcp(const Segment& s, const RxFrame& in, TagOp tag,
   uint8_t flags = ip[ihl + 13];
   for (uint32_t off = 0, i = 0; off < payload; off += mss, ++i) {
     uint32_t chunk = std::min(mss, payload - off);
-    uint8_t* out = scratch_slot(tx_.mine(), vteps.size());
+    uint8_t* out = scratch_slot(q, vteps.size());
     std::memcpy(out, in.data, 12);
     store_be16(out + 12, kEtherTypeIpv4);
     uint8_t* oip = out + kEthHeaderLen;
@@ -340,13 +340,12 @@ void VxlanPort::segment_tcp(const Segment& s, const RxFrame& in, TagOp tag,
     store_be16(tcp + 16, checksum_finish(
                              checksum_add(tcp, l4_len, ipv4_pseudo_sum(oip, kIpProtoTcp, l4_len))));
     RxFrame segment{out, static_cast<uint32_t>(kEthHeaderLen + hdrs + chunk), VnetHdr{}, 0};
-    for (uint32_t vtep : vteps) queue(s, vtep, segment, TagOp::kKeep, sport);
+    for (uint32_t vtep : vteps) queue(q, s, vtep, segment, TagOp::kKeep, sport);
   }
 }
 
-void VxlanPort::queue(const Segment& s, uint32_t vtep, const RxFrame& frame, TagOp tag,
+void VxlanPort::queue(TxQueue& q, const Segment& s, uint32_t vtep, const RxFrame& frame, TagOp tag,
                       uint16_t sport) {
-  TxQueue& q = tx_.mine();
   if (q.count == kTxQueue) flush();
   Tx& t = q.tx[q.count];
   // Frames leave the overlay untagged: kPop takes a tag off, nothing is ever pushed.

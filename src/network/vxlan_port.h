@@ -99,14 +99,15 @@ class VxlanPort final : public Port {
   VxlanPort(Fd rx, Fd tx, uint16_t udp_port);
   void learn(Segment& s, MacKey mac, uint32_t vtep);
   void rebuild_flood(Segment& s);
-  void queue(const Segment& s, uint32_t vtep, const RxFrame& frame, TagOp tag, uint16_t sport);
+  void queue(TxQueue& q, const Segment& s, uint32_t vtep, const RxFrame& frame, TagOp tag,
+             uint16_t sport);
   // Where a frame to dst goes: its learned VTEP, else every VTEP of the segment. Valid while
   // table_mu_ is held.
   std::span<const uint32_t> destinations(const Segment& s, MacKey dst, TxQueue& q);
   // A copy buffer of kScratchFrame bytes that stays valid until the frames queued from it are
   // sent; flushes first when the copies or the queue for msgs more messages are full.
   uint8_t* scratch_slot(TxQueue& q, size_t msgs);
-  void segment_tcp(const Segment& s, const RxFrame& frame, TagOp tag,
+  void segment_tcp(TxQueue& q, const Segment& s, const RxFrame& frame, TagOp tag,
                    std::span<const uint32_t> vteps);
 
   Fd rx_sock_;
