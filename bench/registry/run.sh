@@ -5,13 +5,15 @@
 # compress uncompressed layers while pushing, and the run would measure gzip), then for each registry and each of
 # RUNS rounds (fresh storage, fresh skopeo blob cache): skopeo pushes the layout and pulls it
 # back into a new layout (`sync` before each timed step, so that neither pays for the other's
-# writeback). Prints the times and the ratio vireo/docker of the medians' totals.
-#   bench/registry/run.sh [BUILD_DIR]   (env: SIZE_MIB=512 LAYERS=8 RUNS=3)
+# writeback). Prints the times and the ratio vireo/docker of the medians' totals. Each round also
+# pushes to null_registry.py, a registry that drops what it receives (no hash, no file): its push
+# time is what skopeo and this machine cost by themselves, the floor any registry's push can reach.
+#   bench/registry/run.sh [BUILD_DIR]   (env: SIZE_MIB=512 LAYERS=8 RUNS=5)
 set -euo pipefail
 build=${1:-$(cd "$(dirname "$0")/../.." && pwd)/build}
 size_mib=${SIZE_MIB:-512}
 layers=${LAYERS:-8}
-runs=${RUNS:-3}
+runs=${RUNS:-5}
 work=$(mktemp -d /var/tmp/vireo-registry-bench.XXXXXX)
 pids=()
 cleanup() {
@@ -47,6 +49,8 @@ start_registry() {
   addr=127.0.0.1:$port
   if [[ $1 == vireo ]]; then
     "$build/bin/vireo-registry" --root "$2" --listen "$addr" --log-level warn >/dev/null 2>&1 &
+  elif [[ $1 == null ]]; then
+    python3 "$(dirname "$0")/null_registry.py" "$addr" &
   else
     cat >"$2.yml" <<YML
 version: 0.1
@@ -62,6 +66,11 @@ YML
 
 now() { date +%s.%N; }
 
+stop_last_server() {
+  kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+  unset 'pids[-1]'
+}
+
 # one_round KIND N: prints "push pull" seconds.
 one_round() {
   local root=$work/$1-root-$2 t0 t1 t2
@@ -74,14 +83,19 @@ one_round() {
     "docker://$addr/bench/img:t"
   sync
   t1=$(now)
+  if [[ $1 == null ]]; then  # nothing stored: nothing to pull
+    stop_last_server
+    rm -rf "$HOME"
+    echo "$t0 $t1" | awk '{printf "%.3f -\n", $2-$1}'
+    return
+  fi
   skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$addr/bench/img:t" \
     "oci:$work/pulled-$1-$2:t"
   t2=$(now)
   sync
   grep -q "$manifest_digest" "$work/pulled-$1-$2/index.json" ||
     { echo "run.sh: $1 pulled a different manifest" >&2; exit 1; }
-  kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
-  unset 'pids[-1]'
+  stop_last_server
   rm -rf "$root" "$work/pulled-$1-$2" "$HOME"
   echo "$t0 $t1 $t2" | awk '{printf "%.3f %.3f\n", $2-$1, $3-$2}'
 }
@@ -91,12 +105,13 @@ echo "registry benchmark: $size_mib MiB in $layers layers, $runs rounds, $(nproc
 make_layout
 declare -A push pull
 for ((r = 1; r <= runs; r++)); do
-  order="vireo docker"
-  ((r % 2)) || order="docker vireo"  # alternate who goes first
+  order="vireo docker null"
+  ((r % 2)) || order="docker vireo null"  # alternate who goes first
   for kind in $order; do
     one_round $kind $r >"$work/round"  # in this shell, so that the EXIT trap sees its server
     read -r p q <"$work/round"
-    printf '  round %d %-7s push %6.2f s  pull %6.2f s\n' "$r" "$kind" "$p" "$q"
+    [[ $q == - ]] || q=$(printf '%.2f' "$q")
+    printf '  round %d %-7s push %6.2f s  pull %6s s\n' "$r" "$kind" "$p" "$q"
     push[$kind]="${push[$kind]:-} $p"
     pull[$kind]="${pull[$kind]:-} $q"
   done
@@ -110,4 +125,8 @@ for kind in vireo docker; do
   eval "total_$kind=$(echo "$mp $mq" | awk '{print $1+$2}')"
 done
 echo "ratio vireo/docker (total): $(echo "$total_vireo $total_docker" | awk '{printf "%.2f", $1/$2}')"
+floor_push=$(echo "${push[null]}" | median)
+vireo_pull=$(echo "${pull[vireo]}" | median)
+printf 'floor: a registry that stores nothing, push %.2f s; with vireo'"'"'s pull, ratio %.2f\n' \
+  "$floor_push" "$(echo "$floor_push $vireo_pull $total_docker" | awk '{print ($1+$2)/$3}')"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
