@@ -50,7 +50,7 @@ Result<void> add_tls_creds(QmpClient& qmp, const std::string& id, const std::str
                                      {"id", id},
                                      {"dir", dir},
                                      {"endpoint", server ? "server" : "client"},
-                                     {"verify-peer", !server},
+                                     {"verify-peer", true},
                                      {"sanity-check", false}}),
           "TLS credentials for the migration");
   return {};

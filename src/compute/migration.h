@@ -54,10 +54,11 @@ struct MigrationStats {
 MigrationStats parse_query_migrate(const Json& reply);
 
 // Makes QEMU's TLS credentials object id from the PEM files in dir, read once here (dir may go
-// afterwards): the destination (server) presents server-cert.pem/server-key.pem, the source
-// (client) verifies the destination's certificate against ca-cert.pem. QEMU's own sanity
-// checks of the files are off: vireod verified the same certificate already when the source
-// reached the destination's API, and they refuse the self-signed certificates vireod accepts.
+// afterwards). Each side presents its certificate and verifies the other's against ca-cert.pem:
+// the destination (server) presents server-cert.pem/server-key.pem and trusts the source's
+// certificate, the source (client) presents client-cert.pem/client-key.pem (make_tls_identity)
+// and trusts the destination's CA. QEMU's own sanity checks of the files are off: they refuse
+// the self-signed certificates vireod accepts.
 [[nodiscard]] Result<void> add_tls_creds(QmpClient& qmp, const std::string& id,
                                          const std::string& dir, bool server);
 

@@ -33,6 +33,7 @@
 #include "client/client.h"
 #include "compute/migration.h"
 #include "compute/qemu_command.h"
+#include "compute/tls_identity.h"
 #include "daemon/networks.h"
 #include "daemon/vm_definition.h"
 #include "daemon/vms.h"
@@ -144,6 +145,18 @@ Result<std::string> parse_listen(const Json& body) {
   return host.get<std::string>();
 }
 
+// "client_cert": the certificate (PEM) the source's QEMU presents; required with "listen" (the
+// stream then comes over TCP, encrypted, and only that certificate may send it).
+Result<std::string> parse_source_cert(const Json& body, const std::string& listen) {
+  if (listen.empty()) return std::string();
+  const Json cert = body.value("client_cert", Json());
+  if (!cert.is_string() || !cert.get<std::string>().starts_with("-----BEGIN CERTIFICATE-----"))
+    return make_error(ErrorCode::kInvalidArgument,
+                      "field 'client_cert' must be the source's certificate (PEM) for a migration "
+                      "over TCP; the source vireod sends it itself");
+  return cert.get<std::string>();
+}
+
 // The host part of HOST:PORT or [V6]:PORT.
 std::string host_of(const std::string& remote) {
   if (remote.starts_with('[')) return remote.substr(1, remote.find(']') - 1);
@@ -210,6 +223,7 @@ Result<Json> VmManager::receive_incoming(const std::string& name, const Json& bo
   auto leases = TRY(parse_leases(body, nics.size()));
   auto volumes = TRY(parse_volumes(body, spec));
   const std::string listen = TRY(parse_listen(body));
+  const std::string source_cert = TRY(parse_source_cert(body, listen));
   for (const auto& nic : nics) {
     if (!networks_) return make_error(ErrorCode::kUnavailable, "networks are not available here");
     TRY_CTX(networks_->require(nic["network"]), "the VM's NIC needs network {} here",
@@ -218,8 +232,8 @@ Result<Json> VmManager::receive_incoming(const std::string& name, const Json& bo
   TRY(store_.insert_object(kCollection, name, spec, "ready"));
   Rollback undo;
   undo.add([this, name] { (void)store_.delete_object(kCollection, name); });
-  Json result =
-      TRY_CTX(prepare_incoming(name, spec, leases, volumes, listen, undo), "receive VM {}", name);
+  Json result = TRY_CTX(prepare_incoming(name, spec, leases, volumes, {listen, source_cert}, undo),
+                        "receive VM {}", name);
   undo.commit();
   lifecycle(name, "incoming");
   return result;
@@ -228,7 +242,8 @@ Result<Json> VmManager::receive_incoming(const std::string& name, const Json& bo
 Result<Json> VmManager::prepare_incoming(const std::string& name, const Json& spec,
                                          const std::vector<std::pair<size_t, Json>>& leases,
                                          const std::vector<IncomingVolume>& volumes,
-                                         const std::string& listen, Rollback& undo) {
+                                         const IncomingPeer& peer, Rollback& undo) {
+  const std::string& listen = peer.listen;
   for (const auto& v : volumes) {
     Json created = TRY(storaged_call({{"op", "vol.create"},
                                       {"pool", v.pool},
@@ -257,8 +272,16 @@ Result<Json> VmManager::prepare_incoming(const std::string& name, const Json& sp
   if (listen.empty()) {
     TRY(compute::start_incoming(process->qmp(), uri));
   } else {
-    // A vireod reached over TCP has a certificate (it serves TLS only).
-    if (!tls_cert_.empty()) tls = TRY(migration_tls(name, *process, "", ""));
+    // A vireod reached over TCP has a certificate (it serves TLS only). It presents it and
+    // accepts only the certificate the source sent with its (authenticated) request.
+    if (!tls_cert_.empty()) {
+      std::string cert = TRY_CTX(read_file(tls_cert_), "this vireod's TLS certificate");
+      std::string key = TRY_CTX(read_file(tls_key_), "this vireod's TLS key");
+      tls = TRY(migration_tls(
+          name, *process,
+          {{"server-cert.pem", cert}, {"server-key.pem", key}, {"ca-cert.pem", peer.source_cert}},
+          true, ""));
+    }
     TRY(compute::start_incoming(process->qmp(), compute::tcp_uri(listen, "0"), tls));
     uri = TRY(compute::incoming_uri(process->qmp()));
   }
@@ -332,14 +355,26 @@ Result<Json> VmManager::migrate_to(const std::string& name, const Json& target_j
                   {"leases", TRY(guest_leases(networks_, nics))},
                   {"volumes", sizes}};
   // A target on another host listens for the stream and the disks where we reached it.
-  if (target_json.contains("remote")) request["listen"] = host_of(target_json["remote"]);
+  // It accepts the stream from this migration's own certificate only.
+  compute::TlsIdentity identity;
+  if (target_json.contains("remote")) {
+    request["listen"] = host_of(target_json["remote"]);
+    identity = TRY(compute::make_tls_identity("vireo-migration-" + name));
+    request["client_cert"] = identity.cert_pem;
+  }
   auto target = TRY_CTX(client::Client::connect(TRY(target_options(target_json))), "the target");
   const std::string path = "/1.0/vms/" + name;
   Json incoming = TRY(target_operation(*target, "POST", path + "/incoming", &request));
   auto stats = [&]() -> Result<compute::MigrationStats> {
-    if (incoming.value("tls", false))
-      options.tls = TRY(migration_tls(name, *process, target_json.value("ca", ""),
-                                      host_of(target_json["remote"])));
+    if (incoming.value("tls", false)) {
+      const std::string ca_file = target_json.value("ca", "");
+      std::string ca = TRY_CTX(read_file(ca_file), "the target's CA certificate");
+      options.tls = TRY(migration_tls(name, *process,
+                                      {{"ca-cert.pem", ca},
+                                       {"client-cert.pem", identity.cert_pem},
+                                       {"client-key.pem", identity.key_pem}},
+                                      false, host_of(target_json["remote"])));
+    }
     return copy_to(*process, incoming, disk_ids(volumes), options);
   }();
   if (!stats) {
@@ -391,21 +426,10 @@ Result<compute::MigrationStats> VmManager::copy_to(compute::VmProcess& process,
 }
 
 // The credentials' files go to a private directory, QEMU reads them once, the directory goes.
-// No ca_file: the destination's, from this vireod's certificate and key.
 Result<compute::MigrationTls> VmManager::migration_tls(const std::string& name,
                                                        compute::VmProcess& process,
-                                                       const std::string& ca_file,
+                                                       const TlsFiles& files, bool destination,
                                                        const std::string& hostname) {
-  const bool destination = ca_file.empty();
-  std::vector<std::pair<std::string, std::string>> files;
-  if (destination) {
-    std::string cert = TRY_CTX(read_file(tls_cert_), "this vireod's TLS certificate");
-    std::string key = TRY_CTX(read_file(tls_key_), "this vireod's TLS key");
-    // QEMU wants a CA file on both sides; the destination does not verify the source with it.
-    files = {{"server-cert.pem", cert}, {"server-key.pem", key}, {"ca-cert.pem", cert}};
-  } else {
-    files = {{"ca-cert.pem", TRY_CTX(read_file(ca_file), "the target's CA certificate")}};
-  }
   const auto dir = run_dir(name) / "migration-tls";
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
@@ -455,6 +479,8 @@ void VmManager::add_migration_routes(server::Router& router) {
                       return make_error(ErrorCode::kAlreadyExists,
                                         "a VM named '{}' exists here already", name);
                     Json body = TRY(req.json_body());
+                    // Who may send the stream is settled before anything starts.
+                    TRY(parse_source_cert(body, TRY(parse_listen(body))));
                     return start_op("receive", name,
                                     [this, name, body] { return receive_incoming(name, body); });
                   });

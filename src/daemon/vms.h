@@ -37,6 +37,13 @@ struct IncomingVolume {
   std::string format = "raw";
 };
 
+// Where an incoming migration's source reaches this vireod: "listen" empty for one on this host
+// (unix sockets), else the address it called and the certificate its QEMU presents.
+struct IncomingPeer {
+  std::string listen;
+  std::string source_cert;
+};
+
 // Checks and normalizes a VM spec (exposed for unit tests).
 [[nodiscard]] Result<Json> validate_vm(const Json& spec);
 
@@ -74,11 +81,12 @@ class VmManager {
   void add_migration_routes(server::Router& router);
   [[nodiscard]] Result<Json> migrate_to(const std::string& name, const Json& target,
                                         compute::MigrationOptions options);
-  // The TLS credentials object for a migration in QEMU (vm_migrate.cc): the destination's from
-  // this vireod's identity, the source's trusting ca_file.
+  // The TLS credentials object for a migration in QEMU (vm_migrate.cc) from PEM files by name
+  // (compute::add_tls_creds says which).
+  using TlsFiles = std::vector<std::pair<std::string, std::string>>;
   [[nodiscard]] Result<compute::MigrationTls> migration_tls(const std::string& name,
                                                             compute::VmProcess& process,
-                                                            const std::string& ca_file,
+                                                            const TlsFiles& files, bool destination,
                                                             const std::string& hostname);
   [[nodiscard]] Result<Json> receive_incoming(const std::string& name, const Json& body);
   [[nodiscard]] Result<Json> abort_incoming(const std::string& name);
@@ -86,7 +94,7 @@ class VmManager {
   [[nodiscard]] Result<Json> prepare_incoming(const std::string& name, const Json& spec,
                                               const std::vector<std::pair<size_t, Json>>& leases,
                                               const std::vector<IncomingVolume>& volumes,
-                                              const std::string& listen, Rollback& undo);
+                                              const IncomingPeer& peer, Rollback& undo);
   [[nodiscard]] Result<compute::MigrationStats> copy_to(compute::VmProcess& process,
                                                         const Json& incoming,
                                                         const std::vector<std::string>& disks,

@@ -6,7 +6,9 @@
 #include "compute/migration.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <filesystem>
@@ -14,11 +16,15 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
 
 #include "base/ids.h"
 #include "base/subprocess.h"
 #include "compute/console_log.h"
 #include "compute/qemu_command.h"
+#include "compute/tls_identity.h"
 #include "compute/vm_process.h"
 
 namespace vireo::compute {
@@ -149,6 +155,95 @@ TEST_F(MigrationTest, GuestMovesToTheDestinationAndKeepsRunning) {
   ASSERT_EQ(status(*dest->qmp), "running");
   ASSERT_TRUE(dest->console->write("echo moved-$((40+2))\n"));
   EXPECT_TRUE(dest->console->wait_for("moved-42", 30s)) << dest->console->recent();
+}
+
+// Writes PEM files into a new directory and makes QEMU's TLS credentials object "tls0" from them.
+void add_creds(QmpClient& qmp, const fs::path& dir,
+               const std::vector<std::pair<std::string, std::string>>& files, bool server) {
+  fs::create_directories(dir);
+  for (const auto& [name, pem] : files) std::ofstream(dir / name) << pem;
+  auto r = add_tls_creds(qmp, "tls0", dir.string(), server);
+  ASSERT_TRUE(r) << r.error().message();
+}
+
+// Connects to 127.0.0.1:port with TLS presenting identity; true when the peer ends the session
+// with an error (an alert) within 10 s rather than taking it.
+bool tls_client_is_refused(uint16_t port, const TlsIdentity& identity) {
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()),
+                                                        SSL_CTX_free);
+  std::unique_ptr<BIO, decltype(&BIO_free)> cert_bio(
+      BIO_new_mem_buf(identity.cert_pem.data(), int(identity.cert_pem.size())), BIO_free);
+  std::unique_ptr<BIO, decltype(&BIO_free)> key_bio(
+      BIO_new_mem_buf(identity.key_pem.data(), int(identity.key_pem.size())), BIO_free);
+  X509* cert = PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr);
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr);
+  if (!cert || !key || SSL_CTX_use_certificate(ctx.get(), cert) != 1 ||
+      SSL_CTX_use_PrivateKey(ctx.get(), key) != 1)
+    return false;
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);  // this test is about the server
+  Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  timeval tv{.tv_sec = 10, .tv_usec = 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in addr{.sin_family = AF_INET, .sin_port = htons(port), .sin_addr = {htonl(0x7f000001)}};
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return false;
+  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
+  SSL_set_fd(ssl.get(), fd.get());
+  // With TLS 1.3 the server judges the client's certificate after the client's side of the
+  // handshake is done: its verdict arrives as an alert on the first read.
+  char byte;
+  int rc = SSL_connect(ssl.get());
+  if (rc == 1) rc = SSL_read(ssl.get(), &byte, 1);
+  return rc <= 0 && SSL_get_error(ssl.get(), rc) == SSL_ERROR_SSL;
+}
+
+// Over TCP the destination presents its certificate and takes the stream only from the source
+// certificate it was given (both QEMUs verify the peer): a client with another certificate is
+// refused during the handshake; the source with the pinned one migrates the guest.
+TEST_F(MigrationTest, TlsDestinationTakesTheStreamFromItsSourceOnly) {
+  auto destination_id = make_tls_identity("localhost");
+  auto source_id = make_tls_identity("vireo-migration-mig");
+  auto stranger_id = make_tls_identity("vireo-migration-mig");
+  ASSERT_TRUE(destination_id && source_id && stranger_id);
+  const std::vector<std::pair<std::string, std::string>> server_files = {
+      {"server-cert.pem", destination_id->cert_pem},
+      {"server-key.pem", destination_id->key_pem},
+      {"ca-cert.pem", source_id->cert_pem}};
+  auto port_of = [](const std::string& uri) {
+    return uint16_t(std::stoi(uri.substr(uri.rfind(':') + 1)));
+  };
+  {
+    auto dest = start_destination();
+    ASSERT_TRUE(dest);
+    ASSERT_NO_FATAL_FAILURE(add_creds(*dest->qmp, root_ / "tls-refuse", server_files, true));
+    ASSERT_TRUE(start_incoming(*dest->qmp, "tcp:127.0.0.1:0", {"tls0", ""}));
+    auto uri = incoming_uri(*dest->qmp);
+    ASSERT_TRUE(uri) << uri.error().message();
+    EXPECT_TRUE(tls_client_is_refused(port_of(*uri), *stranger_id));
+  }
+  auto source = start_source();
+  ASSERT_TRUE(source);
+  auto dest = start_destination();
+  ASSERT_TRUE(dest);
+  ASSERT_NO_FATAL_FAILURE(add_creds(*dest->qmp, root_ / "tls-dest", server_files, true));
+  ASSERT_TRUE(start_incoming(*dest->qmp, "tcp:127.0.0.1:0", {"tls0", ""}));
+  auto uri = incoming_uri(*dest->qmp);
+  ASSERT_TRUE(uri) << uri.error().message();
+  ASSERT_NO_FATAL_FAILURE(add_creds(source->qmp(), root_ / "tls-src",
+                                    {{"ca-cert.pem", destination_id->cert_pem},
+                                     {"client-cert.pem", source_id->cert_pem},
+                                     {"client-key.pem", source_id->key_pem}},
+                                    false));
+  auto stats = migrate(source->qmp(), *uri, {.tls = {"tls0", "localhost"}});
+  ASSERT_TRUE(stats) << stats.error().message();
+  EXPECT_EQ(stats->status, "completed");
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (status(*dest->qmp) != "running" && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(status(*dest->qmp), "running");
+  ASSERT_TRUE(dest->console->write("echo pinned-$((40+2))\n"));
+  EXPECT_TRUE(dest->console->wait_for("pinned-42", 30s)) << dest->console->recent();
 }
 
 TEST_F(MigrationTest, FailedOrCancelledMigrationLeavesTheGuestOnTheSource) {

@@ -17,6 +17,7 @@
 #include "guest_shell.h"
 #include "netd_fixture.h"
 #include "pty_cli.h"
+#include "raw_http.h"
 #include "tls_fixture.h"
 
 namespace vireo::testing {
@@ -538,6 +539,15 @@ TEST(VmDaemonTest, MigrationOverTcpCopiesVolumeDisks) {
     args.insert(args.end(), to.begin(), to.end());
     return source.cli(args);
   };
+  // Over TCP the target takes the stream only from the certificate the source sent with its
+  // request: a request without one is refused before anything is made.
+  for (const std::string cert : {"", R"(, "client_cert": "not a certificate")"}) {
+    auto refused = raw_http(
+        target.socket(), http_request("POST", "/1.0/vms/v9/incoming",
+                                      R"({"definition": {}, "listen": "127.0.0.1")" + cert + "}"));
+    EXPECT_EQ(refused.status, 400) << refused.head;
+    EXPECT_NE(refused.body.dump().find("client_cert"), std::string::npos) << refused.body.dump();
+  }
   ASSERT_TRUE(start_on_new_volume(source, "v1", "default/md"));
   StopAtEnd stop_source{source, "v1"};
   {
