@@ -124,6 +124,16 @@ class MigrationTest : public ::testing::Test {
     return s ? s->value("status", "?") : "error: " + s.error().message();
   }
 
+  // The guest runs on the destination (QEMU says so within 30 s) and its shell answers there.
+  void expect_guest_runs_on(Destination& dest) {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (status(*dest.qmp) != "running" && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(20ms);
+    ASSERT_EQ(status(*dest.qmp), "running");
+    ASSERT_TRUE(dest.console->write("echo moved-$((40+2))\n"));
+    EXPECT_TRUE(dest.console->wait_for("moved-42", 30s)) << dest.console->recent();
+  }
+
   std::string uri() const { return "unix:" + (root_ / "migration.sock").string(); }
 
   fs::path root_;
@@ -148,22 +158,15 @@ TEST_F(MigrationTest, GuestMovesToTheDestinationAndKeepsRunning) {
       (unsigned long long)stats->dirty_sync_count);
   EXPECT_LT(stats->downtime_ms, 2000u) << "TCG on a shared 2-CPU host; the bench records it";
   EXPECT_EQ(status(source->qmp()), "postmigrate");
-  // The guest runs on the destination and its shell answers there.
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (status(*dest->qmp) != "running" && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(20ms);
-  ASSERT_EQ(status(*dest->qmp), "running");
-  ASSERT_TRUE(dest->console->write("echo moved-$((40+2))\n"));
-  EXPECT_TRUE(dest->console->wait_for("moved-42", 30s)) << dest->console->recent();
+  expect_guest_runs_on(*dest);
 }
 
 // Writes PEM files into a new directory and makes QEMU's TLS credentials object "tls0" from them.
-void add_creds(QmpClient& qmp, const fs::path& dir,
-               const std::vector<std::pair<std::string, std::string>>& files, bool server) {
+Result<void> add_creds(QmpClient& qmp, const fs::path& dir,
+                       const std::vector<std::pair<std::string, std::string>>& files, bool server) {
   fs::create_directories(dir);
   for (const auto& [name, pem] : files) std::ofstream(dir / name) << pem;
-  auto r = add_tls_creds(qmp, "tls0", dir.string(), server);
-  ASSERT_TRUE(r) << r.error().message();
+  return add_tls_creds(qmp, "tls0", dir.string(), server);
 }
 
 // Connects to 127.0.0.1:port with TLS presenting identity; true when the peer ends the session
@@ -213,12 +216,16 @@ TEST_F(MigrationTest, TlsDestinationTakesTheStreamFromItsSourceOnly) {
   auto port_of = [](const std::string& uri) {
     return uint16_t(std::stoi(uri.substr(uri.rfind(':') + 1)));
   };
+  // A destination listening on a TCP port with those credentials; its "tcp:" URI.
+  auto listen_tls = [&](Destination& dest, const fs::path& dir) -> Result<std::string> {
+    TRY(add_creds(*dest.qmp, dir, server_files, true));
+    TRY(start_incoming(*dest.qmp, "tcp:127.0.0.1:0", {"tls0", ""}));
+    return incoming_uri(*dest.qmp);
+  };
   {
     auto dest = start_destination();
     ASSERT_TRUE(dest);
-    ASSERT_NO_FATAL_FAILURE(add_creds(*dest->qmp, root_ / "tls-refuse", server_files, true));
-    ASSERT_TRUE(start_incoming(*dest->qmp, "tcp:127.0.0.1:0", {"tls0", ""}));
-    auto uri = incoming_uri(*dest->qmp);
+    auto uri = listen_tls(*dest, root_ / "tls-refuse");
     ASSERT_TRUE(uri) << uri.error().message();
     EXPECT_TRUE(tls_client_is_refused(port_of(*uri), *stranger_id));
   }
@@ -226,24 +233,18 @@ TEST_F(MigrationTest, TlsDestinationTakesTheStreamFromItsSourceOnly) {
   ASSERT_TRUE(source);
   auto dest = start_destination();
   ASSERT_TRUE(dest);
-  ASSERT_NO_FATAL_FAILURE(add_creds(*dest->qmp, root_ / "tls-dest", server_files, true));
-  ASSERT_TRUE(start_incoming(*dest->qmp, "tcp:127.0.0.1:0", {"tls0", ""}));
-  auto uri = incoming_uri(*dest->qmp);
+  auto uri = listen_tls(*dest, root_ / "tls-dest");
   ASSERT_TRUE(uri) << uri.error().message();
-  ASSERT_NO_FATAL_FAILURE(add_creds(source->qmp(), root_ / "tls-src",
-                                    {{"ca-cert.pem", destination_id->cert_pem},
-                                     {"client-cert.pem", source_id->cert_pem},
-                                     {"client-key.pem", source_id->key_pem}},
-                                    false));
+  auto creds = add_creds(source->qmp(), root_ / "tls-src",
+                         {{"ca-cert.pem", destination_id->cert_pem},
+                          {"client-cert.pem", source_id->cert_pem},
+                          {"client-key.pem", source_id->key_pem}},
+                         false);
+  ASSERT_TRUE(creds) << creds.error().message();
   auto stats = migrate(source->qmp(), *uri, {.tls = {"tls0", "localhost"}});
   ASSERT_TRUE(stats) << stats.error().message();
   EXPECT_EQ(stats->status, "completed");
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (status(*dest->qmp) != "running" && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(20ms);
-  ASSERT_EQ(status(*dest->qmp), "running");
-  ASSERT_TRUE(dest->console->write("echo pinned-$((40+2))\n"));
-  EXPECT_TRUE(dest->console->wait_for("pinned-42", 30s)) << dest->console->recent();
+  expect_guest_runs_on(*dest);
 }
 
 TEST_F(MigrationTest, FailedOrCancelledMigrationLeavesTheGuestOnTheSource) {
