@@ -36,6 +36,16 @@ void store_status(tpacket_block_desc* desc, uint32_t status) {
   std::atomic_ref<uint32_t>(desc->hdr.bh1.block_status).store(status, std::memory_order_release);
 }
 
+// V2 slots are packed kV2FramesPerBlock to a block (create rounds frame_count to whole blocks).
+uint32_t v2_block_count(const PacketRingConfig& ring) {
+  return ring.frame_count / PacketPort::kV2FramesPerBlock;
+}
+
+size_t ring_bytes(const PacketRingConfig& ring) {
+  return ring.version == RingVersion::kV3 ? size_t{ring.block_size} * ring.block_count
+                                          : size_t{PacketPort::kV2BlockSize} * v2_block_count(ring);
+}
+
 Result<Fd> open_socket(int ifindex, const PacketRingConfig& ring) {
   Fd sock(::socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!sock) return errno_error("socket(AF_PACKET)");
@@ -53,7 +63,7 @@ Result<Fd> open_socket(int ifindex, const PacketRingConfig& ring) {
     req.tp_retire_blk_tov = ring.retire_ms;
   } else {
     req.tp_block_size = PacketPort::kV2BlockSize;
-    req.tp_block_nr = ring.frame_count / PacketPort::kV2FramesPerBlock;
+    req.tp_block_nr = v2_block_count(ring);
     req.tp_frame_size = PacketPort::kV2FrameSize;
     req.tp_frame_nr = ring.frame_count;
   }
@@ -92,11 +102,8 @@ Result<std::unique_ptr<PacketPort>> PacketPort::create(const std::string& ifname
   int pending = 0;
   socklen_t pending_len = sizeof(pending);
   ::getsockopt(sock.get(), SOL_SOCKET, SO_ERROR, &pending, &pending_len);
-  size_t size = ring.version == RingVersion::kV3
-                    ? size_t{ring.block_size} * ring.block_count
-                    : size_t{kV2BlockSize} * (ring.frame_count / kV2FramesPerBlock);
-  void* map =
-      ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, sock.get(), 0);
+  void* map = ::mmap(nullptr, ring_bytes(ring), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                     sock.get(), 0);
   if (map == MAP_FAILED) return errno_error("mmap packet ring of " + ifname);
   return std::unique_ptr<PacketPort>(
       new PacketPort(std::move(sock), ifname, static_cast<uint8_t*>(map), ring));
@@ -109,13 +116,7 @@ PacketPort::PacketPort(Fd sock, std::string ifname, uint8_t* ring, const PacketR
 }
 
 PacketPort::~PacketPort() {
-  ::munmap(ring_, ring_size());
-}
-
-size_t PacketPort::ring_size() const {
-  return config_.version == RingVersion::kV3
-             ? size_t{config_.block_size} * config_.block_count
-             : size_t{kV2BlockSize} * (config_.frame_count / kV2FramesPerBlock);
+  ::munmap(ring_, ring_bytes(config_));
 }
 
 size_t PacketPort::receive(std::span<RxFrame> out) {

@@ -53,7 +53,6 @@ class PacketPort final : public Port {
  private:
   PacketPort(Fd sock, std::string ifname, uint8_t* ring, const PacketRingConfig& config);
   uint8_t* block(uint32_t index) const { return ring_ + size_t{index} * config_.block_size; }
-  size_t ring_size() const;
   uint8_t* v2_frame(uint32_t index) const {
     return ring_ + size_t{index / kV2FramesPerBlock} * kV2BlockSize +
            size_t{index % kV2FramesPerBlock} * kV2FrameSize;
