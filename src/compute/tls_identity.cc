@@ -27,11 +27,10 @@ Result<TlsIdentity> make_tls_identity(const std::string& common_name) {
   KeyPtr key(EVP_EC_gen("P-256"), EVP_PKEY_free);
   CertPtr cert(X509_new(), X509_free);
   if (!key || !cert)
-    return make_error(ErrorCode::kInternal, "make a migration certificate: {}",
-                      "key generation failed");
+    return make_error(ErrorCode::kInternal, "make a migration certificate: key generation failed");
   unsigned char serial[16];
   if (RAND_bytes(serial, sizeof serial) != 1)
-    return make_error(ErrorCode::kInternal, "make a migration certificate: {}", "no random");
+    return make_error(ErrorCode::kInternal, "make a migration certificate: no random");
   serial[0] &= 0x7f;  // a positive serial number
   std::unique_ptr<BIGNUM, decltype(&BN_free)> bn(BN_bin2bn(serial, sizeof serial, nullptr),
                                                  BN_free);
@@ -46,13 +45,11 @@ Result<TlsIdentity> make_tls_identity(const std::string& common_name) {
                                        -1, -1, 0) &&
             X509_set_issuer_name(x, name) && X509_set_pubkey(x, key.get()) &&
             X509_sign(x, key.get(), EVP_sha256()) > 0;
-  if (!ok)
-    return make_error(ErrorCode::kInternal, "make a migration certificate: {}", "signing failed");
+  if (!ok) return make_error(ErrorCode::kInternal, "make a migration certificate: signing failed");
   BioPtr cert_bio(BIO_new(BIO_s_mem()), BIO_free), key_bio(BIO_new(BIO_s_mem()), BIO_free);
   if (!cert_bio || !key_bio || !PEM_write_bio_X509(cert_bio.get(), x) ||
       !PEM_write_bio_PrivateKey(key_bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr))
-    return make_error(ErrorCode::kInternal, "make a migration certificate: {}",
-                      "PEM encoding failed");
+    return make_error(ErrorCode::kInternal, "make a migration certificate: PEM encoding failed");
   return TlsIdentity{bio_text(cert_bio.get()), bio_text(key_bio.get())};
 }
 

@@ -21,9 +21,11 @@
 // hosts, such as a VXLAN network, is the user's to provide), and the guest keeps its address;
 // QEMU's self-announcement after the switch tells the switches where the MAC went.
 //
-// Between hosts (a target reached as HOST:PORT) the RAM stream and the disk copy go over TLS:
-// the target's QEMU presents the target vireod's own certificate, the source's QEMU checks it
-// against the CA the source reached the target's API with (--to-ca) and the host name called.
+// Between hosts (a target reached as HOST:PORT) the RAM stream and the disk copy go over mutual
+// TLS: the target's QEMU presents the target vireod's own certificate, which the source's QEMU
+// checks against the CA the source reached the target's API with (--to-ca) and the host name
+// called; the source's QEMU presents a certificate made for this migration, sent with the
+// (authenticated) request, and the target's QEMU accepts that one only.
 #include <algorithm>
 
 #include "base/file.h"
@@ -214,7 +216,8 @@ Result<client::ConnectOptions> target_options(const Json& target) {
 // Target: the VM's definition stored, its volumes made (empty, the sizes and formats of the
 // source's), the guest's DHCP leases taken over, QEMU started waiting for the stream; with
 // volumes, QEMU also serves them over NBD for the source's mirrors. Anything failing undoes all.
-Result<Json> VmManager::receive_incoming(const std::string& name, const Json& body) {
+Result<Json> VmManager::receive_incoming(const std::string& name, const Json& body,
+                                         const IncomingPeer& peer) {
   std::lock_guard serial(action_mutex_);
   if (!body.is_object() || !body.contains("definition"))
     return make_error(ErrorCode::kInvalidArgument, "body must be {\"definition\": VM}");
@@ -222,8 +225,6 @@ Result<Json> VmManager::receive_incoming(const std::string& name, const Json& bo
   const Json nics = spec["nics"];
   auto leases = TRY(parse_leases(body, nics.size()));
   auto volumes = TRY(parse_volumes(body, spec));
-  const std::string listen = TRY(parse_listen(body));
-  const std::string source_cert = TRY(parse_source_cert(body, listen));
   for (const auto& nic : nics) {
     if (!networks_) return make_error(ErrorCode::kUnavailable, "networks are not available here");
     TRY_CTX(networks_->require(nic["network"]), "the VM's NIC needs network {} here",
@@ -232,8 +233,8 @@ Result<Json> VmManager::receive_incoming(const std::string& name, const Json& bo
   TRY(store_.insert_object(kCollection, name, spec, "ready"));
   Rollback undo;
   undo.add([this, name] { (void)store_.delete_object(kCollection, name); });
-  Json result = TRY_CTX(prepare_incoming(name, spec, leases, volumes, {listen, source_cert}, undo),
-                        "receive VM {}", name);
+  Json result =
+      TRY_CTX(prepare_incoming(name, spec, leases, volumes, peer, undo), "receive VM {}", name);
   undo.commit();
   lifecycle(name, "incoming");
   return result;
@@ -471,19 +472,22 @@ void VmManager::add_migration_routes(server::Router& router) {
               return migrate_to(name, target, options);
             }));
       });
-  router.add_sync(server::Method::kPost, "/1.0/vms/{name}/incoming",
-                  [this, start_op](server::Request& req) -> Result<server::Response> {
-                    const std::string name = req.params["name"];
-                    TRY(validate_name(name, "VM"));
-                    if (store_.get_object(kCollection, name))
-                      return make_error(ErrorCode::kAlreadyExists,
-                                        "a VM named '{}' exists here already", name);
-                    Json body = TRY(req.json_body());
-                    // Who may send the stream is settled before anything starts.
-                    TRY(parse_source_cert(body, TRY(parse_listen(body))));
-                    return start_op("receive", name,
-                                    [this, name, body] { return receive_incoming(name, body); });
-                  });
+  router.add_sync(
+      server::Method::kPost, "/1.0/vms/{name}/incoming",
+      [this, start_op](server::Request& req) -> Result<server::Response> {
+        const std::string name = req.params["name"];
+        TRY(validate_name(name, "VM"));
+        if (store_.get_object(kCollection, name))
+          return make_error(ErrorCode::kAlreadyExists, "a VM named '{}' exists here already", name);
+        Json body = TRY(req.json_body());
+        // Where the stream comes from, and who may send it, is settled before
+        // anything starts.
+        IncomingPeer peer;
+        peer.listen = TRY(parse_listen(body));
+        peer.source_cert = TRY(parse_source_cert(body, peer.listen));
+        return start_op("receive", name,
+                        [this, name, body, peer] { return receive_incoming(name, body, peer); });
+      });
   // The target's last steps, on a VM it is receiving.
   using Step = Result<Json> (VmManager::*)(const std::string&);
   auto on_incoming = [this, &router, start_op](server::Method method, const std::string& path,

@@ -88,7 +88,8 @@ class VmManager {
                                                             compute::VmProcess& process,
                                                             const TlsFiles& files, bool destination,
                                                             const std::string& hostname);
-  [[nodiscard]] Result<Json> receive_incoming(const std::string& name, const Json& body);
+  [[nodiscard]] Result<Json> receive_incoming(const std::string& name, const Json& body,
+                                              const IncomingPeer& peer);
   [[nodiscard]] Result<Json> abort_incoming(const std::string& name);
   [[nodiscard]] Result<Json> complete_incoming(const std::string& name);
   [[nodiscard]] Result<Json> prepare_incoming(const std::string& name, const Json& spec,

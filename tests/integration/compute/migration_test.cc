@@ -16,7 +16,6 @@
 #include <thread>
 
 #include <gtest/gtest.h>
-#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 
@@ -178,13 +177,13 @@ bool tls_client_is_refused(uint16_t port, const TlsIdentity& identity) {
       BIO_new_mem_buf(identity.cert_pem.data(), int(identity.cert_pem.size())), BIO_free);
   std::unique_ptr<BIO, decltype(&BIO_free)> key_bio(
       BIO_new_mem_buf(identity.key_pem.data(), int(identity.key_pem.size())), BIO_free);
-  X509* cert = PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr);
-  EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr);
-  if (!cert || !key || SSL_CTX_use_certificate(ctx.get(), cert) != 1 ||
-      SSL_CTX_use_PrivateKey(ctx.get(), key) != 1)
+  std::unique_ptr<X509, decltype(&X509_free)> cert(
+      PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr), X509_free);
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr), EVP_PKEY_free);
+  if (!cert || !key || SSL_CTX_use_certificate(ctx.get(), cert.get()) != 1 ||
+      SSL_CTX_use_PrivateKey(ctx.get(), key.get()) != 1)
     return false;
-  X509_free(cert);
-  EVP_PKEY_free(key);
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);  // this test is about the server
   Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   timeval tv{.tv_sec = 10, .tv_usec = 0};
